@@ -1,0 +1,1 @@
+"""zfsaga.steps"""

@@ -1,0 +1,139 @@
+"""ZFS errors typed by meaning, and the one place where errno and stderr are translated to them.
+
+Every ZFS backend (pyzfs, the zfs CLI, the in-memory model) raises only these classes, so a step
+asks "is this transient?" or "does it already exist?" and never parses a message itself.
+"""
+from __future__ import annotations
+
+import errno as _errno
+
+
+class ZfsError(Exception):
+    """A ZFS call failed. `transient` says whether the same call may succeed if retried."""
+
+    transient = False
+
+    def __init__(self, name: str, detail: str = "") -> None:
+        self.name = name
+        self.detail = detail
+        super().__init__(f"{name}: {detail}" if detail else name)
+
+
+class NotFound(ZfsError):
+    """The dataset, snapshot, parent or hold does not exist."""
+
+
+class AlreadyExists(ZfsError):
+    """The target name (dataset, snapshot or hold) is taken."""
+
+
+class Busy(ZfsError):
+    """The dataset is in use (open zvol, txg in flight). Worth a bounded retry."""
+
+    transient = True
+
+
+class HasDependents(ZfsError):
+    """Destroy refused: a dataset has snapshots or children, or a snapshot has clones."""
+
+
+class SnapshotHeld(ZfsError):
+    """Destroy refused: the snapshot carries user holds."""
+
+
+class NotAClone(ZfsError):
+    """Promote of a dataset that has no origin."""
+
+
+class InvalidName(ZfsError):
+    """A name ZFS would refuse or misparse, or one outside the SR: refused before any call."""
+
+
+class InvalidValue(ZfsError):
+    """A property value ZFS refuses (volsize not a multiple of volblocksize, bad number)."""
+
+
+class NoSpace(ZfsError):
+    """The pool is out of space or the quota is exceeded."""
+
+
+class ZfsUnavailable(ZfsError):
+    """No /dev/zfs, or the pool is suspended or read-only."""
+
+
+class ZfsFailure(ZfsError):
+    """Any other failure: permanent, with the original message kept for the operator."""
+
+
+_ERRNO_CLASSES: dict[int, type[ZfsError]] = {
+    _errno.ENOENT: NotFound,
+    _errno.EEXIST: AlreadyExists,
+    _errno.EBUSY: Busy,
+    _errno.ENOSPC: NoSpace,
+    _errno.EDQUOT: NoSpace,
+    _errno.EROFS: ZfsUnavailable,
+    _errno.EAGAIN: Busy,
+    _errno.ENAMETOOLONG: InvalidName,
+}
+
+
+def from_lzc(exc: BaseException, name: str) -> ZfsError:
+    """Translate a libzfs_core exception (or a MultipleOperationsFailure) to a typed error."""
+    from libzfs_core import exceptions as lzc  # only the real backend has pyzfs
+
+    inner = exc
+    if isinstance(exc, lzc.MultipleOperationsFailure) and exc.errors:
+        inner = exc.errors[0]
+    detail = f"{type(inner).__name__}: {inner}"
+    if isinstance(inner, lzc.SnapshotIsCloned):
+        return HasDependents(name, detail)
+    if isinstance(inner, lzc.SnapshotIsHeld):
+        return SnapshotHeld(name, detail)
+    if isinstance(inner, lzc.NotClone):
+        return NotAClone(name, detail)
+    if isinstance(inner, lzc.HoldNotFound):
+        return NotFound(name, detail)
+    if isinstance(inner, (lzc.NameInvalid, lzc.NameTooLong, lzc.PoolsDiffer, lzc.WrongParent)):
+        return InvalidName(name, detail)
+    if isinstance(inner, (lzc.PropertyInvalid, lzc.PropertyNotSupported, lzc.DatasetTypeInvalid)):
+        return InvalidValue(name, detail)
+    if isinstance(inner, (lzc.ZFSInitializationFailed, lzc.SuspendedPool, lzc.ReadOnlyPool)):
+        return ZfsUnavailable(name, detail)
+    cls = _ERRNO_CLASSES.get(getattr(inner, "errno", None) or -1)
+    if cls is None and isinstance(inner, OSError) and inner.errno in _ERRNO_CLASSES:
+        cls = _ERRNO_CLASSES[inner.errno]
+    return (cls or ZfsFailure)(name, detail)
+
+
+# The zfs CLI has exit status 1 for nearly everything; its stderr is the only signal. These are
+# the messages of OpenZFS's libzfs (zfs_error_aux / zfs_standard_error), most specific first.
+_CLI_MESSAGES: tuple[tuple[str, type[ZfsError]], ...] = (
+    ("dataset does not exist", NotFound),
+    ("no such pool", NotFound),
+    ("could not find any snapshots", NotFound),
+    ("no such tag", NotFound),
+    ("dataset already exists", AlreadyExists),
+    ("snapshot has dependent clones", HasDependents),
+    ("has children", HasDependents),
+    ("tag already exists", AlreadyExists),
+    ("is busy", Busy),
+    ("volume size must be a multiple", InvalidValue),
+    ("bad numeric value", InvalidValue),
+    ("invalid property", InvalidValue),
+    ("bad property", InvalidValue),
+    ("invalid character", InvalidName),
+    ("name is too long", InvalidName),
+    ("out of space", NoSpace),
+    ("read-only", ZfsUnavailable),
+    ("/dev/zfs", ZfsUnavailable),
+    ("pool I/O is currently suspended", ZfsUnavailable),
+)
+
+
+def from_cli(name: str, stderr: str) -> ZfsError:
+    """Translate a failed zfs CLI call, by its stderr, to a typed error."""
+    text = stderr.strip()
+    for needle, cls in _CLI_MESSAGES:
+        if needle in text:
+            return cls(name, text)
+    return ZfsFailure(name, text)

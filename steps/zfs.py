@@ -1,0 +1,270 @@
+"""The one interface to ZFS that every step uses, with two backends: real (pyzfs + zfs CLI) and
+the in-memory model. Names are validated here, once, before any backend sees them, and every
+call passes through `ZfsHooks` so fault injection and call counting sit at one boundary.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, Iterable, TypeVar
+
+from zfsaga.steps import names
+from zfsaga.steps.errors import InvalidValue
+
+T = TypeVar("T")
+
+#: Native properties the layer reads. Space accounting (used, referenced) is readable on the real
+#: backend too, but the model does not simulate it.
+NATIVE_PROPS = ("type", "guid", "createtxg", "origin", "volsize", "volblocksize",
+                "refreservation", "defer_destroy", "userrefs", "snapdev")
+#: Native properties the layer may set (user properties, "module:name", are always allowed).
+SETTABLE_NATIVE = ("volsize", "snapdev")
+DEFAULT_VOLBLOCKSIZE = 8192  # OpenZFS 2.1; 2.2 moved to 16K
+MAX_VOLSIZE = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Prop:
+    """One property of one dataset: its value as `zfs get -Hp` prints it (None when unset or not
+    applicable), and its source: local, default, inherited, none (read-only or not applicable)."""
+
+    value: str | None
+    source: str
+
+    @property
+    def local(self) -> str | None:
+        """The value only if it was set on this object itself (never an inherited tag)."""
+        return self.value if self.source == "local" else None
+
+
+def is_user_prop(prop: str) -> bool:
+    """User properties are 'module:name' in lowercase ZFS syntax."""
+    return ":" in prop and names._COMPONENT.fullmatch(prop) is not None and prop == prop.lower()
+
+
+def check_props(props: dict[str, str] | None, *, native_ok: bool = False) -> dict[str, str]:
+    """Validate a property dict before it reaches ZFS."""
+    out: dict[str, str] = {}
+    for key, value in (props or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidValue(repr(key), "property names and values are strings")
+        if not (is_user_prop(key) or (native_ok and key in SETTABLE_NATIVE)):
+            raise InvalidValue(key, "not a user property (module:name) the layer may set")
+        if len(key) > 255 or len(value) > 1024 or "\n" in value or "\t" in value:
+            raise InvalidValue(key, "property name or value too long or has a tab/newline")
+        out[key] = value
+    return out
+
+
+def check_size(size: int, blocksize: int = 1) -> int:
+    """Sizes are positive ints, within ZFS's range, and multiples of the block size."""
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size > MAX_VOLSIZE:
+        raise InvalidValue(str(size), "size must be a positive integer number of bytes")
+    if size % blocksize:
+        raise InvalidValue(str(size), f"volume size must be a multiple of volblocksize {blocksize}")
+    return size
+
+
+class ZfsHooks:
+    """Called around every ZFS call: the place for fault injection and call counting.
+    The default does nothing but count."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.mutations = 0
+
+    def before(self, op: str, name: str, mutating: bool) -> None:
+        self.calls += 1
+        self.mutations += mutating
+
+    def after(self, op: str, name: str, mutating: bool) -> None:
+        pass
+
+    def failed(self, op: str, name: str, mutating: bool, error: Exception) -> None:
+        pass
+
+
+class Zfs(ABC):
+    """Every ZFS action and query the plugin needs. Public methods validate and go through the
+    hooks; backends implement the underscored methods."""
+
+    def __init__(self, hooks: ZfsHooks | None = None) -> None:
+        self.hooks = hooks or ZfsHooks()
+
+    def _call(self, op: str, name: str, mutating: bool, fn: Callable[[], T]) -> T:
+        self.hooks.before(op, name, mutating)
+        try:
+            result = fn()
+        except Exception as exc:
+            self.hooks.failed(op, name, mutating, exc)
+            raise
+        self.hooks.after(op, name, mutating)
+        return result
+
+    # -- mutations ---------------------------------------------------------------------------
+    def create_zvol(self, name: str, size: int, *, sparse: bool = True,
+                    volblocksize: int | None = None, props: dict[str, str] | None = None) -> None:
+        """Create a zvol; user properties are set atomically with it (an ownership tag)."""
+        names.check_dataset(name)
+        bs = volblocksize or DEFAULT_VOLBLOCKSIZE
+        if bs < 512 or bs > 131072 or bs & (bs - 1):
+            raise InvalidValue(str(bs), "volblocksize must be a power of two, 512 to 128K")
+        check_size(size, bs)
+        p = check_props(props)
+        self._call("create_zvol", name, True,
+                   lambda: self._create_zvol(name, size, sparse, volblocksize, p))
+
+    def create_filesystem(self, name: str, props: dict[str, str] | None = None) -> None:
+        """Create a filesystem dataset (an SR's root or its hidden namespace)."""
+        names.check_dataset(name)
+        p = check_props(props)
+        self._call("create_filesystem", name, True, lambda: self._create_filesystem(name, p))
+
+    def snapshot(self, snaps: Iterable[str], props: dict[str, str] | None = None) -> None:
+        """Take one or more snapshots atomically, all carrying the same user properties."""
+        snaps = [names.check_snapshot(s) for s in snaps]
+        if not snaps:
+            raise InvalidValue("snapshot", "no snapshot named")
+        p = check_props(props)
+        self._call("snapshot", snaps[0], True, lambda: self._snapshot(snaps, p))
+
+    def clone(self, snapshot: str, target: str, props: dict[str, str] | None = None) -> None:
+        """Clone a snapshot into a new dataset, tagged atomically."""
+        names.check_snapshot(snapshot)
+        names.check_dataset(target)
+        p = check_props(props)
+        self._call("clone", target, True, lambda: self._clone(snapshot, target, p))
+
+    def promote(self, name: str) -> None:
+        """Promote a clone: it takes over its origin's older snapshots."""
+        names.check_dataset(name)
+        self._call("promote", name, True, lambda: self._promote(name))
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename a dataset (its snapshots follow; clones' origins follow)."""
+        names.check_dataset(old)
+        names.check_dataset(new)
+        if new.startswith(old + "/"):
+            from zfsaga.steps.errors import InvalidName
+            raise InvalidName(new, "cannot rename a dataset below itself")
+        self._call("rename", old, True, lambda: self._rename(old, new))
+
+    def destroy(self, name: str) -> None:
+        """Destroy a dataset that has no snapshots and no children (HasDependents otherwise)."""
+        names.check_dataset(name)
+        self._call("destroy", name, True, lambda: self._destroy(name))
+
+    def destroy_snapshots(self, snaps: Iterable[str], *, defer: bool = False) -> None:
+        """Destroy snapshots atomically; missing ones are ignored. With `defer`, cloned or held
+        snapshots are marked and go when their last clone or hold goes."""
+        snaps = [names.check_snapshot(s) for s in snaps]
+        if snaps:
+            self._call("destroy_snapshots", snaps[0], True,
+                       lambda: self._destroy_snapshots(snaps, defer))
+
+    def set_props(self, name: str, props: dict[str, str]) -> None:
+        """Set user properties (and volsize/snapdev) on a dataset or snapshot."""
+        names.check_any(name)
+        p = check_props(props, native_ok=True)
+        if "volsize" in p:
+            if not p["volsize"].isdigit():
+                raise InvalidValue(p["volsize"], "volsize must be a number of bytes")
+            check_size(int(p["volsize"]))
+        self._call("set_props", name, True, lambda: self._set_props(name, p))
+
+    def set_volsize(self, name: str, size: int) -> None:
+        """Resize a zvol. ZFS allows shrinking; refusing a shrink is the caller's policy."""
+        check_size(size)
+        self.set_props(name, {"volsize": str(size)})
+
+    def inherit(self, name: str, prop: str) -> None:
+        """Remove a local user property (or reset snapdev) so the inherited value shows."""
+        names.check_any(name)
+        check_props({prop: ""}, native_ok=True)
+        if prop == "volsize":
+            raise InvalidValue(prop, "volsize cannot be inherited")
+        self._call("inherit", name, True, lambda: self._inherit(name, prop))
+
+    def hold(self, snapshot: str, tag: str) -> None:
+        """Put a user hold on a snapshot: it cannot be destroyed until released."""
+        names.check_snapshot(snapshot)
+        names.check_component(tag, "hold tag")
+        self._call("hold", snapshot, True, lambda: self._hold(snapshot, tag))
+
+    def release(self, snapshot: str, tag: str) -> None:
+        """Release a user hold (a deferred-destroy snapshot then goes if nothing else holds it)."""
+        names.check_snapshot(snapshot)
+        names.check_component(tag, "hold tag")
+        self._call("release", snapshot, True, lambda: self._release(snapshot, tag))
+
+    # -- queries -----------------------------------------------------------------------------
+    def exists(self, name: str) -> bool:
+        """Whether a dataset or snapshot exists."""
+        names.check_any(name)
+        return self._call("exists", name, False, lambda: self._exists(name))
+
+    def get_props(self, name: str, props: Iterable[str]) -> dict[str, Prop]:
+        """Chosen properties of one dataset or snapshot, with their sources."""
+        names.check_any(name)
+        wanted = _check_readable(props)
+        return self._call("get_props", name, False, lambda: self._get_props(name, wanted))
+
+    def list_tree(self, root: str, props: Iterable[str]) -> dict[str, dict[str, Prop]]:
+        """Every dataset and snapshot at or below `root`, with chosen properties, in one call."""
+        names.check_dataset(root)
+        wanted = _check_readable(props)
+        return self._call("list_tree", root, False, lambda: self._list_tree(root, wanted))
+
+    def holds(self, snapshot: str) -> set[str]:
+        """The user hold tags on a snapshot."""
+        names.check_snapshot(snapshot)
+        return self._call("holds", snapshot, False, lambda: self._holds(snapshot))
+
+    @abstractmethod
+    def version(self) -> str:
+        """A human-readable backend and ZFS version."""
+
+    # -- backend primitives ------------------------------------------------------------------
+    @abstractmethod
+    def _create_zvol(self, name: str, size: int, sparse: bool, volblocksize: int | None,
+                     props: dict[str, str]) -> None: ...
+    @abstractmethod
+    def _create_filesystem(self, name: str, props: dict[str, str]) -> None: ...
+    @abstractmethod
+    def _snapshot(self, snaps: list[str], props: dict[str, str]) -> None: ...
+    @abstractmethod
+    def _clone(self, snapshot: str, target: str, props: dict[str, str]) -> None: ...
+    @abstractmethod
+    def _promote(self, name: str) -> None: ...
+    @abstractmethod
+    def _rename(self, old: str, new: str) -> None: ...
+    @abstractmethod
+    def _destroy(self, name: str) -> None: ...
+    @abstractmethod
+    def _destroy_snapshots(self, snaps: list[str], defer: bool) -> None: ...
+    @abstractmethod
+    def _set_props(self, name: str, props: dict[str, str]) -> None: ...
+    @abstractmethod
+    def _inherit(self, name: str, prop: str) -> None: ...
+    @abstractmethod
+    def _hold(self, snapshot: str, tag: str) -> None: ...
+    @abstractmethod
+    def _release(self, snapshot: str, tag: str) -> None: ...
+    @abstractmethod
+    def _exists(self, name: str) -> bool: ...
+    @abstractmethod
+    def _get_props(self, name: str, props: list[str]) -> dict[str, Prop]: ...
+    @abstractmethod
+    def _list_tree(self, root: str, props: list[str]) -> dict[str, dict[str, Prop]]: ...
+    @abstractmethod
+    def _holds(self, snapshot: str) -> set[str]: ...
+
+
+def _check_readable(props: Iterable[str]) -> list[str]:
+    wanted = list(props)
+    for p in wanted:
+        if p not in NATIVE_PROPS and not is_user_prop(p):
+            raise InvalidValue(p, "not a property the layer reads")
+    if not wanted:
+        raise InvalidValue("props", "no property asked for")
+    return wanted

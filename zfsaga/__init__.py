@@ -1,0 +1,1 @@
+"""zfsaga: a ZFS storage plugin for XAPI whose mutations run as journaled sagas."""
