@@ -24,7 +24,9 @@ if [ "$stage" = outer ]; then
   mount --rbind /sys $R/sys
   mount --rbind /dev $R/dev
   mount -t tmpfs tmpfs $R/run
-  mount -t tmpfs tmpfs $R/tmp
+  # /tmp is the outer one, so a path under it means the same file to the chroot and to the
+  # kernel's own threads (which resolve file vdevs against the outer root).
+  mount --bind /tmp $R/tmp
   mkdir -p $R/run/out
   mount --bind /run/out $R/run/out
   chroot $R /bin/sh "$0" inner

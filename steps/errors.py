@@ -117,6 +117,7 @@ _CLI_MESSAGES: tuple[tuple[str, type[ZfsError]], ...] = (
     ("has children", HasDependents),
     ("tag already exists", AlreadyExists),
     ("is busy", Busy),
+    ("must be a multiple of volume block size", InvalidValue),
     ("volume size must be a multiple", InvalidValue),
     ("bad numeric value", InvalidValue),
     ("invalid property", InvalidValue),

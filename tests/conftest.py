@@ -1,0 +1,45 @@
+"""Shared fixtures: the `zfs` fixture runs a test on the in-memory model and, marked realzfs,
+on real ZFS (in the guest, or on a host with /dev/zfs), each test under a fresh root dataset."""
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from zfsaga.steps.model_zfs import ModelZfs
+
+POOL = os.environ.get("ZFSAGA_TEST_POOL", "zfsagatest")
+
+
+def real_zfs():
+    """A RealZfs, or a clear error: a real-ZFS test never skips silently."""
+    from zfsaga.steps.real_zfs import RealZfs
+
+    if not os.path.exists("/dev/zfs"):
+        pytest.fail("realzfs tests need /dev/zfs: run them through the guest "
+                    "(make test, or python -m zfsaga.guest -- pytest -m realzfs)")
+    return RealZfs()
+
+
+def destroy_tree(root: str) -> None:
+    """Test clean-up only: remove a test's whole root, whatever is left in it."""
+    subprocess.run(["zfs", "destroy", "-r", "-R", "-f", root], capture_output=True, check=False)
+
+
+@pytest.fixture(params=["model", pytest.param("real", marks=pytest.mark.realzfs)])
+def zfs(request):
+    """(backend, root): a ZFS backend and an empty filesystem to work under."""
+    root = f"{POOL}/t{uuid.uuid4().hex[:10]}"
+    if request.param == "model":
+        backend = ModelZfs(pools=(POOL,))
+        backend.create_filesystem(root)
+        yield backend, root
+        return
+    backend = real_zfs()
+    backend.create_filesystem(root)
+    try:
+        yield backend, root
+    finally:
+        destroy_tree(root)

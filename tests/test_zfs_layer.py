@@ -1,0 +1,190 @@
+"""The ZFS layer's contract, run on the model and on real ZFS: the behaviours of
+docs/zfs-semantics.md part A that the plugin relies on."""
+import pytest
+
+from zfsaga.steps.errors import (AlreadyExists, HasDependents, InvalidName, InvalidValue,
+                                 NotAClone, NotFound, SnapshotHeld, ZfsError)
+
+MiB = 1 << 20
+TAG = "org.zfsaga:saga"
+
+
+def test_create_zvol_sets_tag_atomically_and_reads_back(zfs):
+    z, root = zfs
+    z.create_zvol(f"{root}/a", 4 * MiB, props={TAG: "s1/create"})
+    z.create_zvol(f"{root}/b", 4 * MiB, sparse=False, volblocksize=16384)
+    a = z.get_props(f"{root}/a", ["type", "volsize", TAG, "refreservation", "guid", "createtxg"])
+    assert a["type"].value == "volume"
+    assert a["volsize"].value == str(4 * MiB)
+    assert a[TAG] == a[TAG].__class__("s1/create", "local")
+    assert a["refreservation"].value == "0"
+    b = z.get_props(f"{root}/b", ["volblocksize", "refreservation", TAG])
+    assert b["volblocksize"].value == "16384"
+    assert int(b["refreservation"].value) >= 4 * MiB
+    assert b[TAG].value is None and b[TAG].local is None
+    assert z.exists(f"{root}/a") and not z.exists(f"{root}/zz")
+
+
+def test_create_refuses_existing_missing_parent_and_bad_size(zfs):
+    z, root = zfs
+    z.create_zvol(f"{root}/a", MiB)
+    with pytest.raises(AlreadyExists):
+        z.create_zvol(f"{root}/a", MiB)
+    with pytest.raises(NotFound):
+        z.create_zvol(f"{root}/nope/a", MiB)
+    with pytest.raises(InvalidValue):
+        z.create_zvol(f"{root}/odd", MiB + 1)
+    with pytest.raises(InvalidValue):
+        z.create_zvol(f"{root}/huge", 2**64)
+    assert not z.exists(f"{root}/odd")
+
+
+def test_snapshots_inherit_user_props_with_source_inherited(zfs):
+    z, root = zfs
+    z.create_zvol(f"{root}/a", MiB, props={"org.zfsaga:name": "disk1"})
+    z.snapshot([f"{root}/a@s1"], props={TAG: "s2/snap"})
+    p = z.get_props(f"{root}/a@s1", ["org.zfsaga:name", TAG, "type", "volsize"])
+    assert p["org.zfsaga:name"].value == "disk1" and p["org.zfsaga:name"].source == "inherited"
+    assert p["org.zfsaga:name"].local is None
+    assert p[TAG].local == "s2/snap"
+    assert p["type"].value == "snapshot" and p["volsize"].value == str(MiB)
+
+
+def test_destroy_refuses_dependents_and_defers_cloned_snapshot(zfs):
+    z, root = zfs
+    z.create_zvol(f"{root}/a", MiB)
+    z.snapshot([f"{root}/a@s1"])
+    with pytest.raises(HasDependents):
+        z.destroy(f"{root}/a")
+    z.clone(f"{root}/a@s1", f"{root}/c")
+    with pytest.raises(HasDependents):
+        z.destroy_snapshots([f"{root}/a@s1"])
+    assert z.exists(f"{root}/a@s1")
+    z.destroy_snapshots([f"{root}/a@s1"], defer=True)
+    assert z.get_props(f"{root}/a@s1", ["defer_destroy"])["defer_destroy"].value == "on"
+    z.destroy(f"{root}/c")
+    assert not z.exists(f"{root}/a@s1")
+    z.destroy(f"{root}/a")
+    assert not z.exists(f"{root}/a")
+    # missing snapshots are ignored, as libzfs_core does
+    z.destroy_snapshots([f"{root}/gone@x"])
+    with pytest.raises(NotFound):
+        z.destroy(f"{root}/a")
+
+
+def test_promote_moves_older_snapshots_and_swaps_origin(zfs):
+    z, root = zfs
+    z.create_zvol(f"{root}/a", MiB)
+    z.snapshot([f"{root}/a@s1"])
+    z.clone(f"{root}/a@s1", f"{root}/b")
+    z.snapshot([f"{root}/a@s2"])
+    guid_s1 = z.get_props(f"{root}/a@s1", ["guid"])["guid"].value
+    z.promote(f"{root}/b")
+    assert z.exists(f"{root}/b@s1") and not z.exists(f"{root}/a@s1")
+    assert z.exists(f"{root}/a@s2")
+    assert z.get_props(f"{root}/b@s1", ["guid"])["guid"].value == guid_s1
+    assert z.get_props(f"{root}/a", ["origin"])["origin"].value == f"{root}/b@s1"
+    assert z.get_props(f"{root}/b", ["origin"])["origin"].value is None
+    with pytest.raises(NotAClone):
+        z.promote(f"{root}/b")
+    # promote back restores the original shape
+    z.promote(f"{root}/a")
+    assert z.exists(f"{root}/a@s1")
+    assert z.get_props(f"{root}/b", ["origin"])["origin"].value == f"{root}/a@s1"
+
+
+def test_promote_refuses_snapshot_name_collision(zfs):
+    z, root = zfs
+    z.create_zvol(f"{root}/a", MiB)
+    z.snapshot([f"{root}/a@s1"])
+    z.clone(f"{root}/a@s1", f"{root}/b")
+    z.snapshot([f"{root}/b@s1"])
+    with pytest.raises(AlreadyExists):
+        z.promote(f"{root}/b")
+
+
+def test_rename_carries_snapshots_and_clone_origins(zfs):
+    z, root = zfs
+    z.create_filesystem(f"{root}/hidden")
+    z.create_zvol(f"{root}/a", MiB)
+    z.snapshot([f"{root}/a@s1"])
+    z.clone(f"{root}/a@s1", f"{root}/c")
+    guid = z.get_props(f"{root}/a", ["guid"])["guid"].value
+    z.rename(f"{root}/a", f"{root}/hidden/a")
+    assert z.get_props(f"{root}/hidden/a", ["guid"])["guid"].value == guid
+    assert z.exists(f"{root}/hidden/a@s1")
+    assert z.get_props(f"{root}/c", ["origin"])["origin"].value == f"{root}/hidden/a@s1"
+    with pytest.raises(NotFound):
+        z.rename(f"{root}/a", f"{root}/x")
+    z.create_zvol(f"{root}/d", MiB)
+    with pytest.raises(AlreadyExists):
+        z.rename(f"{root}/d", f"{root}/c")
+    with pytest.raises(NotFound):
+        z.rename(f"{root}/d", f"{root}/nope/d")
+
+
+def test_props_set_inherit_and_volsize(zfs):
+    z, root = zfs
+    z.create_filesystem(f"{root}/fs", props={"org.zfsaga:sr": "yes"})
+    z.create_zvol(f"{root}/fs/v", 8 * MiB)
+    p = z.get_props(f"{root}/fs/v", ["org.zfsaga:sr"])["org.zfsaga:sr"]
+    assert (p.value, p.source) == ("yes", "inherited")
+    z.set_props(f"{root}/fs/v", {"org.zfsaga:sr": "own", "org.zfsaga:name": "n"})
+    assert z.get_props(f"{root}/fs/v", ["org.zfsaga:sr"])["org.zfsaga:sr"].local == "own"
+    z.inherit(f"{root}/fs/v", "org.zfsaga:sr")
+    assert z.get_props(f"{root}/fs/v", ["org.zfsaga:sr"])["org.zfsaga:sr"].source == "inherited"
+    z.set_volsize(f"{root}/fs/v", 16 * MiB)
+    assert z.get_props(f"{root}/fs/v", ["volsize"])["volsize"].value == str(16 * MiB)
+    with pytest.raises(InvalidValue):
+        z.set_volsize(f"{root}/fs/v", 16 * MiB + 512)
+    with pytest.raises(InvalidValue):
+        z.set_props(f"{root}/fs/v", {"compression": "off"})
+    z.set_props(f"{root}/fs", {"snapdev": "visible"})
+    snapdev = z.get_props(f"{root}/fs/v", ["snapdev"])["snapdev"]
+    assert (snapdev.value, snapdev.source) == ("visible", "inherited")
+
+
+def test_holds_block_destroy_until_released(zfs):
+    z, root = zfs
+    z.create_zvol(f"{root}/a", MiB)
+    z.snapshot([f"{root}/a@s1"])
+    z.hold(f"{root}/a@s1", "zfsaga")
+    assert z.holds(f"{root}/a@s1") == {"zfsaga"}
+    with pytest.raises(SnapshotHeld):
+        z.destroy_snapshots([f"{root}/a@s1"])
+    z.destroy_snapshots([f"{root}/a@s1"], defer=True)
+    assert z.exists(f"{root}/a@s1")
+    z.release(f"{root}/a@s1", "zfsaga")
+    assert not z.exists(f"{root}/a@s1")
+    with pytest.raises(NotFound):
+        z.hold(f"{root}/a@s1", "zfsaga")
+
+
+def test_list_tree_reads_a_whole_subtree_in_one_call(zfs):
+    z, root = zfs
+    z.create_zvol(f"{root}/a", MiB, props={TAG: "x"})
+    z.snapshot([f"{root}/a@s1", ], props={TAG: "y"})
+    z.create_zvol(f"{root}/b", MiB)
+    before = z.hooks.calls
+    tree = z.list_tree(root, ["type", TAG, "guid"])
+    assert z.hooks.calls == before + 1
+    assert list(tree) == [root, f"{root}/a", f"{root}/a@s1", f"{root}/b"]
+    assert tree[f"{root}/a@s1"][TAG].local == "y"
+    assert tree[f"{root}/b"][TAG].value is None
+
+
+@pytest.mark.parametrize("bad", ["a;rm -rf /", "x@y", "../", "-o", "a b"])
+def test_hostile_names_make_zero_zfs_calls(zfs, bad):
+    z, root = zfs
+    before = z.hooks.calls
+    for call in (lambda: z.create_zvol(f"{root}/{bad}", MiB),
+                 lambda: z.snapshot([f"{root}/{bad}@s"]),
+                 lambda: z.rename(f"{root}/{bad}", f"{root}/ok"),
+                 lambda: z.destroy(f"{root}/{bad}"),
+                 lambda: z.promote(f"{root}/{bad}"),
+                 lambda: z.list_tree(f"{root}/{bad}", ["guid"])):
+        with pytest.raises(ZfsError) as info:
+            call()
+        assert isinstance(info.value, (InvalidName, InvalidValue))
+    assert z.hooks.calls == before
+    assert list(z.list_tree(root, ["type"])) == [root]
