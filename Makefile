@@ -1,0 +1,22 @@
+# zfsaga: the two commands are `make demo` and `make test`; both set the host up first.
+PY := .venv/bin/python
+GUEST := $(PY) -m zfsaga.guest --
+
+.PHONY: setup demo test unit realzfs clean
+setup:
+	tools/setup-host.sh
+
+demo: setup
+	$(GUEST) $(PY) -m zfsaga.demo
+
+# Host tier first (fast, no ZFS), then the whole real-ZFS tier in one guest boot.
+test: setup unit realzfs
+
+unit:
+	$(PY) -m pytest -m "not realzfs" -q -ra -p no:cacheprovider
+
+realzfs:
+	$(GUEST) sh tests/guest-tier.sh
+
+clean:
+	rm -rf .venv *.egg-info .pytest_cache .hypothesis
