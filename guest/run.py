@@ -75,6 +75,12 @@ def _follow(path: Path, stop: threading.Event, sink) -> None:
         time.sleep(0.5)
 
 
+def forwarded_env() -> dict[str, str]:
+    """The host's ZFSAGA_* settings (test sizes, fault switches) reach the guest's command."""
+    return {k: v for k, v in os.environ.items()
+            if k.startswith("ZFSAGA_") and k not in ("ZFSAGA_TEST_POOL", "ZFSAGA_WORKDIR")}
+
+
 def run_in_guest(command: list[str], *, timeout: float = 3000, memory: int = 3072,
                  cpus: int | None = None, workdir: str | None = None,
                  env: dict[str, str] | None = None) -> int:
@@ -91,7 +97,7 @@ def run_in_guest(command: list[str], *, timeout: float = 3000, memory: int = 307
             f.truncate(DISK_SIZE)  # sparse
         guest_env = {"ZFSAGA_TEST_POOL": POOL, "ZFSAGA_WORKDIR": workdir or os.getcwd(),
                      "ZFSAGA_IN_GUEST": "1", "HOME": "/root", "LANG": "C.UTF-8",
-                     "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+                     "PYTHONDONTWRITEBYTECODE": "1", **forwarded_env(), **(env or {})}
         (outdir / "env.sh").write_text("".join(
             f"export {k}={shlex.quote(v)}\n" for k, v in guest_env.items()))
         (outdir / "cmd.sh").write_text(shlex.join(command) + "\n")

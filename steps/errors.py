@@ -93,7 +93,8 @@ def from_lzc(exc: BaseException, name: str) -> ZfsError:
         return NotAClone(name, detail)
     if isinstance(inner, lzc.HoldNotFound):
         return NotFound(name, detail)
-    if isinstance(inner, (lzc.NameInvalid, lzc.NameTooLong, lzc.PoolsDiffer, lzc.WrongParent)):
+    if isinstance(inner, (lzc.NameInvalid, lzc.NameTooLong, lzc.PoolsDiffer, lzc.WrongParent,
+                          lzc.DuplicateSnapshots)):
         return InvalidName(name, detail)
     if isinstance(inner, (lzc.PropertyInvalid, lzc.PropertyNotSupported, lzc.DatasetTypeInvalid)):
         return InvalidValue(name, detail)
@@ -120,6 +121,7 @@ _CLI_MESSAGES: tuple[tuple[str, type[ZfsError]], ...] = (
     ("must be a multiple of volume block size", InvalidValue),
     ("volume size must be a multiple", InvalidValue),
     ("bad numeric value", InvalidValue),
+    ("does not apply to datasets of this type", InvalidValue),
     ("invalid property", InvalidValue),
     ("bad property", InvalidValue),
     ("invalid character", InvalidName),

@@ -111,8 +111,9 @@ class ModelZfs(Zfs):
             raise InvalidName(snaps[0], "snapshots must all be in one pool")
         if len({names.dataset_of(s) for s in snaps}) != len(snaps):
             raise InvalidName(snaps[0], "two snapshots of one dataset in one call")
-        for s in snaps:
+        for s in snaps:  # ZFS looks up every dataset before it checks for a collision
             self._get(names.dataset_of(s))
+        for s in snaps:
             if s in self._objs:
                 raise AlreadyExists(s, "snapshot already exists")
         txg = next(self._txg)
@@ -180,7 +181,8 @@ class ModelZfs(Zfs):
         self._maybe_reap(obj.origin)
 
     def _destroy_snapshots(self, snaps, defer):
-        present = [self._objs[s] for s in snaps if s in self._objs]
+        # libzfs_core takes the names as nvlist keys: a name given twice counts once.
+        present = [self._objs[s] for s in dict.fromkeys(snaps) if s in self._objs]
         if not defer:
             for s in present:
                 if self._clones_of(s):
@@ -195,20 +197,22 @@ class ModelZfs(Zfs):
 
     def _set_props(self, name, props):
         obj = self._get(name)
+        # Like one `zfs set` ioctl: every assignment is checked before any is applied.
+        for key, value in props.items():
+            if key in ("volsize", "refreservation") and obj.type != "volume":
+                raise InvalidValue(name, f"'{key}' does not apply to datasets of this type")
+            if key == "volsize" and int(value) % obj.volblocksize:
+                raise InvalidValue(value, "volume size must be a multiple of volblocksize")
+            if key == "snapdev" and value not in ("hidden", "visible"):
+                raise InvalidValue(value, "bad snapdev value")
+            if key == "snapdev" and obj.type == "snapshot":
+                raise InvalidValue(name, "snapdev cannot be set on a snapshot")
         for key, value in props.items():
             if key == "volsize":
-                if obj.type != "volume":
-                    raise InvalidValue(name, "volsize is read-only here")
-                if int(value) % obj.volblocksize:
-                    raise InvalidValue(value, "volume size must be a multiple of volblocksize")
                 obj.volsize = int(value)
-                if obj.refreservation:
-                    obj.refreservation = int(value)
+            elif key == "refreservation":
+                obj.refreservation = int(value)
             else:
-                if key == "snapdev" and value not in ("hidden", "visible"):
-                    raise InvalidValue(value, "bad snapdev value")
-                if key == "snapdev" and obj.type == "snapshot":
-                    raise InvalidValue(name, "snapdev cannot be set on a snapshot")
                 obj.local[key] = value
 
     def _inherit(self, name, prop):
@@ -256,7 +260,8 @@ class ModelZfs(Zfs):
         if prop == "volsize":
             if obj.volsize is None:
                 return Prop(None, "none")
-            return Prop(str(obj.volsize), "none" if snap else "local")
+            # Real ZFS reports a zvol snapshot's volsize as local too (its own ZAP entry).
+            return Prop(str(obj.volsize), "local")
         if prop == "volblocksize":
             if obj.volblocksize is None:
                 return Prop(None, "none")

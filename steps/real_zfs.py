@@ -108,8 +108,8 @@ class RealZfs(Zfs):
         self._lzc_call(snaps[0], self._lzc.lzc_destroy_snaps, [_b(s) for s in snaps], defer)
 
     def _set_props(self, name, props):
-        for key, value in props.items():
-            self._run(["set", f"{key}={value}", name], name)
+        # One `zfs set` with every assignment: libzfs sends them in one ioctl, all or none.
+        self._run(["set", *(f"{key}={value}" for key, value in props.items()), name], name)
 
     def _inherit(self, name, prop):
         self._run(["inherit", prop, name], name)
@@ -120,14 +120,11 @@ class RealZfs(Zfs):
             raise NotFound(snapshot, "snapshot does not exist")
 
     def _release(self, snapshot, tag):
-        if not self._exists(snapshot):
-            raise NotFound(snapshot, "snapshot does not exist")
-        try:
-            self._lzc_call(snapshot, self._lzc.lzc_release, {_b(snapshot): [_b(tag)]})
-        except ZfsError as exc:
-            if tag not in self._holds(snapshot):
-                raise NotFound(snapshot, f"no hold {tag}") from None
-            raise exc
+        # lzc_release does not raise for a missing snapshot or tag: it returns them.
+        missing = self._lzc_call(snapshot, self._lzc.lzc_release, {_b(snapshot): [_b(tag)]})
+        if missing:
+            what = "no hold " + tag if b"#" in missing[0] else "snapshot does not exist"
+            raise NotFound(snapshot, what)
 
     # -- queries -----------------------------------------------------------------------------
     def _exists(self, name):

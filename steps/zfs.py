@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
 from zfsaga.steps import names
-from zfsaga.steps.errors import InvalidValue
+from zfsaga.steps.errors import InvalidName, InvalidValue
 
 T = TypeVar("T")
 
@@ -125,6 +125,8 @@ class Zfs(ABC):
         snaps = [names.check_snapshot(s) for s in snaps]
         if not snaps:
             raise InvalidValue("snapshot", "no snapshot named")
+        if len({names.dataset_of(s) for s in snaps}) != len(snaps):
+            raise InvalidName(snaps[0], "two snapshots of one dataset in one call")
         p = check_props(props)
         self._call("snapshot", snaps[0], True, lambda: self._snapshot(snaps, p))
 
@@ -133,6 +135,13 @@ class Zfs(ABC):
         names.check_snapshot(snapshot)
         names.check_dataset(target)
         p = check_props(props)
+        # lzc_clone (2.1.11) accepts a zvol as the parent and makes a dataset that no listing
+        # shows: a leak nobody could find. The zfs CLI checks this; the layer must too.
+        parent = names.parent_of(target)
+        if parent is not None:
+            kind = self.get_props(parent, ["type"])["type"].value if self.exists(parent) else None
+            if kind not in (None, "filesystem"):
+                raise InvalidName(target, f"parent {parent} is a {kind}, not a filesystem")
         self._call("clone", target, True, lambda: self._clone(snapshot, target, p))
 
     def promote(self, name: str) -> None:
@@ -173,9 +182,16 @@ class Zfs(ABC):
         self._call("set_props", name, True, lambda: self._set_props(name, p))
 
     def set_volsize(self, name: str, size: int) -> None:
-        """Resize a zvol. ZFS allows shrinking; refusing a shrink is the caller's policy."""
+        """Resize a zvol. ZFS allows shrinking; refusing a shrink is the caller's policy.
+        A reserved (thick) zvol keeps its whole size reserved: ZFS moves refreservation along
+        with volsize only when it holds ZFS's own computed value, which lzc_create never sets,
+        so both are set together, in one call."""
         check_size(size)
-        self.set_props(name, {"volsize": str(size)})
+        names.check_dataset(name)
+        props = {"volsize": str(size)}
+        if self.get_props(name, ["refreservation"])["refreservation"].value not in (None, "0"):
+            props["refreservation"] = str(size)
+        self._call("set_props", name, True, lambda: self._set_props(name, props))
 
     def inherit(self, name: str, prop: str) -> None:
         """Remove a local user property (or reset snapdev) so the inherited value shows."""

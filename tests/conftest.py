@@ -11,6 +11,15 @@ import pytest
 from zfsaga.steps.model_zfs import ModelZfs
 
 POOL = os.environ.get("ZFSAGA_TEST_POOL", "zfsagatest")
+#: How many random sequences the differential test compared, for the run's summary.
+DIFF_KEY = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    compared = config.stash.get(DIFF_KEY, None)
+    if compared is not None:
+        terminalreporter.write_line(
+            f"differential test: {compared} random sequences compared on the model and real ZFS")
 
 
 def real_zfs():

@@ -1,0 +1,315 @@
+"""The saga journal: one SQLite file per SR, in WAL mode with synchronous=FULL, every write in
+BEGIN IMMEDIATE (a deferred transaction that reads then writes fails at once with "database is
+locked" when another process wrote in between; IMMEDIATE waits on busy_timeout instead).
+
+The append-only `event` table is the record; the `saga` row caches the current status. A partial
+unique index allows one active (non-terminal) saga per resource: a durable semantic lock that
+outlives crashes and makes a stuck saga block new work on its resource.
+
+Only the standard library is imported here: `zfsaga list` and `show` stay fast.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+SCHEMA_VERSION = 2
+TERMINAL = ("succeeded", "compensated", "abandoned")
+ACTIVE_SQL = "status NOT IN ('succeeded','compensated','abandoned')"
+BUSY_TIMEOUT_MS = 15000
+
+# Forward migrations, index = the version they produce. Never edit a shipped one: add the next.
+_MIGRATIONS: list[list[str]] = [
+    [],
+    [
+        """CREATE TABLE saga(
+             id TEXT PRIMARY KEY, kind TEXT NOT NULL, kind_version INTEGER NOT NULL,
+             resource TEXT NOT NULL, status TEXT NOT NULL, plan TEXT NOT NULL,
+             params TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+             owner_pid INTEGER, owner_boot_id TEXT,
+             created REAL NOT NULL, updated REAL NOT NULL)""",
+        f"""CREATE UNIQUE INDEX one_active_per_resource ON saga(resource) WHERE {ACTIVE_SQL}""",
+        """CREATE TABLE event(
+             saga_id TEXT NOT NULL REFERENCES saga(id), seq INTEGER NOT NULL, ts REAL NOT NULL,
+             type TEXT NOT NULL, step TEXT, attempt INTEGER, data TEXT,
+             PRIMARY KEY(saga_id, seq))""",
+    ],
+    [
+        # v2: operator actions name who did them; list by status without a scan.
+        "ALTER TABLE event ADD COLUMN actor TEXT",
+        "CREATE INDEX saga_status ON saga(status, updated)",
+    ],
+]
+assert len(_MIGRATIONS) == SCHEMA_VERSION + 1
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be used (I/O error, newer schema). Fatal for the process: a failed
+    commit is never retried in a loop (fsyncgate); recovery re-reads the journal."""
+
+
+class ResourceTaken(RuntimeError):
+    """Another active saga holds the resource (the durable one-active rule)."""
+
+    def __init__(self, resource: str, saga: "SagaRow") -> None:
+        super().__init__(f"{resource} is taken by saga {saga.id} ({saga.kind}, {saga.status})")
+        self.resource = resource
+        self.saga = saga
+
+
+@dataclass
+class Event:
+    saga_id: str
+    seq: int
+    ts: float
+    type: str
+    step: str | None
+    attempt: int | None
+    data: dict[str, Any]
+    actor: str | None = None
+
+
+@dataclass
+class SagaRow:
+    id: str
+    kind: str
+    kind_version: int
+    resource: str
+    status: str
+    plan: list[dict[str, Any]]
+    params: dict[str, Any]
+    attempts: int
+    last_error: str | None
+    owner_pid: int | None
+    owner_boot_id: str | None
+    created: float
+    updated: float
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def new_saga_id() -> str:
+    """Sortable by creation time (ms timestamp prefix), unique by its random tail."""
+    return f"{int(time.time() * 1000):012x}-{uuid.uuid4().hex[:8]}"
+
+
+class Journal:
+    """One SR's journal. `boundary` is called before and after every commit (fault injection)."""
+
+    def __init__(self, path: str | os.PathLike[str],
+                 boundary: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._boundary = boundary or (lambda label: None)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None,
+                                       timeout=BUSY_TIMEOUT_MS / 1000)
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- schema --------------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise JournalError(f"journal {self.path} has schema {current}, newer than this "
+                               f"zfsaga ({SCHEMA_VERSION}): refusing to touch it")
+        if current == SCHEMA_VERSION:
+            return
+        with self._write():
+            current = self.schema_version()  # another process may have migrated meanwhile
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version]:
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    # -- transactions --------------------------------------------------------------------------
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, kind, exc, tb) -> None:
+            if kind is None:
+                self.db.execute("COMMIT")
+            elif self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+
+    def _write(self) -> "_Tx":
+        return Journal._Tx(self._db)
+
+    def _commit(self, label: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        self._boundary(f"journal:before:{label}")
+        try:
+            with self._write() as db:
+                result = fn(db)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {label}: {exc}") from None
+        self._boundary(f"journal:after:{label}")
+        return result
+
+    # -- writes --------------------------------------------------------------------------------
+    def create_saga(self, kind: str, kind_version: int, resource: str,
+                    plan: list[dict[str, Any]], params: dict[str, Any]) -> str:
+        """Record a new pending saga with its frozen plan and resolved inputs."""
+        saga_id = new_saga_id()
+        now = time.time()
+
+        def insert(db: sqlite3.Connection) -> None:
+            active = self._active_on(db, resource)
+            if active is not None:
+                raise ResourceTaken(resource, active)
+            db.execute("INSERT INTO saga(id, kind, kind_version, resource, status, plan, params,"
+                       " owner_pid, owner_boot_id, created, updated)"
+                       " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                       (saga_id, kind, kind_version, resource, "pending", json.dumps(plan),
+                        json.dumps(params, sort_keys=True), os.getpid(), boot_id(), now, now))
+            self._insert_event(db, saga_id, "saga_created", None, None, {}, None, now)
+
+        self._commit("saga_created", insert)
+        return saga_id
+
+    def append(self, saga_id: str, type_: str, *, step: str | None = None,
+               attempt: int | None = None, data: dict[str, Any] | None = None,
+               status: str | None = None, error: str | None = None, actor: str | None = None,
+               count_attempt: bool = False, claim: bool = False) -> None:
+        """Append one event and, in the same transaction, update the saga's cached status."""
+        now = time.time()
+
+        def write(db: sqlite3.Connection) -> None:
+            self._insert_event(db, saga_id, type_, step, attempt, data or {}, actor, now)
+            sets, args = ["updated=?"], [now]
+            if status is not None:
+                sets.append("status=?")
+                args.append(status)
+            if error is not None:
+                sets.append("last_error=?")
+                args.append(error)
+            if count_attempt:
+                sets.append("attempts=attempts+1")
+            if claim:
+                sets += ["owner_pid=?", "owner_boot_id=?"]
+                args += [os.getpid(), boot_id()]
+            db.execute(f"UPDATE saga SET {', '.join(sets)} WHERE id=?", (*args, saga_id))
+
+        self._commit(type_, write)
+
+    def _insert_event(self, db: sqlite3.Connection, saga_id: str, type_: str, step: str | None,
+                      attempt: int | None, data: dict[str, Any], actor: str | None,
+                      ts: float) -> None:
+        seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM event WHERE saga_id=?",
+                         (saga_id,)).fetchone()[0]
+        db.execute("INSERT INTO event(saga_id, seq, ts, type, step, attempt, data, actor)"
+                   " VALUES(?,?,?,?,?,?,?,?)",
+                   (saga_id, seq, ts, type_, step, attempt, json.dumps(data, sort_keys=True),
+                    actor))
+
+    def gc(self, older_than_s: float, *, dry_run: bool = False) -> list[str]:
+        """Forget terminal sagas last updated longer ago than older_than_s."""
+        cutoff = time.time() - older_than_s
+        ids = [r[0] for r in self._db.execute(
+            f"SELECT id FROM saga WHERE NOT ({ACTIVE_SQL}) AND updated < ? ORDER BY id",
+            (cutoff,))]
+        if ids and not dry_run:
+            def delete(db: sqlite3.Connection) -> None:
+                for saga_id in ids:
+                    db.execute("DELETE FROM event WHERE saga_id=?", (saga_id,))
+                    db.execute("DELETE FROM saga WHERE id=?", (saga_id,))
+            self._commit("gc", delete)
+        return ids
+
+    # -- reads ---------------------------------------------------------------------------------
+    _COLUMNS = ("id, kind, kind_version, resource, status, plan, params, attempts, last_error,"
+                " owner_pid, owner_boot_id, created, updated")
+
+    @staticmethod
+    def _row(r: tuple) -> SagaRow:
+        return SagaRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), *r[7:])
+
+    def _active_on(self, db: sqlite3.Connection, resource: str) -> SagaRow | None:
+        r = db.execute(f"SELECT {self._COLUMNS} FROM saga WHERE resource=? AND {ACTIVE_SQL}",
+                       (resource,)).fetchone()
+        return self._row(r) if r else None
+
+    def get(self, saga_id: str, *, events: bool = True) -> SagaRow | None:
+        r = self._db.execute(f"SELECT {self._COLUMNS} FROM saga WHERE id=?",
+                             (saga_id,)).fetchone()
+        if r is None:
+            return None
+        row = self._row(r)
+        if events:
+            row.events = list(self.events(saga_id))
+        return row
+
+    def find(self, prefix: str) -> SagaRow | None:
+        """A saga by id or unique id prefix (operators type prefixes)."""
+        rows = self._db.execute("SELECT id FROM saga WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                                (prefix.replace("%", "\\%").replace("_", "\\_") + "%",)).fetchall()
+        return self.get(rows[0][0]) if len(rows) == 1 else None
+
+    def events(self, saga_id: str) -> Iterator[Event]:
+        for r in self._db.execute("SELECT saga_id, seq, ts, type, step, attempt, data, actor"
+                                  " FROM event WHERE saga_id=? ORDER BY seq", (saga_id,)):
+            yield Event(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"), r[7])
+
+    def active(self, resource: str | None = None) -> list[SagaRow]:
+        sql = f"SELECT {self._COLUMNS} FROM saga WHERE {ACTIVE_SQL}"
+        args: tuple = ()
+        if resource is not None:
+            sql += " AND resource=?"
+            args = (resource,)
+        return [self._row(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+
+    def list(self, status: str | None = None, limit: int = 1000) -> list[SagaRow]:
+        sql = f"SELECT {self._COLUMNS} FROM saga"
+        args: tuple = ()
+        if status is not None:
+            sql += " WHERE status=?"
+            args = (status,)
+        return [self._row(r) for r in self._db.execute(sql + " ORDER BY id DESC LIMIT ?",
+                                                       (*args, limit))]
+
+    def check_well_formed(self) -> list[str]:
+        """Problems with the journal's own consistency (for tests and `zfsaga show`)."""
+        problems = [f"integrity: {r[0]}" for r in self._db.execute("PRAGMA integrity_check")
+                    if r[0] != "ok"]
+        for saga_id, n, top in self._db.execute(
+                "SELECT saga_id, COUNT(*), MAX(seq) FROM event GROUP BY saga_id"):
+            if n != top:
+                problems.append(f"{saga_id}: event sequence has gaps")
+        for (saga_id,) in self._db.execute(
+                "SELECT id FROM saga WHERE id NOT IN (SELECT saga_id FROM event)"):
+            problems.append(f"{saga_id}: saga without events")
+        return problems
