@@ -13,11 +13,22 @@ if [ "$stage" = outer ]; then
   mount -t sysfs sys /sys
   mount -t devtmpfs dev /dev
   mount -t tmpfs tmpfs /run
-  mount -t tmpfs tmpfs /tmp
-  mkdir -p /run/out /run/ov/upper /run/ov/work /run/ov/root
+  mkdir -p /run/out /run/ov/upper /run/ov/work /run/ov/root /run/hosttmp
   mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /run/out
   exec >>/run/out/boot.log 2>&1
   echo "guest: kernel $(uname -r), overlay root"
+  . /run/out/env.sh
+  # A fresh, writable /tmp; a work directory under the host's /tmp (a CI clone) stays visible
+  # there, writable through an overlay of its own.
+  mount --bind /tmp /run/hosttmp
+  mount -t tmpfs tmpfs /tmp
+  case "$ZFSAGA_WORKDIR" in
+    /tmp/*)
+      rel=${ZFSAGA_WORKDIR#/tmp/}; top=${rel%%/*}
+      mkdir -p "/tmp/$top" /run/ov/wd-upper /run/ov/wd-work
+      mount -t overlay overlay -o "lowerdir=/run/hosttmp/$top,upperdir=/run/ov/wd-upper,workdir=/run/ov/wd-work" "/tmp/$top"
+      ;;
+  esac
   mount -t overlay overlay -o lowerdir=/,upperdir=/run/ov/upper,workdir=/run/ov/work /run/ov/root
   R=/run/ov/root
   mount --rbind /proc $R/proc
@@ -26,7 +37,7 @@ if [ "$stage" = outer ]; then
   mount -t tmpfs tmpfs $R/run
   # /tmp is the outer one, so a path under it means the same file to the chroot and to the
   # kernel's own threads (which resolve file vdevs against the outer root).
-  mount --bind /tmp $R/tmp
+  mount --rbind /tmp $R/tmp
   mkdir -p $R/run/out
   mount --bind /run/out $R/run/out
   chroot $R /bin/sh "$0" inner

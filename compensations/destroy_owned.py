@@ -1,0 +1,19 @@
+"""Undo of a step that created a dataset: destroy it, but only if it carries this step's
+ownership tag as a local property (and, when recorded, the guid it was born with)."""
+from __future__ import annotations
+
+from zfsaga.steps.base import OWNER, Step, StepContext
+
+
+def destroy_owned(step: Step, ctx: StepContext) -> None:
+    target = step.arg(ctx, "target")
+    if not ctx.zfs.exists(target):
+        return
+    props = ctx.zfs.get_props(target, [OWNER, "guid"])
+    if props[OWNER].local != ctx.owner_tag(step.name)[OWNER]:
+        return  # someone else's: not ours to destroy
+    recorded = ctx.facts.get(step.name, {}).get("guid")
+    if recorded is not None and props["guid"].value != recorded:
+        return
+    ctx.boundary(f"comp:{step.name}:inside")
+    ctx.zfs.destroy(target)

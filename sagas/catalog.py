@@ -1,0 +1,12 @@
+"""The saga kinds this zfsaga knows, imported lazily by kind name."""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+KINDS = {"vdi.revert": "zfsaga.sagas.revert"}
+
+
+def saga_module(kind: str) -> ModuleType | None:
+    path = KINDS.get(kind)
+    return importlib.import_module(path) if path else None

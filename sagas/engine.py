@@ -1,0 +1,343 @@
+"""The saga engine: runs a frozen plan of steps forward, or compensates it backward, writing
+every intent to the journal before the ZFS call and every completion after the probe confirms
+it. Recovery, operator resume/abort/abandon and fresh runs all go through the same two loops.
+
+Rules (docs/saga-design.md, kept or sharpened):
+- A step is retried only for transient ZFS errors (tenacity, bounded, jittered), and the whole
+  step is retried (probe + act), so an act that failed after taking effect is seen as done.
+- A permanent failure before any forward-only step has started compensates; after, it parks the
+  saga as stuck (forward failed, and backward would need an undo that does not exist).
+- Compensation runs in reverse plan order over every step with any event, not only finished
+  ones; a failing compensation parks the saga and stops (ZFS dependencies make order matter).
+- An orphan (active saga, lock free) is resumed in its direction, with attempts counted; past
+  max_auto, or with a plan this code does not know, it is parked for an operator.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from zfsaga.state.journal import Journal, ResourceTaken, SagaRow
+from zfsaga.state.lifecycle import IllegalMove, next_status
+from zfsaga.state.locks import ResourceLock
+from zfsaga.steps.base import OWNER, Step, StepContext
+from zfsaga.steps.catalog import UnknownPlan, rebuild
+from zfsaga.steps.errors import ZfsError
+from zfsaga.steps.retry import retry_transient
+from zfsaga.steps.zfs import Zfs
+
+STEP_EVENTS = ("step_started", "step_done", "step_failed", "comp_started", "comp_done",
+               "comp_failed")
+FORWARD_ONLY = ("pivot", "retriable")
+
+
+class SagaBlocked(RuntimeError):
+    """The resource is blocked by a stuck saga: an operator must resume, abort or abandon it."""
+
+    def __init__(self, resource: str, saga: SagaRow) -> None:
+        super().__init__(f"{resource} is blocked by stuck saga {saga.id} ({saga.kind}): "
+                         f"{saga.last_error or 'see zfsaga show ' + saga.id}")
+        self.saga = saga
+
+
+class SagaNotFound(LookupError):
+    pass
+
+
+@dataclass
+class Outcome:
+    saga_id: str
+    status: str
+    error: str | None = None
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class _Run:
+    """One saga being driven: its row, rebuilt steps, context and last event per step."""
+
+    row: SagaRow
+    steps: list[Step]
+    ctx: StepContext
+    last: dict[str, str]
+    attempts: dict[str, int]
+
+    def abortable(self) -> bool:
+        return not any(s.kind in FORWARD_ONLY and s.name in self.last for s in self.steps)
+
+
+class Engine:
+    def __init__(self, zfs: Zfs, journal: Journal, state_dir: str | os.PathLike[str], *,
+                 boundary: Callable[[str], None] | None = None, max_auto: int = 3,
+                 lock_wait: float = 60.0, retry_sleep: Callable[[float], None] | None = None,
+                 actor: str | None = None) -> None:
+        self.zfs = zfs
+        self.journal = journal
+        self.state_dir = Path(state_dir)
+        self.boundary = boundary or (lambda label: None)
+        self.max_auto = max_auto
+        self.lock_wait = lock_wait
+        self.retry_sleep = retry_sleep
+        self.actor = actor
+
+    # -- entry points --------------------------------------------------------------------------
+    def run(self, kind: str, resource: str, params: dict[str, Any],
+            plan: list[Step]) -> Outcome:
+        """Start a new saga on resource (after healing orphans) and drive it to an end."""
+        from zfsaga.sagas.catalog import saga_module
+
+        module = saga_module(kind)
+        version = module.VERSION if module else 0
+        with self._lock(resource).acquire(self.lock_wait):
+            self._recover_all(holding=resource)
+            try:
+                saga_id = self.journal.create_saga(kind, version, resource,
+                                                   [s.describe() for s in plan], params)
+            except ResourceTaken as exc:
+                if exc.saga.status == "stuck":
+                    raise SagaBlocked(resource, exc.saga) from None
+                raise
+            return self._drive(saga_id)
+
+    def recover(self) -> list[Outcome]:
+        """Heal every orphaned saga of this SR (lock free, not terminal)."""
+        return self._recover_all(holding=None)
+
+    def resume(self, saga_id: str, reason: str) -> Outcome:
+        """Operator: continue a stuck or orphaned saga in its direction."""
+        row = self._row(saga_id)
+        with self._lock(row.resource).acquire(self.lock_wait):
+            row = self._row(saga_id)
+            if row.status == "stuck":
+                direction = self._parked_direction(row)
+                trigger = "resume" if direction != "compensating" else "resume_compensating"
+                status = next_status("stuck", trigger, plan_known=self._plan_known(row),
+                                     abortable=self._load(row).abortable()
+                                     if self._plan_known(row) else True)
+                self.journal.append(saga_id, "operator_resume", status=status, actor=self.actor,
+                                    data={"reason": reason})
+            elif row.terminal:
+                raise IllegalMove(f"saga {saga_id} is {row.status}: nothing to resume")
+            else:
+                self.journal.append(saga_id, "operator_resume", actor=self.actor,
+                                    data={"reason": reason})
+            return self._drive(saga_id)
+
+    def abort(self, saga_id: str, reason: str) -> Outcome:
+        """Operator: undo a saga that has not reached its pivot."""
+        row = self._row(saga_id)
+        with self._lock(row.resource).acquire(self.lock_wait):
+            row = self._row(saga_id)
+            known = self._plan_known(row)
+            abortable = self._load(row).abortable() if known else False
+            if row.status == "compensating":
+                status = row.status
+            else:
+                status = next_status(row.status, "abort", abortable=abortable, plan_known=known)
+            self.journal.append(saga_id, "operator_abort", status=status, actor=self.actor,
+                                data={"reason": reason})
+            return self._drive(saga_id)
+
+    def abandon(self, saga_id: str, reason: str) -> tuple[Outcome, list[str]]:
+        """Operator: close the record without touching ZFS; returns what the saga left tagged."""
+        row = self._row(saga_id)
+        with self._lock(row.resource).acquire(self.lock_wait):
+            row = self._row(saga_id)
+            status = next_status(row.status, "abandon")
+            left = self.tagged_by(row)
+            self.journal.append(saga_id, "operator_abandon", status=status, actor=self.actor,
+                                data={"reason": reason, "left_behind": left})
+            return Outcome(saga_id, status), left
+
+    def tagged_by(self, row: SagaRow) -> list[str]:
+        """Datasets and snapshots under the saga's SR that carry its ownership tag."""
+        root = row.params.get("sr", row.resource)
+        return [name for name, props in self.zfs.list_tree(root, [OWNER]).items()
+                if (props[OWNER].local or "").startswith(row.id + "/")]
+
+    # -- recovery ------------------------------------------------------------------------------
+    def _recover_all(self, holding: str | None) -> list[Outcome]:
+        outcomes = []
+        for row in self.journal.active():
+            if row.status == "stuck":
+                continue  # waits for an operator; it blocks its own resource only
+            if row.resource == holding:
+                outcomes.append(self._recover_one(row))
+                continue
+            lock = self._lock(row.resource)
+            if not lock.try_acquire():
+                continue  # alive in another process
+            with lock:
+                fresh = self.journal.get(row.id)
+                if fresh is not None and not fresh.terminal and fresh.status != "stuck":
+                    outcomes.append(self._recover_one(fresh))
+        return outcomes
+
+    def _recover_one(self, row: SagaRow) -> Outcome:
+        log = self._log(row)
+        self.journal.append(row.id, "recovery_started", count_attempt=True, claim=True,
+                            data={"pid": os.getpid()})
+        if row.attempts + 1 > self.max_auto + 1:
+            return self._park(row.id, row.status,
+                              f"crashed {row.attempts} times: parked for an operator")
+        if not self._plan_known(row):
+            return self._park(row.id, row.status, "recorded plan unknown to this zfsaga")
+        log.warning("recovering orphaned saga (status {}, attempt {})", row.status,
+                    row.attempts + 1)
+        return self._drive(row.id)
+
+    # -- the two loops -------------------------------------------------------------------------
+    def _drive(self, saga_id: str) -> Outcome:
+        row = self._row(saga_id)
+        try:
+            run = self._load(row)
+        except UnknownPlan as exc:
+            return self._park(saga_id, row.status, str(exc))
+        if row.status == "pending":
+            self.journal.append(saga_id, "saga_started", status=next_status("pending", "start"),
+                                count_attempt=True, claim=True)
+            row.status = "running"
+        if row.status == "running":
+            failed = self._failed_permanently(run)
+            if failed is None:
+                return self._forward(run)
+            return self._after_failure(run, failed)
+        if row.status == "compensating":
+            return self._backward(run)
+        return Outcome(saga_id, row.status, row.last_error, run.ctx.facts)
+
+    def _forward(self, run: _Run) -> Outcome:
+        sid = run.row.id
+        for step in run.steps:
+            if run.last.get(step.name) == "step_done":
+                continue
+            log = self._log(run.row, step.name)
+            attempt = run.attempts.get(step.name, 0) + 1
+            run.attempts[step.name] = attempt
+            self.journal.append(sid, "step_started", step=step.name, attempt=attempt)
+            run.last[step.name] = "step_started"
+            log.info("step {} ({}) attempt {}", step.name, step.kind, attempt)
+            try:
+                facts = self._retrying(lambda: step.run(run.ctx), log)
+            except ZfsError as exc:
+                error = f"{step.name}: {type(exc).__name__}: {exc}"
+                self.journal.append(sid, "step_failed", step=step.name, attempt=attempt,
+                                    error=error, data={"error": type(exc).__name__,
+                                                       "message": str(exc)})
+                run.last[step.name] = "step_failed"
+                log.error("step failed: {}", error)
+                return self._after_failure(run, error)
+            run.ctx.facts[step.name] = facts
+            self.journal.append(sid, "step_done", step=step.name, attempt=attempt, data=facts)
+            run.last[step.name] = "step_done"
+        self.journal.append(sid, "saga_succeeded", status=next_status("running", "finish"))
+        self._log(run.row).info("saga succeeded")
+        return Outcome(sid, "succeeded", None, run.ctx.facts)
+
+    def _after_failure(self, run: _Run, error: str) -> Outcome:
+        if not run.abortable():
+            return self._park(run.row.id, "running", f"failed after the pivot: {error}")
+        status = next_status(run.row.status, "compensate", abortable=True)
+        self.journal.append(run.row.id, "saga_compensating", status=status, error=error)
+        run.row.status = status
+        return self._backward(run)
+
+    def _backward(self, run: _Run) -> Outcome:
+        sid = run.row.id
+        for step in reversed(run.steps):
+            last = run.last.get(step.name)
+            if last is None or last == "comp_done":
+                continue
+            log = self._log(run.row, step.name)
+            if step.kind != "compensatable":
+                return self._park(sid, "compensating", f"{step.name} is forward-only")
+            self.journal.append(sid, "comp_started", step=step.name)
+            run.last[step.name] = "comp_started"
+            log.info("compensating {}", step.name)
+            try:
+                self._retrying(lambda: step.compensate(run.ctx), log)
+            except ZfsError as exc:
+                error = f"compensation of {step.name}: {type(exc).__name__}: {exc}"
+                self.journal.append(sid, "comp_failed", step=step.name, error=error,
+                                    data={"error": type(exc).__name__, "message": str(exc)})
+                return self._park(sid, "compensating", error)
+            self.journal.append(sid, "comp_done", step=step.name)
+            run.last[step.name] = "comp_done"
+        self.journal.append(sid, "saga_compensated",
+                            status=next_status("compensating", "compensated"))
+        self._log(run.row).info("saga compensated: nothing of it is left")
+        row = self._row(sid)
+        return Outcome(sid, "compensated", row.last_error, run.ctx.facts)
+
+    def _park(self, saga_id: str, direction: str, reason: str) -> Outcome:
+        row = self._row(saga_id)
+        status = next_status(row.status, "park")
+        self.journal.append(saga_id, "saga_stuck", status=status, error=reason,
+                            data={"reason": reason, "direction": direction})
+        self._log(row).error("saga parked as stuck: {}", reason)
+        return Outcome(saga_id, "stuck", reason)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _retrying(self, fn: Callable[[], Any], log: Any) -> Any:
+        def note(exc: BaseException, attempt: int) -> None:
+            log.warning("transient error, retrying (attempt {}): {}", attempt, exc)
+
+        return retry_transient(fn, on_retry=note, sleep=self.retry_sleep)
+
+    def _load(self, row: SagaRow) -> _Run:
+        steps = rebuild(row.plan)
+        events = row.events or list(self.journal.events(row.id))
+        last: dict[str, str] = {}
+        attempts: dict[str, int] = {}
+        facts: dict[str, dict[str, Any]] = {}
+        for ev in events:
+            if ev.step is not None and ev.type in STEP_EVENTS:
+                last[ev.step] = ev.type
+                if ev.type == "step_started":
+                    attempts[ev.step] = ev.attempt or attempts.get(ev.step, 0) + 1
+                if ev.type == "step_done":
+                    facts[ev.step] = ev.data
+        ctx = StepContext(self.zfs, row.id, row.params, facts, self.boundary)
+        return _Run(row, steps, ctx, last, attempts)
+
+    def _failed_permanently(self, run: _Run) -> str | None:
+        """A step whose last event is a failure (the process died before compensating)."""
+        for step in run.steps:
+            if run.last.get(step.name) == "step_failed":
+                return run.row.last_error or f"{step.name} failed"
+        return None
+
+    def _plan_known(self, row: SagaRow) -> bool:
+        from zfsaga.sagas.catalog import saga_module
+
+        module = saga_module(row.kind)
+        if module is None or module.VERSION != row.kind_version:
+            return False
+        try:
+            rebuild(row.plan)
+        except UnknownPlan:
+            return False
+        return True
+
+    @staticmethod
+    def _parked_direction(row: SagaRow) -> str:
+        for ev in reversed(row.events):
+            if ev.type == "saga_stuck":
+                return ev.data.get("direction", "running")
+        return "running"
+
+    def _row(self, saga_id: str) -> SagaRow:
+        row = self.journal.get(saga_id)
+        if row is None:
+            raise SagaNotFound(saga_id)
+        return row
+
+    def _lock(self, resource: str) -> ResourceLock:
+        return ResourceLock(self.state_dir, resource)
+
+    def _log(self, row: SagaRow, step: str = "-") -> Any:
+        from zfsaga.log import get_logger
+
+        return get_logger(saga_id=row.id, verb=row.kind, step=step)

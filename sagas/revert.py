@@ -1,0 +1,64 @@
+"""Revert a VDI to any of its snapshots, keeping every other snapshot (ZFS rollback only reaches
+the latest one). The recipe, as the design card puts it: clone the snapshot, swap the clone in
+under the VDI's name, promote it; if promote fails, the clone is rolled back.
+
+    1 hold      the snapshot, so it cannot vanish mid-way          undo: release
+    2 clone     the snapshot to <vdi>.revert-<token>               undo: destroy the clone
+    3 aside     rename the VDI to <vdi>.old-<token>                undo: rename back
+    4 swap_in   rename the clone to the VDI's name                 undo: rename back
+    5 promote   the clone takes the snapshots; the old head        undo: promote the old head
+                becomes a clone of them                                  back
+    6 retire    destroy the old head, or keep it retired if its    PIVOT: no undo
+                newer snapshots still need it
+    7 release   the hold                                           forward only
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from zfsaga.steps import names
+from zfsaga.steps.base import Step, guid_of
+from zfsaga.steps.clone import CloneSnapshot
+from zfsaga.steps.errors import InvalidName, NotFound
+from zfsaga.steps.holds import HoldSnapshot, ReleaseHold
+from zfsaga.steps.promote import PromoteClone
+from zfsaga.steps.rename import RenameDataset
+from zfsaga.steps.retire import RetireDataset
+from zfsaga.steps.zfs import Zfs
+
+KIND = "vdi.revert"
+VERSION = 1
+
+
+def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str,
+            token: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Check and resolve every input once, before step 1: (resource, params). `token` names
+    the temporary datasets (random unless a test fixes it)."""
+    names.check_within(sr, vdi)
+    names.check_snapshot(snapshot)
+    if names.dataset_of(snapshot) != vdi:
+        raise InvalidName(snapshot, f"not a snapshot of {vdi}")
+    vdi_guid, snap_guid = guid_of(zfs, vdi), guid_of(zfs, snapshot)
+    if vdi_guid is None:
+        raise NotFound(vdi, "no such VDI")
+    if snap_guid is None:
+        raise NotFound(snapshot, "no such snapshot")
+    token = token or uuid.uuid4().hex[:8]
+    params = {"sr": sr, "vdi": vdi, "snapshot": snapshot, "vdi_guid": vdi_guid,
+              "snapshot_guid": snap_guid, "fresh": f"{vdi}.revert-{token}",
+              "aside": f"{vdi}.old-{token}", "hold_tag": f"zfsaga-revert-{token}"}
+    # Changes the dataset graph (promote moves snapshots between datasets): SR-wide resource.
+    return sr, params
+
+
+def plan(params: dict[str, Any]) -> list[Step]:
+    return [
+        HoldSnapshot("hold", snapshot_guid="$snapshot_guid", tag="$hold_tag"),
+        CloneSnapshot("clone", snapshot_guid="$snapshot_guid", target="$fresh"),
+        RenameDataset("aside", source="$vdi", target="$aside", guid="$vdi_guid"),
+        RenameDataset("swap_in", source="$fresh", target="$vdi", guid="@clone.guid"),
+        PromoteClone("promote", clone="$vdi", old="$aside"),
+        RetireDataset("retire", name="$aside", guid="$vdi_guid"),
+        ReleaseHold("release", snapshot_guid="$snapshot_guid", tag="$hold_tag"),
+    ]

@@ -1,0 +1,83 @@
+"""Per-resource mutual exclusion between processes: flock on a lock file that is never deleted
+(unlinking would let two processes hold "the" lock on two inodes). The kernel drops a flock when
+its holder dies, kill -9 included, so "saga active but its lock is free" means orphaned.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import time
+from pathlib import Path
+
+
+class LockBusy(RuntimeError):
+    """The resource stayed locked by another live process for the whole wait."""
+
+    def __init__(self, resource: str, waited: float) -> None:
+        super().__init__(f"{resource} is busy: another zfsaga call holds it "
+                         f"(waited {waited:.1f}s)")
+        self.resource = resource
+
+
+def lock_file_name(resource: str) -> str:
+    """A stable, safe file name for a resource key (readable prefix, hash for uniqueness)."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", resource)[:60]
+    return f"{readable}.{hashlib.sha256(resource.encode()).hexdigest()[:12]}.lock"
+
+
+class ResourceLock:
+    """An exclusive flock on one resource; a context manager. Held for a whole saga."""
+
+    def __init__(self, directory: str | os.PathLike[str], resource: str) -> None:
+        self.resource = resource
+        self.path = Path(directory, "locks", lock_file_name(resource))
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def acquire(self, wait: float) -> "ResourceLock":
+        """Wait up to `wait` seconds (polling with backoff), then raise LockBusy."""
+        start = time.monotonic()
+        delay = 0.01
+        while not self.try_acquire():
+            waited = time.monotonic() - start
+            if waited >= wait:
+                raise LockBusy(self.resource, waited)
+            time.sleep(min(delay, max(0.0, wait - waited)))
+            delay = min(delay * 2, 0.25)
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last fd drops the flock
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def is_free(self) -> bool:
+        """Whether nobody holds the lock right now (a probe: takes and drops it at once)."""
+        if self.held:
+            return False
+        if self.try_acquire():
+            self.release()
+            return True
+        return False
+
+    def __enter__(self) -> "ResourceLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

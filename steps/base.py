@@ -1,0 +1,116 @@
+"""What a saga step is: a probe (has its effect happened? done / absent / foreign), an idempotent
+act that re-probes after acting, and a compensation (in `compensations/`) that is idempotent, a
+no-op when the effect is absent, and touches only what its saga owns.
+
+Step arguments are frozen into the journal with the plan. An argument may name an input of the
+saga (`$name`, from the params resolved before step 1) or a fact a previous step recorded
+(`@step.fact`, e.g. the guid of the clone it made), so a resumed saga acts on the same objects.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal
+
+from zfsaga.steps.errors import ZfsError
+from zfsaga.steps.zfs import Zfs
+
+Probe = Literal["done", "absent", "foreign"]
+#: The ownership tag, a user property set atomically at creation: "<saga id>/<step name>".
+OWNER = "org.zfsaga:saga"
+#: Marks a dataset a saga retired but could not destroy (others depend on it): hidden, kept.
+RETIRED = "org.zfsaga:retired"
+
+
+class Foreign(ZfsError):
+    """The target exists but is not this saga's: never adopted, never destroyed."""
+
+
+class NotDone(ZfsError):
+    """The act returned but the probe does not see its effect."""
+
+
+@dataclass
+class StepContext:
+    """What a step sees: ZFS, the saga's id and inputs, facts of finished steps."""
+
+    zfs: Zfs
+    saga_id: str
+    params: dict[str, Any]
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    boundary: Callable[[str], None] = lambda label: None
+
+    def value(self, ref: Any) -> Any:
+        if isinstance(ref, str) and ref.startswith("$"):
+            return self.params[ref[1:]]
+        if isinstance(ref, str) and ref.startswith("@"):
+            step, fact = ref[1:].split(".", 1)
+            return self.facts[step][fact]
+        return ref
+
+    def owner_tag(self, step: str) -> dict[str, str]:
+        return {OWNER: f"{self.saga_id}/{step}"}
+
+
+class Step(ABC):
+    """One ZFS action of a plan. Subclasses declare `kind`, `version` and `undo`."""
+
+    kind: ClassVar[str] = "compensatable"  # compensatable | pivot | retriable
+    version: ClassVar[int] = 1
+    #: The compensation, a function in compensations/ taking (step, ctx); None when forward-only.
+    undo: ClassVar[Callable[["Step", StepContext], None] | None] = None
+
+    def __init__(self, name: str, **args: Any) -> None:
+        self.name = name
+        self.args = args
+
+    def arg(self, ctx: StepContext, key: str) -> Any:
+        return ctx.value(self.args[key])
+
+    def describe(self) -> dict[str, Any]:
+        """The frozen form that goes into the journal's plan."""
+        return {"name": self.name, "step": type(self).__name__, "version": self.version,
+                "kind": self.kind, "args": self.args}
+
+    @abstractmethod
+    def probe(self, ctx: StepContext) -> Probe:
+        """Read-only: has this step's effect happened?"""
+
+    @abstractmethod
+    def act(self, ctx: StepContext) -> None:
+        """Make the effect happen (only called when the probe says absent)."""
+
+    def facts(self, ctx: StepContext) -> dict[str, Any]:
+        """What later steps and compensations need to know (guids, names), once done."""
+        return {}
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        """Idempotent: probe, act if absent, re-probe; the facts once the effect is there."""
+        state = self.probe(ctx)
+        if state == "foreign":
+            raise Foreign(self.name, "the target exists and is not this saga's: refusing")
+        if state == "absent":
+            self.act(ctx)
+            if self.probe(ctx) != "done":
+                raise NotDone(self.name, "the action returned but its effect is not there")
+        return self.facts(ctx)
+
+    def compensate(self, ctx: StepContext) -> None:
+        if self.undo is not None:
+            type(self).undo(self, ctx)
+
+
+def find_by_guid(zfs: Zfs, root: str, guid: str) -> str | None:
+    """The current name of the object with this guid under root (names move on promote and
+    rename; guids do not). One listing call."""
+    for name, props in zfs.list_tree(root, ["guid"]).items():
+        if props["guid"].value == guid:
+            return name
+    return None
+
+
+def guid_of(zfs: Zfs, name: str) -> str | None:
+    """The guid of name, or None when it does not exist."""
+    if not zfs.exists(name):
+        return None
+    return zfs.get_props(name, ["guid"])["guid"].value

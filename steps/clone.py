@@ -1,0 +1,31 @@
+"""Clone a snapshot (found by guid) into a new dataset carrying this saga's ownership tag."""
+from __future__ import annotations
+
+from typing import Any
+
+from zfsaga.compensations.destroy_owned import destroy_owned
+from zfsaga.steps.base import OWNER, Probe, Step, StepContext, find_by_guid
+from zfsaga.steps.errors import NotFound
+
+
+class CloneSnapshot(Step):
+    """Args: snapshot_guid, target. Compensation: destroy the clone, if it is still ours."""
+
+    undo = destroy_owned
+
+    def probe(self, ctx: StepContext) -> Probe:
+        target = self.arg(ctx, "target")
+        if not ctx.zfs.exists(target):
+            return "absent"
+        tag = ctx.zfs.get_props(target, [OWNER])[OWNER].local
+        return "done" if tag == ctx.owner_tag(self.name)[OWNER] else "foreign"
+
+    def act(self, ctx: StepContext) -> None:
+        snap = find_by_guid(ctx.zfs, ctx.params["sr"], self.arg(ctx, "snapshot_guid"))
+        if snap is None:
+            raise NotFound(str(self.args["snapshot_guid"]), "the snapshot is gone")
+        ctx.zfs.clone(snap, self.arg(ctx, "target"), ctx.owner_tag(self.name))
+
+    def facts(self, ctx: StepContext) -> dict[str, Any]:
+        target = self.arg(ctx, "target")
+        return {"guid": ctx.zfs.get_props(target, ["guid"])["guid"].value, "name": target}

@@ -1,0 +1,44 @@
+"""Hold and release a snapshot (found by guid: promote moves snapshots between datasets), so the
+snapshot a saga works from cannot be destroyed under it."""
+from __future__ import annotations
+
+from zfsaga.compensations.release_hold import release_hold
+from zfsaga.steps.base import Probe, Step, StepContext, find_by_guid
+from zfsaga.steps.errors import NotFound
+
+
+def _snapshot(step: Step, ctx: StepContext) -> str | None:
+    return find_by_guid(ctx.zfs, ctx.params["sr"], step.arg(ctx, "snapshot_guid"))
+
+
+class HoldSnapshot(Step):
+    """Args: snapshot_guid, tag. Compensation: release the hold."""
+
+    undo = release_hold
+
+    def probe(self, ctx: StepContext) -> Probe:
+        snap = _snapshot(self, ctx)
+        if snap is None:
+            return "absent"
+        return "done" if self.arg(ctx, "tag") in ctx.zfs.holds(snap) else "absent"
+
+    def act(self, ctx: StepContext) -> None:
+        snap = _snapshot(self, ctx)
+        if snap is None:
+            raise NotFound(str(self.args["snapshot_guid"]), "the snapshot is gone")
+        ctx.zfs.hold(snap, self.arg(ctx, "tag"))
+
+
+class ReleaseHold(Step):
+    """Args: snapshot_guid, tag. Forward-only cleanup after the pivot (retried, never undone)."""
+
+    kind = "retriable"
+
+    def probe(self, ctx: StepContext) -> Probe:
+        snap = _snapshot(self, ctx)
+        if snap is None:
+            return "done"
+        return "absent" if self.arg(ctx, "tag") in ctx.zfs.holds(snap) else "done"
+
+    def act(self, ctx: StepContext) -> None:
+        release_hold(self, ctx)
