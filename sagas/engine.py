@@ -63,6 +63,7 @@ class _Run:
     ctx: StepContext
     last: dict[str, str]
     attempts: dict[str, int]
+    final_event: str = ""
 
     def abortable(self) -> bool:
         return not any(s.kind in FORWARD_ONLY and s.name in self.last for s in self.steps)
@@ -300,13 +301,15 @@ class Engine:
                 if ev.type == "step_done":
                     facts[ev.step] = ev.data
         ctx = StepContext(self.zfs, row.id, row.params, facts, self.boundary)
-        return _Run(row, steps, ctx, last, attempts)
+        # Recovery bookkeeping does not change what the saga last said about itself.
+        said = [ev.type for ev in events if ev.type != "recovery_started"]
+        return _Run(row, steps, ctx, last, attempts, said[-1] if said else "")
 
     def _failed_permanently(self, run: _Run) -> str | None:
-        """A step whose last event is a failure (the process died before compensating)."""
-        for step in run.steps:
-            if run.last.get(step.name) == "step_failed":
-                return run.row.last_error or f"{step.name} failed"
+        """The saga's last word was a step failure: the process died before acting on it (an
+        operator's resume, recorded after it, retries the step instead)."""
+        if run.final_event == "step_failed":
+            return run.row.last_error or "a step failed"
         return None
 
     def _plan_known(self, row: SagaRow) -> bool:

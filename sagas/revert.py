@@ -59,6 +59,6 @@ def plan(params: dict[str, Any]) -> list[Step]:
         RenameDataset("aside", source="$vdi", target="$aside", guid="$vdi_guid"),
         RenameDataset("swap_in", source="$fresh", target="$vdi", guid="@clone.guid"),
         PromoteClone("promote", clone="$vdi", old="$aside"),
-        RetireDataset("retire", name="$aside", guid="$vdi_guid"),
+        RetireDataset("retire", dataset="$aside", guid="$vdi_guid"),
         ReleaseHold("release", snapshot_guid="$snapshot_guid", tag="$hold_tag"),
     ]

@@ -90,7 +90,14 @@ class Step(ABC):
         if state == "foreign":
             raise Foreign(self.name, "the target exists and is not this saga's: refusing")
         if state == "absent":
-            self.act(ctx)
+            try:
+                self.act(ctx)
+            except ZfsError as exc:
+                # "Returned an error but it happened" is real (timeouts, lost replies): the
+                # probe, not the return code, says whether the effect is there.
+                if exc.transient or self.probe(ctx) != "done":
+                    raise
+                return self.facts(ctx)
             if self.probe(ctx) != "done":
                 raise NotDone(self.name, "the action returned but its effect is not there")
         return self.facts(ctx)

@@ -272,6 +272,9 @@ class ModelZfs(Zfs):
             return Prop(str(obj.refreservation), "local" if obj.refreservation else "default")
         if prop == "defer_destroy":
             return Prop(("on" if obj.defer_destroy else "off") if snap else None, "none")
+        if prop == "mountpoint":  # default mountpoints only: /<name> for filesystems
+            return Prop("/" + obj.name if obj.type == "filesystem" else None,
+                        "default" if obj.type == "filesystem" else "none")
         if prop == "userrefs":
             return Prop(str(len(obj.holds)) if snap else None, "none")
         raise InvalidValue(prop, "unknown property")

@@ -7,12 +7,12 @@ from zfsaga.steps.base import RETIRED, Probe, Step, StepContext, guid_of
 
 
 class RetireDataset(Step):
-    """Args: name, guid."""
+    """Args: dataset, guid."""
 
     kind = "pivot"
 
     def probe(self, ctx: StepContext) -> Probe:
-        name = self.arg(ctx, "name")
+        name = self.arg(ctx, "dataset")
         guid = guid_of(ctx.zfs, name)
         if guid is None:
             return "done"
@@ -22,7 +22,7 @@ class RetireDataset(Step):
         return "done" if marked == ctx.saga_id else "absent"
 
     def act(self, ctx: StepContext) -> None:
-        name = self.arg(ctx, "name")
+        name = self.arg(ctx, "dataset")
         inside = ctx.zfs.list_tree(name, ["origin"])
         if len(inside) > 1:  # snapshots (or children) still hold data others may need
             ctx.zfs.set_props(name, {RETIRED: ctx.saga_id})

@@ -16,7 +16,7 @@ T = TypeVar("T")
 #: Native properties the layer reads. Space accounting (used, referenced) is readable on the real
 #: backend too, but the model does not simulate it.
 NATIVE_PROPS = ("type", "guid", "createtxg", "origin", "volsize", "volblocksize",
-                "refreservation", "defer_destroy", "userrefs", "snapdev")
+                "refreservation", "defer_destroy", "userrefs", "snapdev", "mountpoint")
 #: Native properties the layer may set (user properties, "module:name", are always allowed).
 SETTABLE_NATIVE = ("volsize", "snapdev")
 DEFAULT_VOLBLOCKSIZE = 8192  # OpenZFS 2.1; 2.2 moved to 16K

@@ -13,6 +13,8 @@ from zfsaga.steps.model_zfs import ModelZfs
 POOL = os.environ.get("ZFSAGA_TEST_POOL", "zfsagatest")
 #: How many random sequences the differential test compared, for the run's summary.
 DIFF_KEY = pytest.StashKey[int]()
+#: The crash harness's one-line summaries, for the run's summary.
+CRASH_KEY = pytest.StashKey[list]()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -20,6 +22,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if compared is not None:
         terminalreporter.write_line(
             f"differential test: {compared} random sequences compared on the model and real ZFS")
+    for line in config.stash.get(CRASH_KEY, []):
+        terminalreporter.write_line(line)
 
 
 def real_zfs():

@@ -1,0 +1,47 @@
+"""Where an SR's journal and lock files live: with the SR, so they travel with the pool and
+survive a reinstall of the host, yet outside every dataset a saga renames, rolls back or
+destroys. That is a filesystem of its own, `<pool>/zfsaga-state`, tagged as zfsaga's, with one
+directory per SR named by the SR dataset's guid (which survives renames of the SR).
+
+ZFSAGA_STATE_DIR overrides the base (tests, hosts whose pool is not mounted)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from zfsaga.steps.zfs import Zfs
+
+META_DATASET = "zfsaga-state"
+ROLE = "org.zfsaga:role"
+
+
+def meta_dataset(sr: str) -> str:
+    return f"{sr.split('/')[0]}/{META_DATASET}"
+
+
+def state_base(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
+    """The base directory holding the pool's per-SR state directories."""
+    override = os.environ.get("ZFSAGA_STATE_DIR")
+    if override:
+        return Path(override)
+    meta = meta_dataset(sr)
+    if not zfs.exists(meta):
+        if not create:
+            raise FileNotFoundError(f"{meta} does not exist: no zfsaga state on this pool")
+        zfs.create_filesystem(meta, {ROLE: "state"})
+    props = zfs.get_props(meta, ["mountpoint", ROLE])
+    if props[ROLE].local != "state":
+        raise PermissionError(f"{meta} exists but is not zfsaga's state dataset")
+    mountpoint = props["mountpoint"].value
+    if not mountpoint or not mountpoint.startswith("/"):
+        raise FileNotFoundError(f"{meta} is not mounted")
+    return Path(mountpoint)
+
+
+def sr_state_dir(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
+    """The state directory of one SR (journal.db, locks/)."""
+    guid = zfs.get_props(sr, ["guid"])["guid"].value
+    path = state_base(zfs, sr, create=create) / f"sr-{guid}"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path

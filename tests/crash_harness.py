@@ -1,0 +1,248 @@
+"""Crash-point enumeration for a saga. For every boundary k of a clean run: run the saga
+crashing at k, then recover (by resume, and separately by abort), also crashing the recovery at
+every boundary m it reaches, then recover again, and check the invariants:
+
+- the saga is terminal (succeeded or compensated);
+- the SR is exactly the before-state (compensated) or the after-state (succeeded): names,
+  types, identities, origins, holds, tags; untagged datasets untouched;
+- nothing tagged by a compensated saga is left;
+- the journal is well-formed;
+- one more recovery makes zero ZFS calls.
+
+Crashes are SimulatedCrash raised at the boundary (in-process kill -9: nothing in zfsaga
+catches a BaseException; the lock's file descriptor is closed as the kernel would close it).
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tests.conftest import POOL
+from zfsaga.faults import FaultHooks, Faults, SimulatedCrash
+from zfsaga.sagas import revert
+from zfsaga.sagas.engine import Engine
+from zfsaga.state.journal import Journal
+from zfsaga.state.lifecycle import IllegalMove
+from zfsaga.steps.base import OWNER, RETIRED
+from zfsaga.steps.model_zfs import ModelZfs
+from zfsaga.steps.zfs import Zfs, ZfsHooks
+
+MiB = 1 << 20
+BORN = "test:born"
+TOKEN = "t0"
+STATE_PROPS = ["type", "origin", "userrefs", "defer_destroy", "volsize", BORN, OWNER, RETIRED]
+
+
+def build_fixture(zfs: Zfs, root: str) -> dict[str, str]:
+    """An SR with a VDI that has two snapshots, a VM cloned from the older one, and a dataset
+    zfsaga never made (it must come out untouched)."""
+    sr = f"{root}/sr"
+    zfs.create_filesystem(sr, {BORN: "sr"})
+    vdi = f"{sr}/vdi"
+    zfs.create_zvol(vdi, 4 * MiB, props={BORN: "vdi"})
+    zfs.snapshot([f"{vdi}@s1"], {BORN: "s1"})
+    zfs.snapshot([f"{vdi}@s2"], {BORN: "s2"})
+    zfs.clone(f"{vdi}@s1", f"{sr}/vm-clone", {BORN: "vm-clone"})
+    zfs.create_zvol(f"{sr}/other", 2 * MiB, props={BORN: "other"})
+    return {"sr": sr, "vdi": vdi, "snapshot": f"{vdi}@s1"}
+
+
+def sr_state(zfs: Zfs, sr: str) -> dict[str, tuple]:
+    """The SR as a comparable value: guids differ between runs, so identity is the `born` tag
+    (or, for what the saga made, its step); saga ids are blanked."""
+    out = {}
+    for name, p in zfs.list_tree(sr, STATE_PROPS).items():
+        owner = p[OWNER].local
+        ident = p[BORN].local or (owner.split("/", 1)[1] if owner else None)
+        out[name] = (p["type"].value, ident, p["origin"].value, p["userrefs"].value,
+                     p["defer_destroy"].value, p["volsize"].value, owner is not None,
+                     p[RETIRED].local is not None)
+    return out
+
+
+@dataclass
+class Case:
+    crash_at: int
+    mode: str
+    recovery_crash_at: int | None
+    problems: list[str] = field(default_factory=list)
+    status: str = ""
+
+
+@dataclass
+class Report:
+    backend: str
+    cases: list[Case] = field(default_factory=list)
+    boundaries: int = 0
+
+    @property
+    def failures(self) -> list[Case]:
+        return [c for c in self.cases if c.problems]
+
+
+class Harness:
+    """Runs the revert saga under crashes on backends made by `new_backend()`, which returns
+    (zfs, root) on a fresh, empty root."""
+
+    def __init__(self, new_backend: Callable[[], tuple[Zfs, str]], name: str,
+                 cleanup: Callable[[Zfs, str], None] | None = None,
+                 journal_parent: str | None = None) -> None:
+        self.new_backend = new_backend
+        self.journal_parent = journal_parent
+        self.name = name
+        self.cleanup = cleanup or (lambda zfs, root: None)
+        self.before: dict[str, tuple] | None = None
+        self.after: dict[str, tuple] | None = None
+
+    # -- one process's worth of work -----------------------------------------------------------
+    @staticmethod
+    def _engine(zfs: Zfs, state_dir: Path, crash_at: int | None) -> tuple[Engine, Faults]:
+        faults = Faults(crash_at=crash_at, mode="raise")
+        zfs.hooks = FaultHooks(faults)
+        journal = Journal(state_dir / "journal.db", boundary=faults.boundary)
+        return Engine(zfs, journal, state_dir, boundary=faults.boundary, lock_wait=5,
+                      retry_sleep=lambda s: None), faults
+
+    def _start(self, zfs: Zfs, fixture: dict[str, str], state_dir: Path,
+               crash_at: int | None) -> tuple[bool, int, str | None]:
+        engine, faults = self._engine(zfs, state_dir, crash_at)
+        try:
+            resource, params = revert.resolve(zfs, fixture["sr"], fixture["vdi"],
+                                              fixture["snapshot"], token=TOKEN)
+            engine.run(revert.KIND, resource, params, revert.plan(params))
+            return False, faults.seen, None
+        except SimulatedCrash:
+            return True, faults.seen, None
+        finally:
+            engine.journal.close()
+
+    def _recover(self, zfs: Zfs, state_dir: Path, mode: str,
+                 crash_at: int | None) -> tuple[bool, int]:
+        engine, faults = self._engine(zfs, state_dir, crash_at)
+        try:
+            if mode == "abort":
+                for row in engine.journal.active():
+                    try:
+                        engine.abort(row.id, reason="crash harness: abort")
+                    except IllegalMove:
+                        engine.resume(row.id, reason="crash harness: past the pivot")
+            else:
+                engine.recover()
+            return False, faults.seen
+        except SimulatedCrash:
+            return True, faults.seen
+        finally:
+            engine.journal.close()
+
+    # -- cases ---------------------------------------------------------------------------------
+    def reference(self) -> int:
+        """A clean run: the before- and after-states, and how many boundaries it has."""
+        zfs, root = self.new_backend()
+        try:
+            fixture = build_fixture(zfs, root)
+            self.before = sr_state(zfs, fixture["sr"])
+            with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
+                crashed, seen, _ = self._start(zfs, fixture, Path(tmp), None)
+            assert not crashed
+            self.after = sr_state(zfs, fixture["sr"])
+            return seen
+        finally:
+            self.cleanup(zfs, root)
+
+    def run_case(self, crash_at: int, mode: str, recovery_crash_at: int | None) -> tuple[Case, int]:
+        """One case; returns it and how many boundaries the (first) recovery reached."""
+        case = Case(crash_at, mode, recovery_crash_at)
+        zfs, root = self.new_backend()
+        recovery_seen = 0
+        try:
+            fixture = build_fixture(zfs, root)
+            with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
+                state_dir = Path(tmp)
+                crashed, _, _ = self._start(zfs, fixture, state_dir, crash_at)
+                if crashed:
+                    crashed2, recovery_seen = self._recover(zfs, state_dir, mode,
+                                                            recovery_crash_at)
+                    if crashed2:
+                        self._recover(zfs, state_dir, mode, None)
+                case.problems, case.status = self.check(zfs, fixture["sr"], state_dir)
+        except Exception as exc:  # a harness case must report, not stop the enumeration
+            case.problems.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.cleanup(zfs, root)
+        return case, recovery_seen
+
+    def check(self, zfs: Zfs, sr: str, state_dir: Path) -> tuple[list[str], str]:
+        problems = []
+        journal = Journal(state_dir / "journal.db")
+        try:
+            rows = journal.list()
+            if not rows:  # died before the saga was recorded: nothing may have changed
+                if sr_state(zfs, sr) != self.before:
+                    problems.append("no saga recorded, yet the SR changed")
+                return problems + journal.check_well_formed(), "never-started"
+            if len(rows) != 1:
+                return [f"expected one saga in the journal, found {len(rows)}"], ""
+            row = rows[0]
+            if row.status not in ("succeeded", "compensated"):
+                problems.append(f"saga ended {row.status}: {row.last_error}")
+            end = sr_state(zfs, sr)
+            want = self.after if row.status == "succeeded" else self.before
+            if end != want:
+                diff = sorted(set(end.items()) ^ set(want.items()))
+                problems.append(f"SR is not the {'after' if row.status == 'succeeded' else 'before'}"
+                                f"-state: {diff}")
+            if row.status == "compensated":
+                leaked = [n for n, p in zfs.list_tree(sr, [OWNER]).items()
+                          if (p[OWNER].local or "").startswith(row.id)]
+                if leaked:
+                    problems.append(f"compensated saga left tagged datasets: {leaked}")
+            problems += journal.check_well_formed()
+            counting = ZfsHooks()
+            zfs.hooks = counting
+            Engine(zfs, journal, state_dir, lock_wait=5).recover()
+            if counting.calls:
+                problems.append(f"a second recovery made {counting.calls} ZFS calls")
+            return problems, row.status
+        finally:
+            journal.close()
+
+    def enumerate(self, *, modes: tuple[str, ...] = ("resume", "abort"),
+                  second_level: Callable[[int, int], list[int]] | None = None) -> Report:
+        """Every first-level crash point k in each mode; for the recovery, every crash point m
+        (or those `second_level(k, M)` picks from the M it has)."""
+        report = Report(self.name)
+        report.boundaries = self.reference()
+        for mode in modes:
+            for k in range(1, report.boundaries + 1):
+                case, reached = self.run_case(k, mode, None)
+                report.cases.append(case)
+                ms = range(1, reached + 1)
+                if second_level is not None:
+                    ms = second_level(k, reached)
+                for m in ms:
+                    report.cases.append(self.run_case(k, mode, m)[0])
+        return report
+
+
+def summary(report: Report) -> str:
+    by_status: dict[str, int] = {}
+    for case in report.cases:
+        by_status[case.status or "error"] = by_status.get(case.status or "error", 0) + 1
+    return (f"crash harness [{report.backend}]: {len(report.cases)} crash cases over "
+            f"{report.boundaries} boundaries of a clean run; ends: {by_status}; "
+            f"failures: {len(report.failures)}")
+
+
+def describe_failures(report: Report, limit: int = 5) -> str:
+    return "\n".join(f"  k={c.crash_at} mode={c.mode} m={c.recovery_crash_at}: {c.problems}"
+                     for c in report.failures[:limit])
+
+
+def model_backend() -> tuple[Zfs, str]:
+    zfs = ModelZfs(pools=(POOL,))
+    root = f"{POOL}/crash"
+    zfs.create_filesystem(root)
+    return zfs, root
+

@@ -1,0 +1,150 @@
+"""The saga engine on the revert saga, in-process: outcomes, retries, compensation, the pivot,
+stuck sagas blocking their resource, unknown plans, repeated crashes, ownership. Each test runs
+on the model and, marked realzfs, on real ZFS in the guest."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.crash_harness import TOKEN, build_fixture, sr_state
+from zfsaga.faults import FaultHooks, Faults, SimulatedCrash
+from zfsaga.sagas import revert
+from zfsaga.sagas.engine import Engine, SagaBlocked
+from zfsaga.state.journal import Journal
+from zfsaga.steps.base import OWNER, RETIRED
+from zfsaga.steps.zfs import Zfs
+
+
+class World:
+    """A fixture SR, its journal, and an engine whose ZFS calls can be faulted."""
+
+    def __init__(self, zfs: Zfs, root: str, state_dir: Path) -> None:
+        self.zfs, self.state_dir = zfs, state_dir
+        self.fx = build_fixture(zfs, root)
+        self.before = sr_state(zfs, self.fx["sr"])
+
+    def engine(self, faults: str = "", crash_mode: str = "raise") -> Engine:
+        f = Faults.parse(faults, mode=crash_mode) if faults else None
+        self.zfs.hooks = FaultHooks(f)
+        journal = Journal(self.state_dir / "journal.db", boundary=f.boundary if f else None)
+        return Engine(self.zfs, journal, self.state_dir, boundary=f.boundary if f else None,
+                      retry_sleep=lambda s: None, lock_wait=2)
+
+    def revert(self, engine: Engine, token: str = TOKEN):
+        resource, params = revert.resolve(self.zfs, self.fx["sr"], self.fx["vdi"],
+                                          self.fx["snapshot"], token=token)
+        return engine.run(revert.KIND, resource, params, revert.plan(params))
+
+    def state(self):
+        return sr_state(self.zfs, self.fx["sr"])
+
+
+@pytest.fixture
+def world(zfs, tmp_path) -> World:
+    backend, root = zfs
+    return World(backend, root, tmp_path)
+
+
+def test_revert_reaches_the_snapshot_and_keeps_every_other(world: World) -> None:
+    z, sr, vdi = world.zfs, world.fx["sr"], world.fx["vdi"]
+    clone_of_s1 = z.get_props(f"{sr}/vm-clone", ["origin"])["origin"].value
+    out = world.revert(world.engine())
+    assert out.status == "succeeded", out.error
+    head = z.get_props(vdi, ["guid", OWNER, "origin"])
+    assert head["guid"].value == out.facts["clone"]["guid"]  # the VDI is the clone now
+    assert head[OWNER].local == f"{out.saga_id}/clone" and head["origin"].value is None
+    assert z.exists(f"{vdi}@s1")  # promote moved s1 to the new head
+    aside = f"{vdi}.old-{TOKEN}"
+    assert z.get_props(aside, [RETIRED])[RETIRED].local == out.saga_id  # kept for s2
+    assert z.exists(f"{aside}@s2")
+    assert z.get_props(f"{sr}/vm-clone", ["origin"])["origin"].value == clone_of_s1
+    assert z.holds(f"{vdi}@s1") == set()  # the saga's hold is released
+    assert z.exists(f"{sr}/other")
+
+
+def test_transient_failures_are_retried(world: World) -> None:
+    engine = world.engine("fail:promote:transient:3,fail:clone:transient:2")
+    out = world.revert(engine)
+    assert out.status == "succeeded"
+    assert all(rule.times == 0 for rule in engine.zfs.hooks.faults.fail_rules)
+
+
+def test_an_error_after_the_effect_is_seen_as_done(world: World) -> None:
+    out = world.revert(world.engine("fail:clone:after-effect"))
+    assert out.status == "succeeded"
+
+
+def test_permanent_failure_before_the_pivot_compensates(world: World) -> None:
+    out = world.revert(world.engine("fail:promote:permanent"))
+    assert out.status == "compensated"
+    assert "promote" in out.error
+    assert world.state() == world.before
+
+
+def test_failure_at_the_pivot_parks_and_blocks_the_resource(world: World) -> None:
+    out = world.revert(world.engine("fail:set_props:permanent"))
+    assert out.status == "stuck" and "pivot" in out.error
+    with pytest.raises(SagaBlocked, match=out.saga_id):
+        world.revert(world.engine(), token="t1")
+    engine = world.engine()
+    resumed = engine.resume(out.saga_id, reason="operator fixed the pool")
+    assert resumed.status == "succeeded"
+    events = list(engine.journal.events(out.saga_id))
+    assert any(e.type == "operator_resume" and e.data["reason"] == "operator fixed the pool"
+               for e in events)
+
+
+def test_a_failing_compensation_parks_and_abort_finishes_it(world: World) -> None:
+    out = world.revert(world.engine("fail:promote:permanent,fail:destroy:permanent"))
+    assert out.status == "stuck" and "compensation of clone" in out.error
+    done = world.engine().abort(out.saga_id, reason="retry the undo")
+    assert done.status == "compensated"
+    assert world.state() == world.before
+
+
+def test_a_foreign_dataset_in_the_way_is_never_destroyed(world: World) -> None:
+    z, vdi = world.zfs, world.fx["vdi"]
+    squatter = f"{vdi}.revert-{TOKEN}"
+    z.create_zvol(squatter, 1 << 20, props={"test:born": "squatter"})
+    before = world.state()
+    out = world.revert(world.engine())
+    assert out.status == "compensated" and "Foreign" in out.error
+    assert world.state() == before and z.exists(squatter)
+
+
+def test_an_unknown_plan_is_parked_not_resumed(world: World) -> None:
+    engine = world.engine("crash@zfs:before:promote")
+    with pytest.raises(SimulatedCrash):
+        world.revert(engine)
+    engine.journal.close()
+    db = sqlite3.connect(world.state_dir / "journal.db")
+    plan = json.loads(db.execute("SELECT plan FROM saga").fetchone()[0])
+    plan[4]["version"] = 99
+    db.execute("UPDATE saga SET plan=?", (json.dumps(plan),))
+    db.commit()
+    db.close()
+    [out] = world.engine().recover()
+    assert out.status == "stuck" and "unknown" in out.error
+
+
+def test_a_saga_that_keeps_crashing_is_parked(world: World) -> None:
+    with pytest.raises(SimulatedCrash):
+        world.revert(world.engine("crash@zfs:before:promote"))
+    for _ in range(3):
+        with pytest.raises(SimulatedCrash):
+            world.engine("crash@zfs:before:promote").recover()
+    [out] = world.engine().recover()
+    assert out.status == "stuck" and "crashed" in out.error
+    assert world.engine().recover() == []  # stuck waits for an operator
+
+
+def test_an_orphan_whose_step_failed_is_compensated_not_retried(world: World) -> None:
+    """Died right after recording a permanent failure: recovery undoes, it does not retry."""
+    with pytest.raises(SimulatedCrash):
+        world.revert(world.engine("fail:promote:permanent,crash@journal:after:step_failed"))
+    [out] = world.engine().recover()
+    assert out.status == "compensated"
+    assert world.state() == world.before

@@ -1,0 +1,19 @@
+"""Which ZFS a process talks to: real ZFS by default; `ZFSAGA_ZFS=model:<file>` selects the
+file-shared model (tests running many processes against one simulated pool)."""
+from __future__ import annotations
+
+import os
+
+from zfsaga.steps.zfs import Zfs, ZfsHooks
+
+
+def open_zfs(hooks: ZfsHooks | None = None) -> Zfs:
+    spec = os.environ.get("ZFSAGA_ZFS", "real")
+    if spec.startswith("model:"):
+        from zfsaga.steps.shared_model import SharedModelZfs
+
+        pools = tuple(os.environ.get("ZFSAGA_MODEL_POOLS", "tank").split(","))
+        return SharedModelZfs(spec[len("model:"):], pools=pools, hooks=hooks)
+    from zfsaga.steps.real_zfs import RealZfs
+
+    return RealZfs(hooks)

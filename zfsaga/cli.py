@@ -1,0 +1,400 @@
+"""`zfsaga`: the operator's view of an SR's sagas: list, show, resume, abort, abandon, gc,
+diagram; plus `recover` (heal orphans now) and `revert` (run the sample saga by hand).
+
+Exit codes (stable, for scripts):
+  0 ok   1 error   2 usage (or --yes missing)   3 busy (a live process holds the resource)
+  4 not found   5 refused by policy (e.g. abort after the pivot)   6 stuck: needs an operator
+
+Read-only commands (list, show, diagram) import only the standard library and the journal;
+ZFS, the engine, transitions, tenacity and loguru load only for commands that act.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUSY, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_STUCK = range(7)
+STEP_STATUS = {None: "pending", "step_started": "started", "step_done": "done",
+               "step_failed": "failed", "comp_started": "compensating",
+               "comp_done": "compensated", "comp_failed": "comp-failed"}
+
+
+class CliError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- state location ----------------------------------------------------------------------------
+def state_dir(args: argparse.Namespace) -> Path:
+    if args.state_dir:
+        return Path(args.state_dir)
+    if args.sr:
+        from zfsaga.backend import open_zfs
+        from zfsaga.state.location import sr_state_dir
+
+        return sr_state_dir(open_zfs(), args.sr, create=args.command == "revert")
+    raise CliError(EXIT_USAGE, "say which SR: --sr POOL/SR or --state-dir DIR")
+
+
+def open_journal(args: argparse.Namespace, must_exist: bool = True):
+    from zfsaga.state.journal import Journal
+
+    path = state_dir(args) / "journal.db"
+    if must_exist and not path.exists():
+        raise CliError(EXIT_NOT_FOUND, f"no journal at {path}")
+    return Journal(path)
+
+
+def find_saga(journal, saga_id: str):
+    row = journal.find(saga_id)
+    if row is None:
+        raise CliError(EXIT_NOT_FOUND, f"no saga {saga_id!r} (or the prefix is ambiguous)")
+    return row
+
+
+def step_rows(row) -> list[dict[str, Any]]:
+    last: dict[str, str] = {}
+    for ev in row.events:
+        if ev.step is not None and ev.type in STEP_STATUS:
+            last[ev.step] = ev.type
+    return [{"name": s["name"], "step": s["step"], "kind": s["kind"],
+             "status": STEP_STATUS[last.get(s["name"])]} for s in row.plan]
+
+
+def liveness(args: argparse.Namespace, row) -> str:
+    from zfsaga.state.journal import boot_id
+    from zfsaga.state.locks import ResourceLock
+
+    if row.terminal:
+        return "-"
+    if not ResourceLock(state_dir(args), row.resource).is_free():
+        return f"running (pid {row.owner_pid})"
+    if row.owner_boot_id and row.owner_boot_id != boot_id():
+        return "orphaned (previous boot)"
+    return "orphaned (lock free)"
+
+
+def age(ts: float) -> str:
+    s = max(0, int(time.time() - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def saga_json(args: argparse.Namespace, row, events: bool = False) -> dict[str, Any]:
+    out = {"schema_version": 1, "id": row.id, "kind": row.kind,
+           "kind_version": row.kind_version, "resource": row.resource, "status": row.status,
+           "attempts": row.attempts, "last_error": row.last_error, "owner_pid": row.owner_pid,
+           "created": row.created, "updated": row.updated, "liveness": liveness(args, row),
+           "steps": step_rows(row)}
+    if events:
+        out["params"] = row.params
+        out["events"] = [{"seq": e.seq, "ts": e.ts, "type": e.type, "step": e.step,
+                          "attempt": e.attempt, "data": e.data, "actor": e.actor}
+                         for e in row.events]
+    return out
+
+
+def current_step(row) -> str:
+    rows = step_rows(row)
+    for r in reversed(rows):
+        if r["status"] in ("started", "failed", "compensating", "comp-failed"):
+            return r["name"]
+    done = [r["name"] for r in rows if r["status"] in ("done", "compensated")]
+    return done[-1] if done else "-"
+
+
+# -- read-only commands ------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    journal = open_journal(args)
+    rows = journal.list(status=args.status) if (args.all or args.status) else journal.active()
+    for row in rows:
+        row.events = list(journal.events(row.id))
+    if args.json:
+        print(json.dumps([saga_json(args, r) for r in rows], indent=2))
+        return EXIT_OK
+    table = [("ID", "KIND", "RESOURCE", "STATUS", "STEP", "AGE", "ATTEMPTS", "LIVENESS")]
+    for r in rows:
+        table.append((r.id, r.kind, r.resource, r.status, current_step(r), age(r.created),
+                      str(r.attempts), liveness(args, r)))
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    if len(table) == 1:
+        print("(no sagas)" if args.all or args.status else "(no active sagas)")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    journal = open_journal(args)
+    row = find_saga(journal, args.saga)
+    data = saga_json(args, row, events=True)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    print(f"saga      {row.id}\nkind      {row.kind} v{row.kind_version}\n"
+          f"resource  {row.resource}\nstatus    {row.status}   ({data['liveness']})\n"
+          f"attempts  {row.attempts}\nerror     {row.last_error or '-'}")
+    print("\nplan:")
+    for i, s in enumerate(data["steps"], 1):
+        print(f"  {i}. {s['name']:<10} {s['step']:<16} {s['kind']:<14} {s['status']}")
+    print("\nevents:")
+    for e in row.events:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts))
+        extra = {k: v for k, v in e.data.items()}
+        who = f" by {e.actor}" if e.actor else ""
+        print(f"  {e.seq:>3} {when} {e.type:<18} {e.step or '':<10}{who} "
+              f"{json.dumps(extra) if extra else ''}".rstrip())
+    problems = journal.check_well_formed()
+    if problems:
+        print("\njournal problems:\n  " + "\n  ".join(problems))
+    return EXIT_STUCK if row.status == "stuck" else EXIT_OK
+
+
+def plan_mermaid(row) -> str:
+    colours = {"done": "#9f9", "started": "#f96", "failed": "#f66", "compensating": "#fc6",
+               "compensated": "#9cf", "comp-failed": "#f66", "pending": "#eee"}
+    lines = ["flowchart TD", f"    start([{row.kind} {row.id}]) --> s1"]
+    steps = step_rows(row)
+    for i, s in enumerate(steps, 1):
+        pivot = " PIVOT" if s["kind"] == "pivot" else ""
+        lines.append(f"    s{i}[\"{i}. {s['name']}{pivot}<br/>{s['status']}\"]")
+        if i < len(steps):
+            lines.append(f"    s{i} --> s{i + 1}")
+        lines.append(f"    style s{i} fill:{colours[s['status']]}")
+    lines.append(f"    s{len(steps)} --> end([{row.status}])")
+    return "\n".join(lines)
+
+
+def plan_svg(row) -> str:
+    """A small picture of the plan: one box per step, coloured by where it stands."""
+    colours = {"done": "#9f9", "started": "#f96", "failed": "#f66", "compensating": "#fc6",
+               "compensated": "#9cf", "comp-failed": "#f66", "pending": "#eee"}
+    steps = step_rows(row)
+    width, box_h, gap = 420, 40, 18
+    height = 70 + len(steps) * (box_h + gap) + 40
+    esc = lambda s: s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # noqa
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="14">',
+           f'<text x="10" y="24" font-weight="bold">{esc(row.kind)} {esc(row.id)}</text>',
+           f'<text x="10" y="46">status: {esc(row.status)}</text>']
+    y = 64
+    for i, s in enumerate(steps, 1):
+        stroke = 4 if s["status"] in ("started", "failed", "comp-failed") else 1
+        out.append(f'<rect x="40" y="{y}" width="340" height="{box_h}" rx="6" '
+                   f'fill="{colours[s["status"]]}" stroke="#333" stroke-width="{stroke}"/>')
+        label = f'{i}. {s["name"]} ({s["kind"]}): {s["status"]}'
+        out.append(f'<text x="52" y="{y + 25}">{esc(label)}</text>')
+        if i < len(steps):
+            out.append(f'<line x1="210" y1="{y + box_h}" x2="210" y2="{y + box_h + gap}" '
+                       f'stroke="#333"/>')
+        y += box_h + gap
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    journal = open_journal(args)
+    row = find_saga(journal, args.saga)
+    if args.svg:
+        Path(args.svg).write_text(plan_svg(row), encoding="utf-8")
+    from zfsaga.state.lifecycle import mermaid_lifecycle  # stdlib-only at import
+
+    text = f"%% plan\n{plan_mermaid(row)}\n\n%% lifecycle\n{mermaid_lifecycle(row.status)}"
+    print(text)
+    return EXIT_OK
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    journal = open_journal(args)
+    if not (args.dry_run or args.yes):
+        raise CliError(EXIT_USAGE, "gc forgets finished sagas: add --yes (or --dry-run)")
+    ids = journal.gc(args.older_than * 86400, dry_run=args.dry_run)
+    verb = "would forget" if args.dry_run else "forgot"
+    if args.json:
+        print(json.dumps({"dry_run": args.dry_run, "sagas": ids}))
+    else:
+        print(f"{verb} {len(ids)} finished saga(s) older than {args.older_than} day(s)")
+    return EXIT_OK
+
+
+# -- commands that act -------------------------------------------------------------------------
+def actor() -> str:
+    import getpass
+
+    user = os.environ.get("SUDO_USER") or getpass.getuser()
+    return f"{user} (uid {os.getuid()}, pid {os.getpid()})"
+
+
+def make_engine(args: argparse.Namespace, journal, zfs=None):
+    from zfsaga.backend import open_zfs
+    from zfsaga.faults import FaultHooks, Faults
+    from zfsaga.sagas.engine import Engine
+
+    faults = Faults.from_env()
+    boundary = faults.boundary if faults else None
+    if faults is not None:
+        journal._boundary = faults.boundary
+    zfs = zfs or open_zfs(FaultHooks(faults))
+    return Engine(zfs, journal, state_dir(args), boundary=boundary, lock_wait=args.wait,
+                  actor=actor())
+
+
+def dry_run(args: argparse.Namespace, engine, row, direction: str) -> int:
+    run = engine._load(row)
+    lines = []
+    if direction == "forward":
+        for step in run.steps:
+            if run.last.get(step.name) != "step_done":
+                lines.append(f"would run {step.name} ({step.kind}): probe says "
+                             f"{step.probe(run.ctx)}")
+    else:
+        for step in reversed(run.steps):
+            if run.last.get(step.name) not in (None, "comp_done"):
+                lines.append(f"would compensate {step.name}")
+    print("\n".join(lines) or "nothing to do")
+    return EXIT_OK
+
+
+def cmd_act(args: argparse.Namespace) -> int:
+    from zfsaga.state.lifecycle import IllegalMove
+
+    journal = open_journal(args)
+    row = find_saga(journal, args.saga)
+    engine = make_engine(args, journal)
+    if args.command == "abort" and not row.terminal:
+        try:
+            from zfsaga.state.lifecycle import next_status
+
+            if row.status != "compensating":
+                next_status(row.status, "abort", abortable=engine._load(row).abortable(),
+                            plan_known=engine._plan_known(row))
+        except IllegalMove as exc:
+            raise CliError(EXIT_REFUSED, f"{exc}; the way out is `zfsaga resume`") from None
+    if args.dry_run:
+        direction = "backward" if args.command == "abort" or row.status == "compensating" \
+            else "forward"
+        return dry_run(args, engine, row, direction)
+    if not args.yes:
+        raise CliError(EXIT_USAGE, f"{args.command} changes ZFS: add --yes (or --dry-run)")
+    if args.command == "abandon":
+        outcome, left = engine.abandon(row.id, args.reason)
+        report = {"id": row.id, "status": outcome.status, "left_behind": left}
+        print(json.dumps(report) if args.json else
+              f"saga {row.id} abandoned; left behind (tagged {row.id}/...): "
+              f"{', '.join(left) or 'nothing'}")
+        return EXIT_OK
+    outcome = getattr(engine, args.command)(row.id, args.reason)
+    return report_outcome(args, outcome)
+
+
+def report_outcome(args: argparse.Namespace, outcome) -> int:
+    if args.json:
+        print(json.dumps({"id": outcome.saga_id, "status": outcome.status,
+                          "error": outcome.error}))
+    else:
+        print(f"saga {outcome.saga_id}: {outcome.status}"
+              + (f" ({outcome.error})" if outcome.error else ""))
+    if outcome.status == "stuck":
+        return EXIT_STUCK
+    return EXIT_OK if outcome.status in ("succeeded", "compensated") else EXIT_ERROR
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    journal = open_journal(args)
+    outcomes = make_engine(args, journal).recover()
+    for o in outcomes:
+        report_outcome(args, o)
+    if not outcomes and not args.json:
+        print("no orphaned sagas")
+    return EXIT_STUCK if any(o.status == "stuck" for o in outcomes) else EXIT_OK
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    from zfsaga.sagas import revert
+
+    journal = open_journal(args, must_exist=False)
+    engine = make_engine(args, journal)
+    resource, params = revert.resolve(engine.zfs, args.sr, args.vdi, args.snapshot)
+    outcome = engine.run(revert.KIND, resource, params, revert.plan(params))
+    return report_outcome(args, outcome)
+
+
+# -- main --------------------------------------------------------------------------------------
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zfsaga", description="Inspect and repair zfsaga sagas.",
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sr", help="the SR dataset (POOL/SR); its state lives with the pool")
+    p.add_argument("--state-dir", default=os.environ.get("ZFSAGA_SR_STATE_DIR"),
+                   help="the SR's state directory directly (journal.db, locks/)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--wait", type=float, default=60.0,
+                   help="seconds to wait for a busy resource (then exit 3)")
+    sub = p.add_subparsers(dest="command", required=True)
+    ls = sub.add_parser("list", help="active sagas (--all: every saga)")
+    ls.add_argument("--all", action="store_true")
+    ls.add_argument("--status")
+    for name in ("show", "diagram"):
+        sp = sub.add_parser(name, help=f"{name} one saga")
+        sp.add_argument("saga", help="saga id or unique prefix")
+        if name == "diagram":
+            sp.add_argument("--svg", help="also write the plan as an SVG image here")
+    for name, what in (("resume", "continue a stuck or orphaned saga in its direction"),
+                       ("abort", "undo a saga that has not reached its pivot"),
+                       ("abandon", "close the record, touching nothing; lists what is left")):
+        sp = sub.add_parser(name, help=what)
+        sp.add_argument("saga")
+        sp.add_argument("--reason", required=True, help="recorded in the journal")
+        sp.add_argument("--yes", action="store_true")
+        sp.add_argument("--dry-run", action="store_true")
+    gc = sub.add_parser("gc", help="forget finished sagas older than N days")
+    gc.add_argument("--older-than", type=float, default=30.0, metavar="DAYS")
+    gc.add_argument("--yes", action="store_true")
+    gc.add_argument("--dry-run", action="store_true")
+    sub.add_parser("recover", help="heal orphaned sagas of the SR now")
+    rv = sub.add_parser("revert", help="revert a VDI to a snapshot (the sample saga)")
+    rv.add_argument("vdi")
+    rv.add_argument("snapshot")
+    return p
+
+
+COMMANDS = {"list": cmd_list, "show": cmd_show, "diagram": cmd_diagram, "gc": cmd_gc,
+            "resume": cmd_act, "abort": cmd_act, "abandon": cmd_act, "recover": cmd_recover,
+            "revert": cmd_revert}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CliError as exc:
+        print(f"zfsaga: {exc}", file=sys.stderr)
+        return exc.code
+    except Exception as exc:  # typed errors of the layers below, mapped to exit codes
+        return _exit_for(exc)
+
+
+def _exit_for(exc: Exception) -> int:
+    name = type(exc).__name__
+    codes = {"LockBusy": EXIT_BUSY, "SagaBlocked": EXIT_STUCK, "ResourceTaken": EXIT_BUSY,
+             "IllegalMove": EXIT_REFUSED, "SagaNotFound": EXIT_NOT_FOUND,
+             "NotFound": EXIT_NOT_FOUND, "JournalError": EXIT_ERROR}
+    code = codes.get(name)
+    if code is None and hasattr(exc, "transient"):  # any other ZfsError
+        code = EXIT_ERROR
+    if code is None:
+        raise exc
+    print(f"zfsaga: {exc}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
