@@ -84,15 +84,24 @@ class Engine:
         self.actor = actor
 
     # -- entry points --------------------------------------------------------------------------
-    def run(self, kind: str, resource: str, params: dict[str, Any],
-            plan: list[Step]) -> Outcome:
-        """Start a new saga on resource (after healing orphans) and drive it to an end."""
+    def run(self, kind: str, resource: str,
+            resolve: Callable[[], dict[str, Any]]) -> Outcome:
+        """Start a new saga on resource and drive it to an end. Under the resource's lock and
+        after orphans are healed, `resolve` reads the inputs (names, guids) the plan acts on:
+        read earlier, another process's saga could have changed them meanwhile."""
         from zfsaga.sagas.catalog import saga_module
 
         module = saga_module(kind)
-        version = module.VERSION if module else 0
+        if module is None:
+            raise ValueError(f"unknown saga kind {kind!r}")
         with self._lock(resource).acquire(self.lock_wait):
             self._recover_all(holding=resource)
+            blocking = self.journal.active(resource)
+            if blocking and blocking[0].status == "stuck":
+                raise SagaBlocked(resource, blocking[0])
+            params = resolve()
+            plan = module.plan(params)
+            version = module.VERSION
             try:
                 saga_id = self.journal.create_saga(kind, version, resource,
                                                    [s.describe() for s in plan], params)

@@ -15,7 +15,7 @@ under the VDI's name, promote it; if promote fails, the clone is rolled back.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zfsaga.steps import names
 from zfsaga.steps.base import Step, guid_of
@@ -27,14 +27,27 @@ from zfsaga.steps.rename import RenameDataset
 from zfsaga.steps.retire import RetireDataset
 from zfsaga.steps.zfs import Zfs
 
+if TYPE_CHECKING:
+    from zfsaga.sagas.engine import Engine
+
 KIND = "vdi.revert"
 VERSION = 1
 
 
+def check(sr: str, vdi: str, snapshot: str) -> str:
+    """Validate the request before anything else; returns the resource the saga locks. It
+    changes the dataset graph (promote moves snapshots between datasets): SR-wide."""
+    names.check_within(sr, vdi)
+    names.check_snapshot(snapshot)
+    if names.dataset_of(snapshot) != vdi:
+        raise InvalidName(snapshot, f"not a snapshot of {vdi}")
+    return sr
+
+
 def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str,
-            token: str | None = None) -> tuple[str, dict[str, Any]]:
-    """Check and resolve every input once, before step 1: (resource, params). `token` names
-    the temporary datasets (random unless a test fixes it)."""
+            token: str | None = None) -> dict[str, Any]:
+    """Resolve every input once, under the lock, before step 1. `token` names the temporary
+    datasets (random unless a test fixes it)."""
     names.check_within(sr, vdi)
     names.check_snapshot(snapshot)
     if names.dataset_of(snapshot) != vdi:
@@ -48,8 +61,13 @@ def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str,
     params = {"sr": sr, "vdi": vdi, "snapshot": snapshot, "vdi_guid": vdi_guid,
               "snapshot_guid": snap_guid, "fresh": f"{vdi}.revert-{token}",
               "aside": f"{vdi}.old-{token}", "hold_tag": f"zfsaga-revert-{token}"}
-    # Changes the dataset graph (promote moves snapshots between datasets): SR-wide resource.
-    return sr, params
+    return params
+
+
+def start(engine: "Engine", sr: str, vdi: str, snapshot: str, token: str | None = None):
+    """Run a revert through the engine: check, lock, resolve, drive."""
+    resource = check(sr, vdi, snapshot)
+    return engine.run(KIND, resource, lambda: resolve(engine.zfs, sr, vdi, snapshot, token))
 
 
 def plan(params: dict[str, Any]) -> list[Step]:

@@ -123,6 +123,8 @@ class ModelZfs(Zfs):
                                  volsize=ds.volsize, volblocksize=ds.volblocksize, dataset=ds)
 
     def _clone(self, snapshot, target, props):
+        if target in self._objs:  # ZFS checks the target before it looks up the origin
+            raise AlreadyExists(target, "dataset already exists")
         snap = self._get(snapshot)
         obj = self._new_dataset(target, snap.dataset.type)
         obj.origin = snap

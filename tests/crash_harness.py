@@ -109,9 +109,7 @@ class Harness:
                crash_at: int | None) -> tuple[bool, int, str | None]:
         engine, faults = self._engine(zfs, state_dir, crash_at)
         try:
-            resource, params = revert.resolve(zfs, fixture["sr"], fixture["vdi"],
-                                              fixture["snapshot"], token=TOKEN)
-            engine.run(revert.KIND, resource, params, revert.plan(params))
+            revert.start(engine, fixture["sr"], fixture["vdi"], fixture["snapshot"], TOKEN)
             return False, faults.seen, None
         except SimulatedCrash:
             return True, faults.seen, None

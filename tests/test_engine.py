@@ -34,9 +34,7 @@ class World:
                       retry_sleep=lambda s: None, lock_wait=2)
 
     def revert(self, engine: Engine, token: str = TOKEN):
-        resource, params = revert.resolve(self.zfs, self.fx["sr"], self.fx["vdi"],
-                                          self.fx["snapshot"], token=token)
-        return engine.run(revert.KIND, resource, params, revert.plan(params))
+        return revert.start(engine, self.fx["sr"], self.fx["vdi"], self.fx["snapshot"], token)
 
     def state(self):
         return sr_state(self.zfs, self.fx["sr"])
@@ -148,3 +146,33 @@ def test_an_orphan_whose_step_failed_is_compensated_not_retried(world: World) ->
     [out] = world.engine().recover()
     assert out.status == "compensated"
     assert world.state() == world.before
+
+
+@pytest.mark.realzfs
+def test_state_lives_on_the_pool_outside_every_sr(tmp_path, monkeypatch) -> None:
+    from tests.conftest import real_zfs
+    from zfsaga.state.location import META_DATASET, ROLE, sr_state_dir
+
+    monkeypatch.delenv("ZFSAGA_STATE_DIR", raising=False)
+    z = real_zfs()
+    world = World(z, _fresh_root(z), tmp_path)
+    sr = world.fx["sr"]
+    path = sr_state_dir(z, sr, create=True)
+    meta = f"{sr.split('/')[0]}/{META_DATASET}"
+    assert z.get_props(meta, [ROLE])[ROLE].local == "state"
+    assert str(path).startswith(z.get_props(meta, ["mountpoint"])["mountpoint"].value + "/")
+    assert path.name == "sr-" + z.get_props(sr, ["guid"])["guid"].value
+    journal = Journal(path / "journal.db")
+    engine = Engine(z, journal, path, retry_sleep=lambda s: None)
+    out = revert.start(engine, sr, world.fx["vdi"], world.fx["snapshot"])
+    assert out.status == "succeeded"
+    assert (path / "journal.db").exists() and journal.get(out.saga_id).status == "succeeded"
+
+
+def _fresh_root(z: Zfs) -> str:
+    import uuid
+
+    from tests.conftest import POOL
+    root = f"{POOL}/s{uuid.uuid4().hex[:10]}"
+    z.create_filesystem(root)
+    return root

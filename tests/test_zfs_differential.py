@@ -222,7 +222,10 @@ def test_model_matches_real_zfs(request: pytest.FixtureRequest) -> None:
     real = real_zfs()
     compared = 0
 
+    # CI compares a fixed set of sequences (derandomized) so a red run is reproducible;
+    # ZFSAGA_DIFF_RANDOM=1 explores new ones (how the model's last mismatches were found).
     @settings(max_examples=_examples(60), deadline=None, database=None,
+              derandomize=os.environ.get("ZFSAGA_DIFF_RANDOM") != "1",
               suppress_health_check=list(HealthCheck))
     @given(SEEDS, LENGTHS)
     def run(seed: int, length: int) -> None:

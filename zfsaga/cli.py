@@ -322,8 +322,9 @@ def cmd_revert(args: argparse.Namespace) -> int:
 
     journal = open_journal(args, must_exist=False)
     engine = make_engine(args, journal)
-    resource, params = revert.resolve(engine.zfs, args.sr, args.vdi, args.snapshot)
-    outcome = engine.run(revert.KIND, resource, params, revert.plan(params))
+    if not args.sr:
+        raise CliError(EXIT_USAGE, "revert needs --sr")
+    outcome = revert.start(engine, args.sr, args.vdi, args.snapshot)
     return report_outcome(args, outcome)
 
 

@@ -1,0 +1,125 @@
+"""The journal, the locks and the lifecycle on their own: schema and migrations, the durable
+one-active-per-resource rule, 8 writer processes with zero "database is locked", flock
+liveness across kill -9, and the lifecycle's legal moves."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from zfsaga.state import journal as journal_mod
+from zfsaga.state.journal import Journal, JournalError, ResourceTaken
+from zfsaga.state.lifecycle import IllegalMove, mermaid_lifecycle, next_status
+from zfsaga.state.locks import LockBusy, ResourceLock
+
+
+def test_new_journal_is_wal_full_and_current(tmp_path) -> None:
+    j = Journal(tmp_path / "j.db")
+    assert j.schema_version() == journal_mod.SCHEMA_VERSION
+    assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert j.check_well_formed() == []
+
+
+def test_old_schema_is_migrated_forward(tmp_path) -> None:
+    db = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
+    for statement in journal_mod._MIGRATIONS[1]:
+        db.execute(statement)
+    db.execute("PRAGMA user_version=1")
+    db.execute("INSERT INTO saga(id, kind, kind_version, resource, status, plan, params,"
+               " created, updated) VALUES('old', 'k', 1, 'r', 'succeeded', '[]', '{}', 0, 0)")
+    db.execute("INSERT INTO event(saga_id, seq, ts, type) VALUES('old', 1, 0, 'saga_created')")
+    db.close()
+    j = Journal(tmp_path / "j.db")
+    assert j.schema_version() == journal_mod.SCHEMA_VERSION
+    j.append("old", "operator_abandon", actor="tester")  # v2's actor column exists
+    assert [e.actor for e in j.events("old")] == [None, "tester"]
+
+
+def test_a_newer_schema_is_refused(tmp_path) -> None:
+    db = sqlite3.connect(tmp_path / "j.db")
+    db.execute(f"PRAGMA user_version={journal_mod.SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(JournalError, match="newer"):
+        Journal(tmp_path / "j.db")
+
+
+def test_one_active_saga_per_resource(tmp_path) -> None:
+    j = Journal(tmp_path / "j.db")
+    first = j.create_saga("k", 1, "tank/sr", [], {})
+    with pytest.raises(ResourceTaken, match=first):
+        j.create_saga("k", 1, "tank/sr", [], {})
+    j.create_saga("k", 1, "tank/other", [], {})  # other resources are free
+    j.append(first, "saga_succeeded", status="succeeded")
+    j.create_saga("k", 1, "tank/sr", [], {})  # terminal sagas release the resource
+
+
+def _hammer(path: str, worker: int, rounds: int, errors) -> None:
+    j = Journal(path)
+    saga = j.create_saga("k", 1, f"r{worker}", [], {})
+    for i in range(rounds):
+        try:
+            j.append(saga, "step_started", step=f"s{i}", attempt=1)
+        except sqlite3.OperationalError as exc:
+            errors.put(str(exc))
+    j.close()
+
+
+def test_eight_writer_processes_never_see_database_is_locked(tmp_path) -> None:
+    path = str(tmp_path / "j.db")
+    Journal(path).close()
+    errors = multiprocessing.get_context("fork").Queue()
+    procs = [multiprocessing.get_context("fork").Process(target=_hammer,
+                                                         args=(path, w, 100, errors))
+             for w in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert errors.empty()
+    j = Journal(path)
+    assert j._db.execute("SELECT COUNT(*) FROM event").fetchone()[0] == 8 * 101
+    assert j.check_well_formed() == []
+
+
+def test_lock_is_exclusive_bounded_and_freed_by_kill_9(tmp_path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from zfsaga.state.locks import ResourceLock; "
+         f"l = ResourceLock({str(tmp_path)!r}, 'tank/sr').acquire(5); print('held', flush=True); "
+         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    lock = ResourceLock(tmp_path, "tank/sr")
+    assert not lock.is_free()
+    started = time.monotonic()
+    with pytest.raises(LockBusy, match="busy"):
+        lock.acquire(0.5)
+    assert 0.5 <= time.monotonic() - started < 3
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    assert lock.is_free()
+    with lock.acquire(1):
+        assert lock.held
+    assert lock.path.exists()  # lock files are never deleted
+
+
+def test_lifecycle_allows_only_legal_moves() -> None:
+    assert next_status("pending", "start") == "running"
+    assert next_status("running", "compensate") == "compensating"
+    assert next_status("stuck", "resume") == "running"
+    with pytest.raises(IllegalMove, match="forward-only"):
+        next_status("running", "abort", abortable=False)
+    with pytest.raises(IllegalMove, match="not one this zfsaga knows"):
+        next_status("stuck", "resume", plan_known=False)
+    for terminal in ("succeeded", "compensated", "abandoned"):
+        for trigger in ("start", "abort", "resume", "park", "abandon"):
+            with pytest.raises(IllegalMove):
+                next_status(terminal, trigger)
+    assert "class stuck here" in mermaid_lifecycle("stuck")
