@@ -11,16 +11,19 @@ def _snapshot(step: Step, ctx: StepContext) -> str | None:
     return find_by_guid(ctx.zfs, ctx.params["sr"], step.arg(ctx, "snapshot_guid"))
 
 
+def _held(step: Step, ctx: StepContext) -> bool:
+    """Whether the snapshot (wherever it is now) carries this saga's hold."""
+    snap = _snapshot(step, ctx)
+    return snap is not None and step.arg(ctx, "tag") in ctx.zfs.holds(snap)
+
+
 class HoldSnapshot(Step):
     """Args: snapshot_guid, tag. Compensation: release the hold."""
 
     undo = release_hold
 
     def probe(self, ctx: StepContext) -> Probe:
-        snap = _snapshot(self, ctx)
-        if snap is None:
-            return "absent"
-        return "done" if self.arg(ctx, "tag") in ctx.zfs.holds(snap) else "absent"
+        return "done" if _held(self, ctx) else "absent"
 
     def act(self, ctx: StepContext) -> None:
         snap = _snapshot(self, ctx)
@@ -35,10 +38,7 @@ class ReleaseHold(Step):
     kind = "retriable"
 
     def probe(self, ctx: StepContext) -> Probe:
-        snap = _snapshot(self, ctx)
-        if snap is None:
-            return "done"
-        return "absent" if self.arg(ctx, "tag") in ctx.zfs.holds(snap) else "done"
+        return "absent" if _held(self, ctx) else "done"
 
     def act(self, ctx: StepContext) -> None:
         release_hold(self, ctx)

@@ -53,10 +53,13 @@ def sr_state(zfs: Zfs, sr: str) -> dict[str, tuple]:
     """The SR as a comparable value: guids differ between runs, so identity is the `born` tag
     (or, for what the saga made, its step); saga ids are blanked."""
     out = {}
+    cut = len(sr)
     for name, p in zfs.list_tree(sr, STATE_PROPS).items():
         owner = p[OWNER].local
         ident = p[BORN].local or (owner.split("/", 1)[1] if owner else None)
-        out[name] = (p["type"].value, ident, p["origin"].value, p["userrefs"].value,
+        origin = p["origin"].value
+        out[name[cut:]] = (p["type"].value, ident, origin[cut:] if origin else None,
+                           p["userrefs"].value,
                      p["defer_destroy"].value, p["volsize"].value, owner is not None,
                      p[RETIRED].local is not None)
     return out
