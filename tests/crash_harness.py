@@ -156,6 +156,9 @@ class Harness:
         """One case; returns it and how many boundaries the (first) recovery reached."""
         case = Case(crash_at, mode, recovery_crash_at)
         zfs, root = self.new_backend()
+        # A backend may be shared between cases: a fault armed for a recovery that never
+        # reached a boundary must not fire in the next case's set-up.
+        zfs.hooks = ZfsHooks()
         recovery_seen = 0
         try:
             fixture = build_fixture(zfs, root)
@@ -171,6 +174,7 @@ class Harness:
         except Exception as exc:  # a harness case must report, not stop the enumeration
             case.problems.append(f"{type(exc).__name__}: {exc}")
         finally:
+            zfs.hooks = ZfsHooks()
             self.cleanup(zfs, root)
         return case, recovery_seen
 

@@ -41,10 +41,10 @@ def test_a_broken_compensation_is_caught(monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.mark.realzfs
+@pytest.mark.timeout(2400)  # ~110 cases at ~7 s each in the emulated guest
 def test_crash_points_on_real_zfs(request: pytest.FixtureRequest) -> None:
-    real = real_zfs()
-
     def backend():
+        real = real_zfs()  # fresh per case: no fault hooks carried over from the last one
         root = f"{POOL}/c{uuid.uuid4().hex[:10]}"
         real.create_filesystem(root)
         return real, root
