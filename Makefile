@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 GUEST := $(PY) -m zfsaga.guest --
 
-.PHONY: setup demo test unit realzfs clean
+.PHONY: setup demo test unit realzfs bench clean
 setup:
 	tools/setup-host.sh
 
@@ -17,6 +17,10 @@ unit:
 
 realzfs:
 	$(GUEST) sh tests/guest-tier.sh
+
+# Figures, not pass/fail: the saga's cost over the bare ZFS commands, model and real.
+bench: setup
+	$(GUEST) $(PY) bench/saga_overhead.py
 
 clean:
 	rm -rf .venv *.egg-info .pytest_cache .hypothesis

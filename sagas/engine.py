@@ -226,11 +226,15 @@ class Engine:
             log = self._log(run.row, step.name)
             attempt = run.attempts.get(step.name, 0) + 1
             run.attempts[step.name] = attempt
+            # No earlier intent in the journal: nothing of this step can have happened yet,
+            # so its first try may skip the probe; a retry always probes.
+            tries = iter([step.name not in run.last])
             self.journal.append(sid, "step_started", step=step.name, attempt=attempt)
             run.last[step.name] = "step_started"
             log.info("step {} ({}) attempt {}", step.name, step.kind, attempt)
             try:
-                facts = self._retrying(lambda: step.run(run.ctx), log)
+                facts = self._retrying(
+                    lambda: step.run(run.ctx, untouched=next(tries, False)), log)
             except ZfsError as exc:
                 error = f"{step.name}: {type(exc).__name__}: {exc}"
                 self.journal.append(sid, "step_failed", step=step.name, attempt=attempt,

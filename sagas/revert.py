@@ -72,11 +72,14 @@ def start(engine: "Engine", sr: str, vdi: str, snapshot: str, token: str | None 
 
 def plan(params: dict[str, Any]) -> list[Step]:
     return [
-        HoldSnapshot("hold", snapshot_guid="$snapshot_guid", tag="$hold_tag"),
-        CloneSnapshot("clone", snapshot_guid="$snapshot_guid", target="$fresh"),
+        HoldSnapshot("hold", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
+                     tag="$hold_tag"),
+        CloneSnapshot("clone", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
+                      target="$fresh"),
         RenameDataset("aside", source="$vdi", target="$aside", guid="$vdi_guid"),
         RenameDataset("swap_in", source="$fresh", target="$vdi", guid="@clone.guid"),
         PromoteClone("promote", clone="$vdi", old="$aside"),
         RetireDataset("retire", dataset="$aside", guid="$vdi_guid"),
-        ReleaseHold("release", snapshot_guid="$snapshot_guid", tag="$hold_tag"),
+        ReleaseHold("release", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
+                    tag="$hold_tag"),
     ]

@@ -59,6 +59,8 @@ class Step(ABC):
     version: ClassVar[int] = 1
     #: The compensation, a function in compensations/ taking (step, ctx); None when forward-only.
     undo: ClassVar[Callable[["Step", StepContext], None] | None] = None
+    #: The probe checks identity before a destructive act: it runs even on a first attempt.
+    guards: ClassVar[bool] = False
 
     def __init__(self, name: str, **args: Any) -> None:
         self.name = name
@@ -84,18 +86,28 @@ class Step(ABC):
         """What later steps and compensations need to know (guids, names), once done."""
         return {}
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
-        """Idempotent: probe, act if absent, re-probe; the facts once the effect is there."""
-        state = self.probe(ctx)
+    def run(self, ctx: StepContext, *, untouched: bool = False) -> dict[str, Any]:
+        """Idempotent: probe, act if absent, re-probe; the facts once the effect is there.
+
+        `untouched`: the journal holds no earlier attempt of this step. Intent is recorded
+        before every act, so its effect cannot be there and the first probe is skipped (it is
+        a third of a saga's reads), unless the step `guards` its act with it."""
+        state = "absent" if untouched and not self.guards else self.probe(ctx)
         if state == "foreign":
             raise Foreign(self.name, "the target exists and is not this saga's: refusing")
         if state == "absent":
             try:
                 self.act(ctx)
             except ZfsError as exc:
+                if exc.transient:
+                    raise  # the retry probes again
                 # "Returned an error but it happened" is real (timeouts, lost replies): the
                 # probe, not the return code, says whether the effect is there.
-                if exc.transient or self.probe(ctx) != "done":
+                after = self.probe(ctx)
+                if after == "foreign":
+                    raise Foreign(self.name, f"the target exists and is not this saga's: "
+                                             f"refusing ({exc})") from exc
+                if after != "done":
                     raise
                 return self.facts(ctx)
             if self.probe(ctx) != "done":
@@ -114,6 +126,22 @@ def find_by_guid(zfs: Zfs, root: str, guid: str) -> str | None:
         if props["guid"].value == guid:
             return name
     return None
+
+
+def locate(zfs: Zfs, root: str, guid: str, hint: str | None = None) -> str | None:
+    """The current name of the object with this guid. The name it had when the saga resolved
+    its inputs is tried first (one property read, whatever the SR's size); the SR is listed
+    only when the object has moved (a promote or rename in between)."""
+    if hint is not None and guid_of(zfs, hint) == guid:
+        return hint
+    return find_by_guid(zfs, root, guid)
+
+
+def snapshot_now(step: Step, ctx: StepContext) -> str | None:
+    """Where a step's snapshot is now: args `snapshot_guid` and, in plans that record it, the
+    name it had when the saga began (`snapshot`, a hint)."""
+    hint = step.arg(ctx, "snapshot") if "snapshot" in step.args else None
+    return locate(ctx.zfs, ctx.params["sr"], step.arg(ctx, "snapshot_guid"), hint)
 
 
 def guid_of(zfs: Zfs, name: str) -> str | None:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from zfsaga.compensations.destroy_owned import destroy_owned
-from zfsaga.steps.base import OWNER, Probe, Step, StepContext, find_by_guid
+from zfsaga.compensations.clone import destroy_owned
+from zfsaga.steps.base import OWNER, Probe, Step, StepContext, snapshot_now
 from zfsaga.steps.errors import NotFound
 
 
 class CloneSnapshot(Step):
-    """Args: snapshot_guid, target. Compensation: destroy the clone, if it is still ours."""
+    """Args: snapshot_guid (and its name hint, snapshot), target. Compensation: destroy the clone, if it is still ours."""
 
     undo = destroy_owned
 
@@ -21,7 +21,7 @@ class CloneSnapshot(Step):
         return "done" if tag == ctx.owner_tag(self.name)[OWNER] else "foreign"
 
     def act(self, ctx: StepContext) -> None:
-        snap = find_by_guid(ctx.zfs, ctx.params["sr"], self.arg(ctx, "snapshot_guid"))
+        snap = snapshot_now(self, ctx)
         if snap is None:
             raise NotFound(str(self.args["snapshot_guid"]), "the snapshot is gone")
         ctx.zfs.clone(snap, self.arg(ctx, "target"), ctx.owner_tag(self.name))

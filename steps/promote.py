@@ -2,7 +2,7 @@
 the clone: its origin is now a snapshot of the promoted one."""
 from __future__ import annotations
 
-from zfsaga.compensations.promote_back import promote_back
+from zfsaga.compensations.promote import promote_back
 from zfsaga.steps.base import Probe, Step, StepContext
 
 

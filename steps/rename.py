@@ -1,7 +1,7 @@
 """Rename a dataset known by its guid: done when the guid sits at the new name."""
 from __future__ import annotations
 
-from zfsaga.compensations.rename_back import rename_back
+from zfsaga.compensations.rename import rename_back
 from zfsaga.steps.base import Probe, Step, StepContext, guid_of
 
 

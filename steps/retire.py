@@ -3,23 +3,23 @@ depending on it, it is destroyed; with snapshots or clones still needing it, it 
 marked retired (a hidden dataset for garbage collection once its dependents go)."""
 from __future__ import annotations
 
-from zfsaga.steps.base import RETIRED, Probe, Step, StepContext, guid_of
+from zfsaga.steps.base import RETIRED, Probe, Step, StepContext
 
 
 class RetireDataset(Step):
     """Args: dataset, guid."""
 
     kind = "pivot"
+    guards = True  # destroys: the guid at the name must be the one the saga resolved
 
     def probe(self, ctx: StepContext) -> Probe:
         name = self.arg(ctx, "dataset")
-        guid = guid_of(ctx.zfs, name)
-        if guid is None:
+        if not ctx.zfs.exists(name):
             return "done"
-        if guid != self.arg(ctx, "guid"):
+        props = ctx.zfs.get_props(name, ["guid", RETIRED])
+        if props["guid"].value != self.arg(ctx, "guid"):
             return "foreign"
-        marked = ctx.zfs.get_props(name, [RETIRED])[RETIRED].local
-        return "done" if marked == ctx.saga_id else "absent"
+        return "done" if props[RETIRED].local == ctx.saga_id else "absent"
 
     def act(self, ctx: StepContext) -> None:
         name = self.arg(ctx, "dataset")
