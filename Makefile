@@ -2,18 +2,22 @@
 PY := .venv/bin/python
 GUEST := $(PY) -m zfsaga.guest --
 
-.PHONY: setup demo test unit realzfs bench clean
+.PHONY: setup demo test unit guestboot realzfs bench clean
 setup:
 	tools/setup-host.sh
 
 demo: setup
 	$(GUEST) $(PY) -m zfsaga.demo
 
-# Host tier first (fast, no ZFS), then the whole real-ZFS tier in one guest boot.
-test: setup unit realzfs
+# Host tier first (fast, no ZFS), the harness's own failure paths (one short boot), then the
+# whole real-ZFS tier in one guest boot.
+test: setup unit guestboot realzfs
 
 unit:
-	$(PY) -m pytest -m "not realzfs" -q -ra -p no:cacheprovider
+	$(PY) -m pytest -m "not realzfs and not guestboot" -q -ra -p no:cacheprovider
+
+guestboot:
+	$(PY) -m pytest -m guestboot -q -ra -p no:cacheprovider
 
 realzfs:
 	$(GUEST) sh tests/guest-tier.sh

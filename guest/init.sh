@@ -50,7 +50,9 @@ fi
 # inner stage, inside the writable chroot
 fail() { echo "guest: FAILED: $*"; echo 97 > /run/out/rc; sync; exit 1; }
 . /run/out/env.sh
-modprobe zfs || fail "modprobe zfs (is zfs-dkms built for $(uname -r)?)"
+# ZFSAGA_GUEST_MODULE exists for the harness's own test of a missing module.
+module=${ZFSAGA_GUEST_MODULE:-zfs}
+modprobe "$module" || fail "modprobe $module (is zfs-dkms built for $(uname -r)?)"
 /lib/systemd/systemd-udevd --daemon >/dev/null 2>&1 || fail "udevd"
 udevadm trigger >/dev/null 2>&1
 udevadm settle --timeout=30

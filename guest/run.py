@@ -27,13 +27,13 @@ class GuestError(RuntimeError):
     """The guest could not run the command (no kernel, no module, failed boot, timeout)."""
 
 
-def debian_kernel() -> str:
+def debian_kernel(modules: str = "/lib/modules", boot: str = "/boot") -> str:
     """The newest Debian kernel installed under /boot whose modules include zfs.ko."""
     found = []
-    for version in os.listdir("/lib/modules"):
-        if not Path(f"/boot/vmlinuz-{version}").exists():
+    for version in (os.listdir(modules) if os.path.isdir(modules) else []):
+        if not Path(boot, f"vmlinuz-{version}").exists():
             continue
-        mods = Path("/lib/modules", version)
+        mods = Path(modules, version)
         if any(mods.rglob("zfs.ko*")):
             found.append(version)
     if not found:
