@@ -186,11 +186,12 @@ class ModelZfs(Zfs):
         # libzfs_core takes the names as nvlist keys: a name given twice counts once.
         present = [self._objs[s] for s in dict.fromkeys(snaps) if s in self._objs]
         if not defer:
+            # The kernel's destroy check looks at user holds before clones (EBUSY, then EEXIST).
             for s in present:
-                if self._clones_of(s):
-                    raise HasDependents(s.name, "snapshot has dependent clones")
                 if s.holds:
                     raise SnapshotHeld(s.name, "snapshot is held")
+                if self._clones_of(s):
+                    raise HasDependents(s.name, "snapshot has dependent clones")
         for s in present:
             if self._clones_of(s) or s.holds:
                 s.defer_destroy = True
