@@ -160,6 +160,20 @@ def test_holds_block_destroy_until_released(zfs):
         z.hold(f"{root}/a@s1", "zfsaga")
 
 
+def test_a_held_snapshot_with_clones_refuses_destroy_as_held(zfs):
+    """The kernel checks holds before clones (a case the random differential run found)."""
+    z, root = zfs
+    z.create_zvol(f"{root}/a", MiB)
+    z.snapshot([f"{root}/a@s1"])
+    z.clone(f"{root}/a@s1", f"{root}/c")
+    z.hold(f"{root}/a@s1", "zfsaga")
+    with pytest.raises(SnapshotHeld):
+        z.destroy_snapshots([f"{root}/a@s1"])
+    z.release(f"{root}/a@s1", "zfsaga")
+    with pytest.raises(HasDependents):
+        z.destroy_snapshots([f"{root}/a@s1"])
+
+
 def test_list_tree_reads_a_whole_subtree_in_one_call(zfs):
     z, root = zfs
     z.create_zvol(f"{root}/a", MiB, props={TAG: "x"})
