@@ -72,11 +72,16 @@ def test_destroy_refuses_dependents_and_defers_cloned_snapshot(zfs):
         z.destroy(f"{root}/a")
 
 
-def test_promote_moves_older_snapshots_and_swaps_origin(zfs):
-    z, root = zfs
+def _zvol_cloned_at_s1(z, root: str) -> None:
+    """a with snapshot s1, and b a clone of a@s1: the shape every promote test starts from."""
     z.create_zvol(f"{root}/a", MiB)
     z.snapshot([f"{root}/a@s1"])
     z.clone(f"{root}/a@s1", f"{root}/b")
+
+
+def test_promote_moves_older_snapshots_and_swaps_origin(zfs):
+    z, root = zfs
+    _zvol_cloned_at_s1(z, root)
     z.snapshot([f"{root}/a@s2"])
     guid_s1 = z.get_props(f"{root}/a@s1", ["guid"])["guid"].value
     z.promote(f"{root}/b")
@@ -95,9 +100,7 @@ def test_promote_moves_older_snapshots_and_swaps_origin(zfs):
 
 def test_promote_refuses_snapshot_name_collision(zfs):
     z, root = zfs
-    z.create_zvol(f"{root}/a", MiB)
-    z.snapshot([f"{root}/a@s1"])
-    z.clone(f"{root}/a@s1", f"{root}/b")
+    _zvol_cloned_at_s1(z, root)
     z.snapshot([f"{root}/b@s1"])
     with pytest.raises(AlreadyExists):
         z.promote(f"{root}/b")
