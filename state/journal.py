@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TERMINAL = ("succeeded", "compensated", "abandoned")
 ACTIVE_SQL = "status NOT IN ('succeeded','compensated','abandoned')"
 BUSY_TIMEOUT_MS = 15000
@@ -44,6 +44,11 @@ _MIGRATIONS: list[list[str]] = [
         # v2: operator actions name who did them; list by status without a scan.
         "ALTER TABLE event ADD COLUMN actor TEXT",
         "CREATE INDEX saga_status ON saga(status, updated)",
+    ],
+    [
+        # v3: each event records the status it moved the saga to (NULL: unchanged), so the
+        # cached saga.status can be checked against the record (check_well_formed).
+        "ALTER TABLE event ADD COLUMN status TEXT",
     ],
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION + 1
@@ -73,6 +78,7 @@ class Event:
     attempt: int | None
     data: dict[str, Any]
     actor: str | None = None
+    status: str | None = None  # the status this event moved the saga to; None: unchanged
 
 
 @dataclass
@@ -196,7 +202,8 @@ class Journal:
                        " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                        (saga_id, kind, kind_version, resource, "pending", json.dumps(plan),
                         json.dumps(params, sort_keys=True), os.getpid(), boot_id(), now, now))
-            self._insert_event(db, saga_id, "saga_created", None, None, {}, None, now)
+            self._insert_event(db, saga_id, "saga_created", None, None, {}, None, now,
+                               "pending")
 
         self._commit("saga_created", insert)
         return saga_id
@@ -209,7 +216,8 @@ class Journal:
         now = time.time()
 
         def write(db: sqlite3.Connection) -> None:
-            self._insert_event(db, saga_id, type_, step, attempt, data or {}, actor, now)
+            self._insert_event(db, saga_id, type_, step, attempt, data or {}, actor, now,
+                               status)
             sets, args = ["updated=?"], [now]
             if status is not None:
                 sets.append("status=?")
@@ -228,13 +236,13 @@ class Journal:
 
     def _insert_event(self, db: sqlite3.Connection, saga_id: str, type_: str, step: str | None,
                       attempt: int | None, data: dict[str, Any], actor: str | None,
-                      ts: float) -> None:
+                      ts: float, status: str | None) -> None:
         seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM event WHERE saga_id=?",
                          (saga_id,)).fetchone()[0]
-        db.execute("INSERT INTO event(saga_id, seq, ts, type, step, attempt, data, actor)"
-                   " VALUES(?,?,?,?,?,?,?,?)",
+        db.execute("INSERT INTO event(saga_id, seq, ts, type, step, attempt, data, actor, status)"
+                   " VALUES(?,?,?,?,?,?,?,?,?)",
                    (saga_id, seq, ts, type_, step, attempt, json.dumps(data, sort_keys=True),
-                    actor))
+                    actor, status))
 
     def gc(self, older_than_s: float, *, dry_run: bool = False) -> list[str]:
         """Forget terminal sagas last updated longer ago than older_than_s."""
@@ -280,9 +288,10 @@ class Journal:
         return self.get(rows[0][0]) if len(rows) == 1 else None
 
     def events(self, saga_id: str) -> Iterator[Event]:
-        for r in self._db.execute("SELECT saga_id, seq, ts, type, step, attempt, data, actor"
-                                  " FROM event WHERE saga_id=? ORDER BY seq", (saga_id,)):
-            yield Event(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"), r[7])
+        for r in self._db.execute("SELECT saga_id, seq, ts, type, step, attempt, data, actor,"
+                                  " status FROM event WHERE saga_id=? ORDER BY seq", (saga_id,)):
+            yield Event(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"), r[7],
+                        r[8])
 
     def active(self, resource: str | None = None) -> list[SagaRow]:
         sql = f"SELECT {self._COLUMNS} FROM saga WHERE {ACTIVE_SQL}"
@@ -302,14 +311,49 @@ class Journal:
                                                        (*args, limit))]
 
     def check_well_formed(self) -> list[str]:
-        """Problems with the journal's own consistency (for tests and `zfsaga show`)."""
+        """Problems with the journal's own consistency (for tests and `zfsaga show`): the
+        database's integrity, and for each saga that its record tells one coherent story
+        (see `saga_problems`)."""
         problems = [f"integrity: {r[0]}" for r in self._db.execute("PRAGMA integrity_check")
                     if r[0] != "ok"]
-        for saga_id, n, top in self._db.execute(
-                "SELECT saga_id, COUNT(*), MAX(seq) FROM event GROUP BY saga_id"):
-            if n != top:
-                problems.append(f"{saga_id}: event sequence has gaps")
-        for (saga_id,) in self._db.execute(
-                "SELECT id FROM saga WHERE id NOT IN (SELECT saga_id FROM event)"):
-            problems.append(f"{saga_id}: saga without events")
+        for row in self.list(limit=-1):
+            problems += [f"{row.id}: {p}" for p in saga_problems(row, list(self.events(row.id)))]
         return problems
+
+
+def saga_problems(row: SagaRow, events: list[Event]) -> list[str]:
+    """What is wrong with one saga's record: sequence gaps; a step event for a step the plan
+    does not have; a completion or failure without an earlier start; a compensation event for a
+    forward-only step; a status move the lifecycle forbids; a cached status that is not the
+    one its events end on. A well-formed journal has none of these."""
+    from zfsaga.state.lifecycle import legal_move  # plain data: no transitions import
+
+    if not events:
+        return ["saga without events"]
+    problems = []
+    if [e.seq for e in events] != list(range(1, len(events) + 1)):
+        problems.append("event sequence has gaps")
+    if events[0].type != "saga_created":
+        problems.append(f"first event is {events[0].type}, not saga_created")
+    kinds = {s.get("name"): s.get("kind") for s in row.plan}
+    started: set[tuple[str, str]] = set()
+    status = None
+    for e in events:
+        where = f"event {e.seq} ({e.type})"
+        if e.step is not None:
+            if e.step not in kinds:
+                problems.append(f"{where}: step {e.step!r} is not in the plan")
+            phase = "comp" if e.type.startswith("comp_") else "step"
+            if e.type.endswith("_started"):
+                started.add((phase, e.step))
+            elif (phase, e.step) not in started:
+                problems.append(f"{where}: {e.step} ends without having started")
+            if phase == "comp" and kinds.get(e.step) != "compensatable":
+                problems.append(f"{where}: {e.step} is {kinds.get(e.step)}, never compensated")
+        if e.status is not None:
+            if status is not None and not legal_move(status, e.status):
+                problems.append(f"{where}: the lifecycle has no move {status} -> {e.status}")
+            status = e.status
+    if status is not None and status != row.status:
+        problems.append(f"status is {row.status} but the events end on {status}")
+    return problems

@@ -37,6 +37,13 @@ TRANSITIONS: list[dict[str, Any]] = [
 ]
 
 
+def legal_move(source: str, dest: str) -> bool:
+    """Whether some trigger leads from source to dest, whatever its conditions (for checking a
+    recorded history; plain data, so the journal can ask without importing transitions)."""
+    return any(dest == t["dest"] and source in (t["source"] if isinstance(t["source"], list)
+                                                 else [t["source"]]) for t in TRANSITIONS)
+
+
 class IllegalMove(RuntimeError):
     """The lifecycle forbids this move from this status (or its condition is false)."""
 

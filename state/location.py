@@ -29,12 +29,18 @@ def state_base(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
         if not create:
             raise FileNotFoundError(f"{meta} does not exist: no zfsaga state on this pool")
         zfs.create_filesystem(meta, {ROLE: "state"})
-    props = zfs.get_props(meta, ["mountpoint", ROLE])
+    props = zfs.get_props(meta, ["mountpoint", "mounted", ROLE])
     if props[ROLE].local != "state":
         raise PermissionError(f"{meta} exists but is not zfsaga's state dataset")
     mountpoint = props["mountpoint"].value
     if not mountpoint or not mountpoint.startswith("/"):
-        raise FileNotFoundError(f"{meta} is not mounted")
+        raise FileNotFoundError(f"{meta} has no mountpoint ({mountpoint}): set one with "
+                                f"zfs set mountpoint=/PATH {meta}")
+    if props["mounted"].value != "yes":
+        # Created through libzfs_core (which never mounts), or a pool imported without
+        # mounting: a journal opened now would land in the directory under the mountpoint, on
+        # the parent's filesystem, and vanish beneath the mount later. Mounting changes no data.
+        zfs.mount(meta)
     return Path(mountpoint)
 
 

@@ -31,6 +31,7 @@ class _Obj:
     dataset: "_Obj | None" = None  # snapshots: the dataset they belong to
     holds: set[str] = field(default_factory=set)
     defer_destroy: bool = False
+    mounted: bool = False  # filesystems: lzc_create leaves them unmounted
 
 
 class ModelZfs(Zfs):
@@ -43,7 +44,8 @@ class ModelZfs(Zfs):
         self._txg = itertools.count(100)
         self._rand = random.Random(seed)
         for pool in pools:
-            self._objs[pool] = _Obj(pool, "filesystem", self._guid(), next(self._txg))
+            self._objs[pool] = _Obj(pool, "filesystem", self._guid(), next(self._txg),
+                                    mounted=True)
 
     def version(self) -> str:
         return "model (OpenZFS 2.1 semantics)"
@@ -198,6 +200,14 @@ class ModelZfs(Zfs):
             else:
                 self._drop_snapshot(s)
 
+    def _mount(self, name):
+        obj = self._get(name)
+        if obj.type != "filesystem":
+            raise InvalidValue(name, "mount is not supported for datasets of this type")
+        if obj.mounted:
+            raise AlreadyExists(name, "filesystem already mounted")
+        obj.mounted = True
+
     def _set_props(self, name, props):
         obj = self._get(name)
         # Like one `zfs set` ioctl: every assignment is checked before any is applied.
@@ -278,6 +288,9 @@ class ModelZfs(Zfs):
         if prop == "mountpoint":  # default mountpoints only: /<name> for filesystems
             return Prop("/" + obj.name if obj.type == "filesystem" else None,
                         "default" if obj.type == "filesystem" else "none")
+        if prop == "mounted":
+            return Prop(("yes" if obj.mounted else "no") if obj.type == "filesystem" else None,
+                        "none")
         if prop == "userrefs":
             return Prop(str(len(obj.holds)) if snap else None, "none")
         raise InvalidValue(prop, "unknown property")

@@ -107,6 +107,9 @@ class RealZfs(Zfs):
     def _destroy_snapshots(self, snaps, defer):
         self._lzc_call(snaps[0], self._lzc.lzc_destroy_snaps, [_b(s) for s in snaps], defer)
 
+    def _mount(self, name):
+        self._run(["mount", name], name)
+
     def _set_props(self, name, props):
         # One `zfs set` with every assignment: libzfs sends them in one ioctl, all or none.
         self._run(["set", *(f"{key}={value}" for key, value in props.items()), name], name)

@@ -16,7 +16,8 @@ T = TypeVar("T")
 #: Native properties the layer reads. Space accounting (used, referenced) is readable on the real
 #: backend too, but the model does not simulate it.
 NATIVE_PROPS = ("type", "guid", "createtxg", "origin", "volsize", "volblocksize",
-                "refreservation", "defer_destroy", "userrefs", "snapdev", "mountpoint")
+                "refreservation", "defer_destroy", "userrefs", "snapdev", "mountpoint",
+                "mounted")
 #: Native properties the layer may set (user properties, "module:name", are always allowed).
 SETTABLE_NATIVE = ("volsize", "snapdev")
 DEFAULT_VOLBLOCKSIZE = 8192  # OpenZFS 2.1; 2.2 moved to 16K
@@ -171,6 +172,12 @@ class Zfs(ABC):
             self._call("destroy_snapshots", snaps[0], True,
                        lambda: self._destroy_snapshots(snaps, defer))
 
+    def mount(self, name: str) -> None:
+        """Mount a filesystem at its mountpoint. Datasets made through libzfs_core are not
+        mounted (only the zfs CLI mounts after create); AlreadyExists if it is mounted."""
+        names.check_dataset(name)
+        self._call("mount", name, True, lambda: self._mount(name))
+
     def set_props(self, name: str, props: dict[str, str]) -> None:
         """Set user properties (and volsize/snapdev) on a dataset or snapshot."""
         names.check_any(name)
@@ -258,6 +265,8 @@ class Zfs(ABC):
     def _destroy(self, name: str) -> None: ...
     @abstractmethod
     def _destroy_snapshots(self, snaps: list[str], defer: bool) -> None: ...
+    @abstractmethod
+    def _mount(self, name: str) -> None: ...
     @abstractmethod
     def _set_props(self, name: str, props: dict[str, str]) -> None: ...
     @abstractmethod

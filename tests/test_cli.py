@@ -101,6 +101,8 @@ def test_stuck_after_the_pivot_is_shown_blocks_and_resumes(pool: Pool) -> None:
     shown = json.loads(pool.cli("--json", "show", row["id"]).stdout)
     [op] = [e for e in shown["events"] if e["type"] == "operator_resume"]
     assert op["data"]["reason"] == "disk replaced" and "uid" in op["actor"]
+    assert op["status"] == "running"  # the operator's resume moved it out of stuck
+    assert "journal problems" not in pool.cli("show", row["id"]).stdout
 
 
 def test_stuck_compensation_is_aborted_back_to_the_before_state(pool: Pool) -> None:
@@ -167,3 +169,16 @@ def test_read_only_commands_stay_lean(pool: Pool) -> None:
                              capture_output=True, text=True, env=pool.env)
         assert out.returncode == 0, out.stderr
         assert "HEAVY []" in out.stdout
+
+
+def test_an_sr_without_state_is_not_found_not_a_traceback(pool: Pool) -> None:
+    """`--sr` on a pool where zfsaga never ran: exit 4 and one line saying why; nothing made."""
+    env = {k: v for k, v in pool.env.items() if k != "ZFSAGA_STATE_DIR"}
+    meta = f"{POOL}/zfsaga-state"
+    if pool.zfs.exists(meta):
+        pytest.skip("this pool already has zfsaga state (an earlier test on it made it)")
+    out = subprocess.run([sys.executable, "-m", "zfsaga.cli", "--sr", pool.fx["sr"], "list"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 4, out.stderr
+    assert "no zfsaga state on this pool" in out.stderr and "Traceback" not in out.stderr
+    assert not pool.zfs.exists(meta)

@@ -4,6 +4,7 @@ on the model and, marked realzfs, on real ZFS in the guest."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -150,7 +151,7 @@ def test_an_orphan_whose_step_failed_is_compensated_not_retried(world: World) ->
 
 @pytest.mark.realzfs
 def test_state_lives_on_the_pool_outside_every_sr(tmp_path, monkeypatch) -> None:
-    from tests.conftest import real_zfs
+    from tests.conftest import POOL, real_zfs
     from zfsaga.state.location import META_DATASET, ROLE, sr_state_dir
 
     monkeypatch.delenv("ZFSAGA_STATE_DIR", raising=False)
@@ -160,13 +161,39 @@ def test_state_lives_on_the_pool_outside_every_sr(tmp_path, monkeypatch) -> None
     path = sr_state_dir(z, sr, create=True)
     meta = f"{sr.split('/')[0]}/{META_DATASET}"
     assert z.get_props(meta, [ROLE])[ROLE].local == "state"
-    assert str(path).startswith(z.get_props(meta, ["mountpoint"])["mountpoint"].value + "/")
+    mounted = z.get_props(meta, ["mountpoint", "mounted"])
+    assert mounted["mounted"].value == "yes"  # the layer creates unmounted: location mounts it
+    assert str(path).startswith(mounted["mountpoint"].value + "/")
     assert path.name == "sr-" + z.get_props(sr, ["guid"])["guid"].value
     journal = Journal(path / "journal.db")
     engine = Engine(z, journal, path, retry_sleep=lambda s: None)
     out = revert.start(engine, sr, world.fx["vdi"], world.fx["snapshot"])
     assert out.status == "succeeded"
     assert (path / "journal.db").exists() and journal.get(out.saga_id).status == "succeeded"
+    # On the state dataset's own filesystem, not in a directory of the pool's root that the
+    # mount would hide.
+    pool_root = z.get_props(POOL, ["mountpoint"])["mountpoint"].value
+    assert os.stat(path / "journal.db").st_dev == os.stat(mounted["mountpoint"].value).st_dev
+    assert os.stat(mounted["mountpoint"].value).st_dev != os.stat(pool_root).st_dev
+
+
+def test_state_location_mounts_the_state_dataset(monkeypatch) -> None:
+    """On the model (no files are written): an unmounted state dataset is mounted, a foreign
+    one is refused, and without create nothing is made."""
+    from zfsaga.state.location import META_DATASET, ROLE, state_base
+    from zfsaga.steps.model_zfs import ModelZfs
+
+    monkeypatch.delenv("ZFSAGA_STATE_DIR", raising=False)
+    z = ModelZfs(pools=("tank",))
+    z.create_filesystem("tank/sr")
+    with pytest.raises(FileNotFoundError, match="no zfsaga state"):
+        state_base(z, "tank/sr")
+    assert not z.exists(f"tank/{META_DATASET}")
+    assert str(state_base(z, "tank/sr", create=True)) == f"/tank/{META_DATASET}"
+    assert z.get_props(f"tank/{META_DATASET}", ["mounted"])["mounted"].value == "yes"
+    z.set_props(f"tank/{META_DATASET}", {ROLE: "something-else"})
+    with pytest.raises(PermissionError):
+        state_base(z, "tank/sr")
 
 
 def _fresh_root(z: Zfs) -> str:

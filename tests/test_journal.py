@@ -40,6 +40,58 @@ def test_old_schema_is_migrated_forward(tmp_path) -> None:
     assert j.schema_version() == journal_mod.SCHEMA_VERSION
     j.append("old", "operator_abandon", actor="tester")  # v2's actor column exists
     assert [e.actor for e in j.events("old")] == [None, "tester"]
+    assert [e.status for e in j.events("old")] == [None, None]  # v3's status column exists
+
+
+def _plan(*steps: tuple[str, str]) -> list[dict]:
+    return [{"name": name, "step": "S", "version": 1, "kind": kind, "args": {}}
+            for name, kind in steps]
+
+
+def test_a_coherent_record_is_well_formed(tmp_path) -> None:
+    j = Journal(tmp_path / "j.db")
+    saga = j.create_saga("k", 1, "r", _plan(("a", "compensatable"), ("b", "pivot")), {})
+    j.append(saga, "saga_started", status="running")
+    j.append(saga, "step_started", step="a", attempt=1)
+    j.append(saga, "step_done", step="a", attempt=1)
+    j.append(saga, "step_started", step="b", attempt=1)
+    j.append(saga, "step_failed", step="b", attempt=1, error="boom")
+    j.append(saga, "saga_stuck", status="stuck", error="boom")
+    j.append(saga, "operator_resume", status="running", actor="op")
+    j.append(saga, "step_started", step="b", attempt=2)
+    j.append(saga, "step_done", step="b", attempt=2)
+    j.append(saga, "saga_succeeded", status="succeeded")
+    assert j.check_well_formed() == []
+    assert [e.status for e in j.events(saga)][-1] == "succeeded"
+
+
+@pytest.mark.parametrize("story, problem", [
+    ([("step_done", "a", None)], "a ends without having started"),
+    ([("step_started", "zz", None)], "'zz' is not in the plan"),
+    ([("step_started", "b", None), ("comp_started", "b", None)], "b is pivot, never compensated"),
+    ([("comp_done", "a", None)], "a ends without having started"),
+    ([("saga_succeeded", None, "succeeded")], "no move pending -> succeeded"),
+    ([("saga_started", None, "running"), ("saga_succeeded", None, "succeeded"),
+      ("operator_resume", None, "running")], "no move succeeded -> running"),
+])
+def test_an_incoherent_record_is_reported(tmp_path, story, problem) -> None:
+    """The check the crash harness relies on can fail: each broken story is named."""
+    j = Journal(tmp_path / "j.db")
+    saga = j.create_saga("k", 1, "r", _plan(("a", "compensatable"), ("b", "pivot")), {})
+    for type_, step, status in story:
+        j.append(saga, type_, step=step, status=status)
+    problems = j.check_well_formed()
+    assert any(problem in p for p in problems), problems
+
+
+def test_a_cached_status_that_disagrees_with_the_events_is_reported(tmp_path) -> None:
+    j = Journal(tmp_path / "j.db")
+    saga = j.create_saga("k", 1, "r", [], {})
+    j.append(saga, "saga_started", status="running")
+    j._db.execute("UPDATE saga SET status='succeeded' WHERE id=?", (saga,))
+    assert j.check_well_formed() == [f"{saga}: status is succeeded but the events end on running"]
+    j._db.execute("DELETE FROM event WHERE saga_id=? AND seq=1", (saga,))
+    assert any("gaps" in p for p in j.check_well_formed())
 
 
 def test_a_newer_schema_is_refused(tmp_path) -> None:
@@ -62,7 +114,8 @@ def test_one_active_saga_per_resource(tmp_path) -> None:
 
 def _hammer(path: str, worker: int, rounds: int, errors) -> None:
     j = Journal(path)
-    saga = j.create_saga("k", 1, f"r{worker}", [], {})
+    saga = j.create_saga("k", 1, f"r{worker}",
+                         _plan(*((f"s{i}", "compensatable") for i in range(rounds))), {})
     for i in range(rounds):
         try:
             j.append(saga, "step_started", step=f"s{i}", attempt=1)

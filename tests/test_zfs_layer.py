@@ -147,6 +147,24 @@ def test_props_set_inherit_and_volsize(zfs):
     assert (snapdev.value, snapdev.source) == ("visible", "inherited")
 
 
+def test_filesystems_made_by_the_layer_start_unmounted_and_mount(zfs):
+    """libzfs_core creates without mounting (only the zfs CLI mounts after create): anything
+    that writes files into a dataset it made must mount it first."""
+    z, root = zfs
+    z.create_filesystem(f"{root}/fs")
+    z.create_zvol(f"{root}/v", MiB)
+    assert z.get_props(f"{root}/fs", ["mounted"])["mounted"].value == "no"
+    assert z.get_props(f"{root}/v", ["mounted"])["mounted"].value is None
+    z.mount(f"{root}/fs")
+    assert z.get_props(f"{root}/fs", ["mounted"])["mounted"].value == "yes"
+    with pytest.raises(AlreadyExists):
+        z.mount(f"{root}/fs")
+    with pytest.raises(InvalidValue):
+        z.mount(f"{root}/v")
+    with pytest.raises(NotFound):
+        z.mount(f"{root}/nope")
+
+
 def test_holds_block_destroy_until_released(zfs):
     z, root = zfs
     z.create_zvol(f"{root}/a", MiB)

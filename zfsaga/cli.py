@@ -97,7 +97,8 @@ def saga_json(args: argparse.Namespace, row, events: bool = False) -> dict[str, 
     if events:
         out["params"] = row.params
         out["events"] = [{"seq": e.seq, "ts": e.ts, "type": e.type, "step": e.step,
-                          "attempt": e.attempt, "data": e.data, "actor": e.actor}
+                          "attempt": e.attempt, "data": e.data, "actor": e.actor,
+                          "status": e.status}
                          for e in row.events]
     return out
 
@@ -387,7 +388,9 @@ def _exit_for(exc: Exception) -> int:
     name = type(exc).__name__
     codes = {"LockBusy": EXIT_BUSY, "SagaBlocked": EXIT_STUCK, "ResourceTaken": EXIT_BUSY,
              "IllegalMove": EXIT_REFUSED, "SagaNotFound": EXIT_NOT_FOUND,
-             "NotFound": EXIT_NOT_FOUND, "JournalError": EXIT_ERROR}
+             "NotFound": EXIT_NOT_FOUND, "JournalError": EXIT_ERROR,
+             # where the SR's state lives: no state dataset yet, or one that is not zfsaga's
+             "FileNotFoundError": EXIT_NOT_FOUND, "PermissionError": EXIT_ERROR}
     code = codes.get(name)
     if code is None and hasattr(exc, "transient"):  # any other ZfsError
         code = EXIT_ERROR
