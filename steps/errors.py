@@ -118,7 +118,7 @@ _CLI_MESSAGES: tuple[tuple[str, type[ZfsError]], ...] = (
     ("has children", HasDependents),
     ("tag already exists", AlreadyExists),
     ("filesystem already mounted", AlreadyExists),
-    ("not supported for datasets of this type", InvalidValue),
+    ("operation not applicable to datasets of this type", InvalidValue),
     ("is busy", Busy),
     ("must be a multiple of volume block size", InvalidValue),
     ("volume size must be a multiple", InvalidValue),

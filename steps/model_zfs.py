@@ -203,7 +203,7 @@ class ModelZfs(Zfs):
     def _mount(self, name):
         obj = self._get(name)
         if obj.type != "filesystem":
-            raise InvalidValue(name, "mount is not supported for datasets of this type")
+            raise InvalidValue(name, "operation not applicable to datasets of this type")
         if obj.mounted:
             raise AlreadyExists(name, "filesystem already mounted")
         obj.mounted = True

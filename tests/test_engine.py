@@ -170,6 +170,7 @@ def test_state_lives_on_the_pool_outside_every_sr(tmp_path, monkeypatch) -> None
     out = revert.start(engine, sr, world.fx["vdi"], world.fx["snapshot"])
     assert out.status == "succeeded"
     assert (path / "journal.db").exists() and journal.get(out.saga_id).status == "succeeded"
+    journal.close()  # an open journal keeps the state dataset busy (it cannot be unmounted)
     # On the state dataset's own filesystem, not in a directory of the pool's root that the
     # mount would hide.
     pool_root = z.get_props(POOL, ["mountpoint"])["mountpoint"].value
