@@ -3,7 +3,8 @@ the latest one). The recipe, as the design card puts it: clone the snapshot, swa
 under the VDI's name, promote it; if promote fails, the clone is rolled back.
 
     1 hold      the snapshot, so it cannot vanish mid-way          undo: release
-    2 clone     the snapshot to <vdi>.revert-<token>               undo: destroy the clone
+    2 clone     the snapshot to <vdi>.revert-<token>, born with     undo: destroy the clone
+                the VDI's own user properties and provisioning
     3 aside     rename the VDI to <vdi>.old-<token>                undo: rename back
     4 swap_in   rename the clone to the VDI's name                 undo: rename back
     5 promote   the clone takes the snapshots; the old head        undo: promote the old head
@@ -18,7 +19,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from zfsaga.steps import names
-from zfsaga.steps.base import Step, guid_of
+from zfsaga.steps.base import OWNER, RETIRED, Step, guid_of
 from zfsaga.steps.clone import CloneSnapshot
 from zfsaga.steps.errors import InvalidName, NotFound
 from zfsaga.steps.holds import HoldSnapshot, ReleaseHold
@@ -52,15 +53,21 @@ def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str,
     names.check_snapshot(snapshot)
     if names.dataset_of(snapshot) != vdi:
         raise InvalidName(snapshot, f"not a snapshot of {vdi}")
-    vdi_guid, snap_guid = guid_of(zfs, vdi), guid_of(zfs, snapshot)
-    if vdi_guid is None:
+    if not zfs.exists(vdi):
         raise NotFound(vdi, "no such VDI")
+    head = zfs.get_props(vdi, ["guid", "refreservation"])
+    snap_guid = guid_of(zfs, snapshot)
     if snap_guid is None:
         raise NotFound(snapshot, "no such snapshot")
+    # The new head replaces the VDI: it must carry the VDI's metadata (name, description, keys:
+    # local user properties) and stay thick if it was; zfsaga's own bookkeeping stays behind.
+    carried = {k: v for k, v in zfs.user_props(vdi).items() if k not in (OWNER, RETIRED)}
     token = token or uuid.uuid4().hex[:8]
-    params = {"sr": sr, "vdi": vdi, "snapshot": snapshot, "vdi_guid": vdi_guid,
-              "snapshot_guid": snap_guid, "fresh": f"{vdi}.revert-{token}",
-              "aside": f"{vdi}.old-{token}", "hold_tag": f"zfsaga-revert-{token}"}
+    params = {"sr": sr, "vdi": vdi, "snapshot": snapshot, "vdi_guid": head["guid"].value,
+              "snapshot_guid": snap_guid, "vdi_props": carried,
+              "thick": head["refreservation"].value not in (None, "0"),
+              "fresh": f"{vdi}.revert-{token}", "aside": f"{vdi}.old-{token}",
+              "hold_tag": f"zfsaga-revert-{token}"}
     return params
 
 
@@ -75,7 +82,7 @@ def plan(params: dict[str, Any]) -> list[Step]:
         HoldSnapshot("hold", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
                      tag="$hold_tag"),
         CloneSnapshot("clone", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
-                      target="$fresh"),
+                      target="$fresh", props="$vdi_props", reserve="$thick"),
         RenameDataset("aside", source="$vdi", target="$aside", guid="$vdi_guid"),
         RenameDataset("swap_in", source="$fresh", target="$vdi", guid="@clone.guid"),
         PromoteClone("promote", clone="$vdi", old="$aside"),

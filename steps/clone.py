@@ -9,7 +9,10 @@ from zfsaga.steps.errors import NotFound
 
 
 class CloneSnapshot(Step):
-    """Args: snapshot_guid (and its name hint, snapshot), target. Compensation: destroy the clone, if it is still ours."""
+    """Args: snapshot_guid (and its name hint, snapshot), target; optionally props (user
+    properties the clone is born with, beside the ownership tag) and reserve (reserve its whole
+    size: a thick volume's replacement stays thick). Compensation: destroy the clone, if it is
+    still ours."""
 
     undo = destroy_owned
 
@@ -24,7 +27,10 @@ class CloneSnapshot(Step):
         snap = snapshot_now(self, ctx)
         if snap is None:
             raise NotFound(str(self.args["snapshot_guid"]), "the snapshot is gone")
-        ctx.zfs.clone(snap, self.arg(ctx, "target"), ctx.owner_tag(self.name))
+        props = {**(self.arg(ctx, "props") if "props" in self.args else {}),
+                 **ctx.owner_tag(self.name)}
+        reserve = bool(self.arg(ctx, "reserve")) if "reserve" in self.args else False
+        ctx.zfs.clone(snap, self.arg(ctx, "target"), props, reserve=reserve)
 
     def facts(self, ctx: StepContext) -> dict[str, Any]:
         target = self.arg(ctx, "target")

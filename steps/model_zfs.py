@@ -124,13 +124,14 @@ class ModelZfs(Zfs):
             self._objs[s] = _Obj(s, "snapshot", self._guid(), txg, dict(props),
                                  volsize=ds.volsize, volblocksize=ds.volblocksize, dataset=ds)
 
-    def _clone(self, snapshot, target, props):
+    def _clone(self, snapshot, target, props, reservation):
         if target in self._objs:  # ZFS checks the target before it looks up the origin
             raise AlreadyExists(target, "dataset already exists")
         snap = self._get(snapshot)
         obj = self._new_dataset(target, snap.dataset.type)
         obj.origin = snap
         obj.volsize, obj.volblocksize = snap.volsize, snap.volblocksize
+        obj.refreservation = reservation or 0
         obj.local.update(props)
         self._objs[target] = obj
 
@@ -306,6 +307,9 @@ class ModelZfs(Zfs):
         inside.sort(key=lambda o: (o.name.split("@")[0].split("/"), o.type == "snapshot",
                                    o.createtxg))
         return {o.name: {p: self._lookup(o, p) for p in props} for o in inside}
+
+    def _user_props(self, name):
+        return {k: v for k, v in self._get(name).local.items() if ":" in k}
 
     def _holds(self, snapshot):
         return set(self._get(snapshot).holds)

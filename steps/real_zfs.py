@@ -83,9 +83,11 @@ class RealZfs(Zfs):
         self._lzc_call(snaps[0], self._lzc.lzc_snapshot, [_b(s) for s in snaps],
                        props=_props_nvlist(props))
 
-    def _clone(self, snapshot, target, props):
-        self._lzc_call(target, self._lzc.lzc_clone, _b(target), _b(snapshot),
-                       props=_props_nvlist(props))
+    def _clone(self, snapshot, target, props, reservation):
+        nv = _props_nvlist(props)
+        if reservation is not None:
+            nv[b"refreservation"] = reservation
+        self._lzc_call(target, self._lzc.lzc_clone, _b(target), _b(snapshot), props=nv)
 
     def _promote(self, name):
         self._lzc_call(name, self._lzc.lzc_promote, _b(name))
@@ -149,6 +151,11 @@ class RealZfs(Zfs):
 
     def _list_tree(self, root, props):
         return self._get(["-r", "-t", "filesystem,volume,snapshot"], root, props)
+
+    def _user_props(self, name):
+        out = self._run(["get", "-Hp", "-s", "local", "-o", "property,value", "all", name], name)
+        pairs = (line.split("\t", 1) for line in out.splitlines())
+        return {prop: value for prop, value in pairs if ":" in prop}
 
     def _holds(self, snapshot):
         if not self._exists(snapshot):

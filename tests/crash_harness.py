@@ -32,16 +32,18 @@ from zfsaga.steps.zfs import Zfs, ZfsHooks
 MiB = 1 << 20
 BORN = "test:born"
 TOKEN = "t0"
-STATE_PROPS = ["type", "origin", "userrefs", "defer_destroy", "volsize", BORN, OWNER, RETIRED]
+META = "test:meta"
+STATE_PROPS = ["type", "origin", "userrefs", "defer_destroy", "volsize", "refreservation", BORN,
+               META, OWNER, RETIRED]
 
 
 def build_fixture(zfs: Zfs, root: str) -> dict[str, str]:
-    """An SR with a VDI that has two snapshots, a VM cloned from the older one, and a dataset
-    zfsaga never made (it must come out untouched)."""
+    """An SR with a thick VDI carrying metadata that has two snapshots, a VM cloned from the
+    older one, and a dataset zfsaga never made (it must come out untouched)."""
     sr = f"{root}/sr"
     zfs.create_filesystem(sr, {BORN: "sr"})
     vdi = f"{sr}/vdi"
-    zfs.create_zvol(vdi, 4 * MiB, props={BORN: "vdi"})
+    zfs.create_zvol(vdi, 4 * MiB, sparse=False, props={BORN: "vdi", META: "vdi metadata"})
     zfs.snapshot([f"{vdi}@s1"], {BORN: "s1"})
     zfs.snapshot([f"{vdi}@s2"], {BORN: "s2"})
     zfs.clone(f"{vdi}@s1", f"{sr}/vm-clone", {BORN: "vm-clone"})
@@ -50,18 +52,19 @@ def build_fixture(zfs: Zfs, root: str) -> dict[str, str]:
 
 
 def sr_state(zfs: Zfs, sr: str) -> dict[str, tuple]:
-    """The SR as a comparable value: guids differ between runs, so identity is the `born` tag
-    (or, for what the saga made, its step); saga ids are blanked."""
+    """The SR as a comparable value: guids differ between runs, so identity is, for what the
+    saga made, its step, else the `born` tag (a replacement inherits its metadata, `born`
+    included); the saga's id is blanked."""
     out = {}
     cut = len(sr)
     for name, p in zfs.list_tree(sr, STATE_PROPS).items():
         owner = p[OWNER].local
-        ident = p[BORN].local or (owner.split("/", 1)[1] if owner else None)
+        ident = owner.split("/", 1)[1] if owner else p[BORN].local
         origin = p["origin"].value
         out[name[cut:]] = (p["type"].value, ident, origin[cut:] if origin else None,
-                           p["userrefs"].value,
-                     p["defer_destroy"].value, p["volsize"].value, owner is not None,
-                     p[RETIRED].local is not None)
+                           p["userrefs"].value, p["defer_destroy"].value, p["volsize"].value,
+                           p["refreservation"].value, p[META].local, owner is not None,
+                           p[RETIRED].local is not None)
     return out
 
 

@@ -64,6 +64,23 @@ def test_revert_reaches_the_snapshot_and_keeps_every_other(world: World) -> None
     assert z.exists(f"{sr}/other")
 
 
+def test_revert_keeps_the_vdis_metadata_and_provisioning(world: World) -> None:
+    """The new head replaces the VDI: its own user properties and its reservation go with it,
+    and the bookkeeping of an earlier saga does not."""
+    z, vdi = world.zfs, world.fx["vdi"]
+    z.set_props(vdi, {"org.zfsaga:name": "web-01 disk", "com.example:tier": "gold"})
+    first = world.revert(world.engine(), token="r1")
+    assert first.status == "succeeded", first.error
+    second = world.revert(world.engine(), token="r2")
+    assert second.status == "succeeded", second.error
+    own = z.user_props(vdi)
+    assert own.pop(OWNER) == f"{second.saga_id}/clone"
+    assert own == {"test:born": "vdi", "test:meta": "vdi metadata",
+                   "org.zfsaga:name": "web-01 disk", "com.example:tier": "gold"}
+    volsize = z.get_props(vdi, ["volsize"])["volsize"].value
+    assert z.get_props(vdi, ["refreservation"])["refreservation"].value == volsize  # thick
+
+
 def test_transient_failures_are_retried(world: World) -> None:
     engine = world.engine("fail:promote:transient:3,fail:clone:transient:2")
     out = world.revert(engine)

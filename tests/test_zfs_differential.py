@@ -32,7 +32,7 @@ BORN = "test:born"
 LISTED = ("type", "origin", "volsize", "refreservation", "defer_destroy", "userrefs", USER, BORN)
 KINDS = ["create_zvol", "create_filesystem", "snapshot", "clone", "promote", "rename", "destroy",
          "destroy_snapshots", "set_user", "inherit_user", "set_volsize", "hold", "release", "get",
-         "exists"]
+         "exists", "user_props"]
 #: Graph-changing operations come up more often than property reads and writes.
 WEIGHT = {"snapshot": 3, "clone": 3, "promote": 2, "rename": 2, "create_zvol": 2, "destroy": 2,
           "destroy_snapshots": 2}
@@ -71,7 +71,7 @@ def draw_op(rng: random.Random, tree_now: dict[str, dict]) -> tuple:
         return (kind, [f"{_pick(rng, datasets, DATASETS)}@{rng.choice(SNAPS)}"
                        for _ in range(count)])
     if kind == "clone":
-        return (kind, _pick(rng, snaps, ANY_SNAP), _pick(rng, free, DATASETS))
+        return (kind, _pick(rng, snaps, ANY_SNAP), _pick(rng, free, DATASETS), rng.random() < 0.3)
     if kind == "rename":
         return (kind, _pick(rng, datasets, DATASETS), _pick(rng, free, DATASETS))
     if kind == "promote":
@@ -125,7 +125,7 @@ def _apply_once(z: Zfs, root: str, op: tuple, k: int) -> object:
         elif kind == "snapshot":
             z.snapshot([p(s) for s in args[0]], born)
         elif kind == "clone":
-            z.clone(p(args[0]), p(args[1]), born)
+            z.clone(p(args[0]), p(args[1]), born, reserve=args[2])
         elif kind == "promote":
             z.promote(p(args[0]))
         elif kind == "rename":
@@ -149,6 +149,8 @@ def _apply_once(z: Zfs, root: str, op: tuple, k: int) -> object:
             return {k2: (v.value, v.source) for k2, v in props.items() if k2 != "origin"}
         elif kind == "exists":
             return z.exists(p(args[0]))
+        elif kind == "user_props":
+            return z.user_props(p(args[0]))
         return "ok"
     except ZfsError as exc:
         if exc.transient:
@@ -218,6 +220,7 @@ def test_model_sequences_keep_zfs_invariants() -> None:
 
 
 @pytest.mark.realzfs
+@pytest.mark.timeout(1800)  # 60 sequences of up to 30 calls, 0.05-0.6 s each in the emulated guest
 def test_model_matches_real_zfs(request: pytest.FixtureRequest) -> None:
     real = real_zfs()
     compared = 0

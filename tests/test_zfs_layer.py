@@ -195,6 +195,40 @@ def test_a_held_snapshot_with_clones_refuses_destroy_as_held(zfs):
         z.destroy_snapshots([f"{root}/a@s1"])
 
 
+def test_a_reserved_clone_is_thick_from_birth(zfs):
+    z, root = zfs
+    z.create_zvol(f"{root}/a", 4 * MiB, sparse=False)
+    z.snapshot([f"{root}/a@s1"])
+    z.clone(f"{root}/a@s1", f"{root}/thin")
+    z.clone(f"{root}/a@s1", f"{root}/thick", {TAG: "x/clone"}, reserve=True)
+    assert z.get_props(f"{root}/thin", ["refreservation"])["refreservation"].value == "0"
+    thick = z.get_props(f"{root}/thick", ["refreservation", TAG])
+    assert (thick["refreservation"].value, thick["refreservation"].source) == (str(4 * MiB),
+                                                                                 "local")
+    assert thick[TAG].local == "x/clone"
+    z.create_filesystem(f"{root}/fs")
+    z.snapshot([f"{root}/fs@s1"])
+    with pytest.raises(InvalidValue):
+        z.clone(f"{root}/fs@s1", f"{root}/fsclone", reserve=True)
+    assert not z.exists(f"{root}/fsclone")
+
+
+def test_user_props_are_the_objects_own_only(zfs):
+    z, root = zfs
+    z.create_filesystem(f"{root}/fs", props={"org.zfsaga:sr": "yes"})
+    z.create_zvol(f"{root}/fs/v", MiB, sparse=False, props={"org.zfsaga:name": "disk"})
+    z.set_props(f"{root}/fs/v", {"com.example:owner": "ops"})
+    z.snapshot([f"{root}/fs/v@s1"], {TAG: "s/snap"})
+    # Inherited ones (org.zfsaga:sr) and native ones (volsize, refreservation) are not listed.
+    assert z.user_props(f"{root}/fs/v") == {"org.zfsaga:name": "disk",
+                                            "com.example:owner": "ops"}
+    assert z.user_props(f"{root}/fs/v@s1") == {TAG: "s/snap"}
+    z.inherit(f"{root}/fs/v", "com.example:owner")
+    assert z.user_props(f"{root}/fs/v") == {"org.zfsaga:name": "disk"}
+    with pytest.raises(NotFound):
+        z.user_props(f"{root}/fs/nope")
+
+
 def test_list_tree_reads_a_whole_subtree_in_one_call(zfs):
     z, root = zfs
     z.create_zvol(f"{root}/a", MiB, props={TAG: "x"})

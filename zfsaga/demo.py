@@ -1,7 +1,8 @@
 """`make demo`: an xe-like session against real ZFS, printing each call and its JSON result.
 
 Until the SMAPIv3 plugin exists, each xe step is carried out by the ZFS-layer calls the plugin
-will make for it; the printed call names say which SMAPIv3 verb they stand for. Data written to
+will make for it; the printed call names say which SMAPIv3 verb they stand for. The revert runs
+as the sample saga, through the engine, journaled on the pool as in production. Data written to
 the VDI is read back after snapshot, clone and revert, so the demo fails loudly if ZFS does not
 do what the session expects.
 
@@ -17,7 +18,6 @@ import sys
 import uuid
 
 from zfsaga.steps.real_zfs import RealZfs
-from zfsaga.steps.retry import retry_transient
 from zfsaga.steps.zfs import Zfs
 
 MiB = 1024**2
@@ -58,6 +58,25 @@ def expect(what: str, got: str, want: str) -> None:
         raise SystemExit(f"demo: {what}: data does not match ({got} != {want})")
 
 
+def revert_by_saga(zfs: RealZfs, sr: str, vdi: str, snapshot: str) -> dict:
+    """Run the revert saga through the engine, with the SR's journal where production keeps it."""
+    from zfsaga.sagas import revert
+    from zfsaga.sagas.engine import Engine
+    from zfsaga.state.journal import Journal
+    from zfsaga.state.location import sr_state_dir
+
+    state = sr_state_dir(zfs, sr, create=True)
+    journal = Journal(state / "journal.db")
+    try:
+        outcome = revert.start(Engine(zfs, journal, state), sr, vdi, snapshot)
+        row = journal.get(outcome.saga_id)
+        done = [e.step for e in row.events if e.type == "step_done"]
+        return {"saga": outcome.saga_id, "status": outcome.status, "steps": done,
+                "journal": str(state / "journal.db")}
+    finally:
+        journal.close()
+
+
 def main() -> int:
     pool = os.environ.get("ZFSAGA_TEST_POOL", "zfsagatest")
     zfs = RealZfs()
@@ -87,18 +106,15 @@ def main() -> int:
     show("Volume.clone", {"sr": sr, "key": f"{vdi}@snap-1"}, describe(zfs, clone))
     expect("clone reads version 1", read_hash(zfs.device_path(clone)), v1)
 
-    # Revert to snap-1 without losing anything: a fresh clone of the snapshot takes the VDI's
-    # name; the old head is kept aside until the new one is in place, then destroyed.
-    fresh, aside = f"{sr}/vdi-1.revert", f"{sr}/vdi-1.old"
-    zfs.clone(f"{vdi}@snap-1", fresh, {"org.zfsaga:name": "disk-1"})
-    zfs.rename(vdi, aside)
-    zfs.rename(fresh, vdi)
-    # Promote moves the snapshots to the new head; the old head becomes the clone. udev may still
-    # be probing the device we just wrote, which ZFS reports as busy for a moment: retry that.
-    retry_transient(lambda: zfs.promote(vdi))
-    zfs.destroy(aside)
-    show("VDI.revert (clone, rename aside, rename in, promote, destroy old)",
-         {"sr": sr, "key": vdi, "snapshot": "snap-1"}, describe(zfs, vdi))
+    # Revert to snap-1 without losing anything, as a saga: journaled on the pool (in its
+    # zfsaga-state filesystem), every step probed, the old head retired at the pivot.
+    outcome = revert_by_saga(zfs, sr, vdi, f"{vdi}@snap-1")
+    show("VDI.revert (saga: hold, clone, aside, swap in, promote, retire, release)",
+         {"sr": sr, "key": vdi, "snapshot": "snap-1"},
+         {"saga": outcome["saga"], "status": outcome["status"], "steps": outcome["steps"],
+          "journal": outcome["journal"], "volume": describe(zfs, vdi)})
+    if outcome["status"] != "succeeded":
+        raise SystemExit(f"demo: the revert saga ended {outcome['status']}")
     expect("reverted VDI reads version 1", read_hash(zfs.device_path(vdi)), v1)
 
     tree = zfs.list_tree(sr, ("type", "origin"))
