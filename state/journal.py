@@ -310,13 +310,14 @@ class Journal:
         return [self._row(r) for r in self._db.execute(sql + " ORDER BY id DESC LIMIT ?",
                                                        (*args, limit))]
 
-    def check_well_formed(self) -> list[str]:
+    def check_well_formed(self, saga_id: str | None = None) -> list[str]:
         """Problems with the journal's own consistency (for tests and `zfsaga show`): the
-        database's integrity, and for each saga that its record tells one coherent story
-        (see `saga_problems`)."""
+        database's integrity, and for each saga (or the one named) that its record tells one
+        coherent story (see `saga_problems`)."""
         problems = [f"integrity: {r[0]}" for r in self._db.execute("PRAGMA integrity_check")
                     if r[0] != "ok"]
-        for row in self.list(limit=-1):
+        rows = self.list(limit=-1) if saga_id is None else [self.get(saga_id, events=False)]
+        for row in filter(None, rows):
             problems += [f"{row.id}: {p}" for p in saga_problems(row, list(self.events(row.id)))]
         return problems
 

@@ -90,6 +90,9 @@ def test_a_cached_status_that_disagrees_with_the_events_is_reported(tmp_path) ->
     j.append(saga, "saga_started", status="running")
     j._db.execute("UPDATE saga SET status='succeeded' WHERE id=?", (saga,))
     assert j.check_well_formed() == [f"{saga}: status is succeeded but the events end on running"]
+    fine = j.create_saga("k", 1, "r2", [], {})
+    assert j.check_well_formed(fine) == []  # `zfsaga show` checks the saga it shows
+    assert len(j.check_well_formed(saga)) == 1
     j._db.execute("DELETE FROM event WHERE saga_id=? AND seq=1", (saga,))
     assert any("gaps" in p for p in j.check_well_formed())
 

@@ -153,7 +153,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         who = f" by {e.actor}" if e.actor else ""
         print(f"  {e.seq:>3} {when} {e.type:<18} {e.step or '':<10}{who} "
               f"{json.dumps(extra) if extra else ''}".rstrip())
-    problems = journal.check_well_formed()
+    problems = journal.check_well_formed(row.id)
     if problems:
         print("\njournal problems:\n  " + "\n  ".join(problems))
     return EXIT_STUCK if row.status == "stuck" else EXIT_OK
