@@ -16,5 +16,5 @@ else
   [ $rc -eq 0 ] || { echo "pyzfs shipped suite FAILED (exit $rc)"; status=1; }
 fi
 echo "== zfsaga real-ZFS tier =="
-.venv/bin/python -m pytest -m realzfs -p no:cacheprovider -q -ra "$@" || status=1
+.venv/bin/python -m pytest -m realzfs -p no:cacheprovider -q -ra --durations=12 "$@" || status=1
 exit $status

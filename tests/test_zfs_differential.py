@@ -6,7 +6,8 @@ deferred destroys, hold counts, and object identity (each object is born with a 
 so a promote or rename that moved the wrong object shows up).
 
 On the host the model runs against itself under the same invariants (cheap smoke); in the
-guest the real comparison runs. ZFSAGA_DIFF_EXAMPLES sets how many sequences (default 60).
+guest the real comparison runs. ZFSAGA_DIFF_EXAMPLES sets how many sequences (default 40 on
+real ZFS, about 8 minutes of the emulated guest; 300 model-only on the host).
 """
 from __future__ import annotations
 
@@ -220,14 +221,14 @@ def test_model_sequences_keep_zfs_invariants() -> None:
 
 
 @pytest.mark.realzfs
-@pytest.mark.timeout(1800)  # 60 sequences of up to 30 calls, 0.05-0.6 s each in the emulated guest
+@pytest.mark.timeout(1800)  # 40 sequences of up to 30 calls, 0.05-0.6 s each in the emulated guest
 def test_model_matches_real_zfs(request: pytest.FixtureRequest) -> None:
     real = real_zfs()
     compared = 0
 
     # CI compares a fixed set of sequences (derandomized) so a red run is reproducible;
     # ZFSAGA_DIFF_RANDOM=1 explores new ones (how the model's last mismatches were found).
-    @settings(max_examples=_examples(60), deadline=None, database=None,
+    @settings(max_examples=_examples(40), deadline=None, database=None,
               derandomize=os.environ.get("ZFSAGA_DIFF_RANDOM") != "1",
               suppress_health_check=list(HealthCheck))
     @given(SEEDS, LENGTHS)
