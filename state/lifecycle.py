@@ -37,11 +37,15 @@ TRANSITIONS: list[dict[str, Any]] = [
 ]
 
 
+def _sources(transition: dict[str, Any]) -> list[str]:
+    source = transition["source"]
+    return source if isinstance(source, list) else [source]
+
+
 def legal_move(source: str, dest: str) -> bool:
     """Whether some trigger leads from source to dest, whatever its conditions (for checking a
     recorded history; plain data, so the journal can ask without importing transitions)."""
-    return any(dest == t["dest"] and source in (t["source"] if isinstance(t["source"], list)
-                                                 else [t["source"]]) for t in TRANSITIONS)
+    return any(dest == t["dest"] and source in _sources(t) for t in TRANSITIONS)
 
 
 class IllegalMove(RuntimeError):
@@ -98,8 +102,7 @@ def mermaid_lifecycle(current: str | None = None) -> str:
     """The lifecycle as a Mermaid stateDiagram, the current status highlighted."""
     lines = ["stateDiagram-v2", "    [*] --> pending"]
     for t in TRANSITIONS:
-        sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
-        for source in sources:
+        for source in _sources(t):
             if source != t["dest"] or t["trigger"] == "start":
                 lines.append(f"    {source} --> {t['dest']}: {t['trigger']}")
     for final in ("succeeded", "compensated", "abandoned"):

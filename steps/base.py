@@ -66,7 +66,11 @@ class Step(ABC):
         self.name = name
         self.args = args
 
-    def arg(self, ctx: StepContext, key: str) -> Any:
+    def arg(self, ctx: StepContext, key: str, default: Any = ...) -> Any:
+        """An argument's value (an input or a recorded fact resolved); `default` for an
+        optional one the plan does not name."""
+        if key not in self.args and default is not ...:
+            return default
         return ctx.value(self.args[key])
 
     def describe(self) -> dict[str, Any]:
@@ -140,7 +144,7 @@ def locate(zfs: Zfs, root: str, guid: str, hint: str | None = None) -> str | Non
 def snapshot_now(step: Step, ctx: StepContext) -> str | None:
     """Where a step's snapshot is now: args `snapshot_guid` and, in plans that record it, the
     name it had when the saga began (`snapshot`, a hint)."""
-    hint = step.arg(ctx, "snapshot") if "snapshot" in step.args else None
+    hint = step.arg(ctx, "snapshot", None)
     return locate(ctx.zfs, ctx.params["sr"], step.arg(ctx, "snapshot_guid"), hint)
 
 

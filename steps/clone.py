@@ -27,10 +27,9 @@ class CloneSnapshot(Step):
         snap = snapshot_now(self, ctx)
         if snap is None:
             raise NotFound(str(self.args["snapshot_guid"]), "the snapshot is gone")
-        props = {**(self.arg(ctx, "props") if "props" in self.args else {}),
-                 **ctx.owner_tag(self.name)}
-        reserve = bool(self.arg(ctx, "reserve")) if "reserve" in self.args else False
-        ctx.zfs.clone(snap, self.arg(ctx, "target"), props, reserve=reserve)
+        props = {**self.arg(ctx, "props", {}), **ctx.owner_tag(self.name)}
+        ctx.zfs.clone(snap, self.arg(ctx, "target"), props,
+                      reserve=bool(self.arg(ctx, "reserve", False)))
 
     def facts(self, ctx: StepContext) -> dict[str, Any]:
         target = self.arg(ctx, "target")

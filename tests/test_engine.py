@@ -221,3 +221,22 @@ def _fresh_root(z: Zfs) -> str:
     root = f"{POOL}/s{uuid.uuid4().hex[:10]}"
     z.create_filesystem(root)
     return root
+
+
+def test_a_clone_step_recorded_without_props_or_reserve_still_runs() -> None:
+    """Plans frozen before `props` and `reserve` existed name neither: the step falls back to a
+    sparse clone carrying only its ownership tag."""
+    from zfsaga.steps.base import StepContext
+    from zfsaga.steps.clone import CloneSnapshot
+    from zfsaga.steps.model_zfs import ModelZfs
+
+    z = ModelZfs(pools=("tank",))
+    z.create_filesystem("tank/sr")
+    z.create_zvol("tank/sr/v", 1 << 20, sparse=False, props={"org.zfsaga:name": "v"})
+    z.snapshot(["tank/sr/v@s1"])
+    guid = z.get_props("tank/sr/v@s1", ["guid"])["guid"].value
+    ctx = StepContext(z, "saga1", {"sr": "tank/sr"})
+    step = CloneSnapshot("clone", snapshot_guid=guid, snapshot="tank/sr/v@s1", target="tank/sr/c")
+    assert step.run(ctx)["name"] == "tank/sr/c"
+    assert z.user_props("tank/sr/c") == {OWNER: "saga1/clone"}
+    assert z.get_props("tank/sr/c", ["refreservation"])["refreservation"].value == "0"
