@@ -2,12 +2,12 @@
 ownership tag as a local property (and, when recorded, the guid it was born with)."""
 from __future__ import annotations
 
-from zfsaga.steps.base import OWNER, Step, StepContext
+from zfsaga.steps.base import OWNER, Step, StepContext, exists
 
 
 def destroy_owned(step: Step, ctx: StepContext) -> None:
     target = step.arg(ctx, "target")
-    if not ctx.zfs.exists(target):
+    if not exists(ctx.zfs, target):  # never made (a name ZFS could not hold counts as absent)
         return
     props = ctx.zfs.get_props(target, [OWNER, "guid"])
     if props[OWNER].local != ctx.owner_tag(step.name)[OWNER]:

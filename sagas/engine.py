@@ -46,6 +46,21 @@ class SagaNotFound(LookupError):
     pass
 
 
+class JournalLost(RuntimeError):
+    """A journal just created for an SR whose datasets carry tags of sagas it has no record
+    of: the SR had a journal, and it was deleted or replaced. Starting afresh would forget
+    what those sagas left behind."""
+
+    def __init__(self, journal: Journal, strangers: dict[str, str]) -> None:
+        shown = ", ".join(f"{name} (saga {sid})" for name, sid in list(strangers.items())[:5])
+        super().__init__(
+            f"journal {journal.path} is new, but {len(strangers)} dataset(s) carry tags of "
+            f"sagas it does not know: {shown}. Restore the journal from a backup; or check "
+            f"each (one may be a VDI's current head, never destroy it blindly) and run "
+            f"`zfsaga recover --acknowledge` to let new sagas run")
+        self.strangers = strangers
+
+
 @dataclass
 class Outcome:
     saga_id: str
@@ -64,6 +79,7 @@ class _Run:
     last: dict[str, str]
     attempts: dict[str, int]
     final_event: str = ""
+    fresh: bool = False
 
     def abortable(self) -> bool:
         return not any(s.kind in FORWARD_ONLY and s.name in self.last for s in self.steps)
@@ -95,11 +111,17 @@ class Engine:
         if module is None:
             raise ValueError(f"unknown saga kind {kind!r}")
         with self._lock(resource).acquire(self.lock_wait):
+            self.journal.rekey_legacy(resource)
             self._recover_all(holding=resource)
             blocking = self.journal.active(resource)
             if blocking and blocking[0].status == "stuck":
                 raise SagaBlocked(resource, blocking[0])
             params = resolve()
+            if self.journal.created_now and params.get("sr"):
+                strangers = self.strangers(params["sr"])
+                if strangers:
+                    raise JournalLost(self.journal, strangers)
+                self.journal.created_now = False
             plan = module.plan(params)
             version = module.VERSION
             try:
@@ -109,7 +131,7 @@ class Engine:
                 if exc.saga.status == "stuck":
                     raise SagaBlocked(resource, exc.saga) from None
                 raise
-            return self._drive(saga_id)
+            return self._drive(saga_id, fresh=True)
 
     def recover(self) -> list[Outcome]:
         """Heal every orphaned saga of this SR (lock free, not terminal)."""
@@ -127,12 +149,12 @@ class Engine:
                                      abortable=self._load(row).abortable()
                                      if self._plan_known(row) else True)
                 self.journal.append(saga_id, "operator_resume", status=status, actor=self.actor,
-                                    data={"reason": reason})
+                                    data={"reason": reason}, claim=True)
             elif row.terminal:
                 raise IllegalMove(f"saga {saga_id} is {row.status}: nothing to resume")
             else:
                 self.journal.append(saga_id, "operator_resume", actor=self.actor,
-                                    data={"reason": reason})
+                                    data={"reason": reason}, claim=True)
             return self._drive(saga_id)
 
     def abort(self, saga_id: str, reason: str) -> Outcome:
@@ -147,7 +169,7 @@ class Engine:
             else:
                 status = next_status(row.status, "abort", abortable=abortable, plan_known=known)
             self.journal.append(saga_id, "operator_abort", status=status, actor=self.actor,
-                                data={"reason": reason})
+                                data={"reason": reason}, claim=True)
             return self._drive(saga_id)
 
     def abandon(self, saga_id: str, reason: str) -> tuple[Outcome, list[str]]:
@@ -156,7 +178,7 @@ class Engine:
         with self._lock(row.resource).acquire(self.lock_wait):
             row = self._row(saga_id)
             status = next_status(row.status, "abandon")
-            left = self.tagged_by(row)
+            left = self.left_behind(row)
             self.journal.append(saga_id, "operator_abandon", status=status, actor=self.actor,
                                 data={"reason": reason, "left_behind": left})
             return Outcome(saga_id, status), left
@@ -166,6 +188,43 @@ class Engine:
         root = row.params.get("sr", row.resource)
         return [name for name, props in self.zfs.list_tree(root, [OWNER]).items()
                 if (props[OWNER].local or "").startswith(row.id + "/")]
+
+    def left_behind(self, row: SagaRow) -> list[str]:
+        """Everything the saga's effects left in ZFS, for an operator closing it by hand: the
+        datasets it tagged, and the effect of every step it began that is still in place (a
+        hold, a dataset renamed aside, a promote), as each step's probe sees it."""
+        left = self.tagged_by(row)
+        if not self._plan_known(row):
+            return left
+        run = self._load(row)
+        for step in run.steps:
+            if step.name not in run.last or run.last[step.name] == "comp_done":
+                continue
+            try:
+                effect = step.effect(run.ctx)
+            except ZfsError as exc:
+                effect = f"{step.name}: cannot tell ({type(exc).__name__}: {exc})"
+            if effect is not None and effect not in left:
+                left.append(effect)
+        return left
+
+    def acknowledge(self, sr: str) -> dict[str, str]:
+        """Operator: record the sagas behind `strangers` as known-and-forgotten, touching no
+        dataset, so a journal that was lost stops blocking new sagas."""
+        found = self.strangers(sr)
+        self.journal.forget(sorted(set(found.values())), actor=self.actor)
+        return found
+
+    def strangers(self, sr: str) -> dict[str, str]:
+        """Datasets under `sr` tagged by a saga this journal has no record of (its journal was
+        lost or cut back): dataset -> saga id. Reported, never destroyed by zfsaga on its own:
+        one may be a VDI's current head (a revert's clone becomes the VDI)."""
+        out = {}
+        for name, props in self.zfs.list_tree(sr, [OWNER]).items():
+            tag = props[OWNER].local
+            if tag and not self.journal.knows(tag.split("/", 1)[0]):
+                out[name] = tag.split("/", 1)[0]
+        return out
 
     # -- recovery ------------------------------------------------------------------------------
     def _recover_all(self, holding: str | None) -> list[Outcome]:
@@ -199,12 +258,20 @@ class Engine:
         return self._drive(row.id)
 
     # -- the two loops -------------------------------------------------------------------------
-    def _drive(self, saga_id: str) -> Outcome:
+    def _drive(self, saga_id: str, fresh: bool = False) -> Outcome:
+        """Drive a saga in its direction. `fresh`: created by this process a moment ago,
+        under the lock it still holds (its first attempts may skip the probe, and its SR was
+        identified just now)."""
         row = self._row(saga_id)
         try:
             run = self._load(row)
         except UnknownPlan as exc:
             return self._park(saga_id, row.status, str(exc))
+        run.fresh = fresh
+        if not fresh and not row.terminal:
+            moved = self._sr_moved(row)
+            if moved:
+                return self._park(saga_id, self._direction(row), moved)
         if row.status == "pending":
             self.journal.append(saga_id, "saga_started", status=next_status("pending", "start"),
                                 count_attempt=True, claim=True)
@@ -226,9 +293,11 @@ class Engine:
             log = self._log(run.row, step.name)
             attempt = run.attempts.get(step.name, 0) + 1
             run.attempts[step.name] = attempt
-            # No earlier intent in the journal: nothing of this step can have happened yet,
-            # so its first try may skip the probe; a retry always probes.
-            tries = iter([step.name not in run.last])
+            # No earlier intent in the journal of a saga this process began: nothing of this
+            # step can have happened yet, so its first try may skip the probe; a retry always
+            # probes, and so does every step of a recovered saga (its journal may have lost
+            # records: a lost -wal, a restored backup).
+            tries = iter([run.fresh and step.name not in run.last])
             self.journal.append(sid, "step_started", step=step.name, attempt=attempt)
             run.last[step.name] = "step_started"
             log.info("step {} ({}) attempt {}", step.name, step.kind, attempt)
@@ -336,6 +405,27 @@ class Engine:
         except UnknownPlan:
             return False
         return True
+
+    def _sr_moved(self, row: SagaRow) -> str | None:
+        """Why the saga's SR is not where its plan says (renamed, replaced), or None. Every
+        name in a plan is relative to that SR: acting on a stale one could hit another."""
+        from zfsaga.steps.base import guid_of
+
+        sr, guid = row.params.get("sr"), row.params.get("sr_guid")
+        if not sr or not guid:
+            return None
+        try:
+            found = guid_of(self.zfs, sr)
+        except ZfsError as exc:
+            return f"cannot check the SR {sr}: {exc}"
+        if found != guid:
+            return (f"the SR is no longer at {sr} (renamed or replaced): rename it back, "
+                    f"then zfsaga resume")
+        return None
+
+    @staticmethod
+    def _direction(row: SagaRow) -> str:
+        return "compensating" if row.status == "compensating" else "running"
 
     @staticmethod
     def _parked_direction(row: SagaRow) -> str:

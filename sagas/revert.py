@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from zfsaga.steps import names
+from zfsaga.steps import names, srs
 from zfsaga.steps.base import OWNER, RETIRED, Step, guid_of
 from zfsaga.steps.clone import CloneSnapshot
 from zfsaga.steps.errors import InvalidName, NotFound
@@ -35,46 +35,54 @@ KIND = "vdi.revert"
 VERSION = 1
 
 
-def check(sr: str, vdi: str, snapshot: str) -> str:
-    """Validate the request before anything else; returns the resource the saga locks. It
-    changes the dataset graph (promote moves snapshots between datasets): SR-wide."""
-    names.check_within(sr, vdi)
+def check(sr: str, vdi: str, snapshot: str) -> None:
+    """Validate the request's names before anything else (no ZFS call)."""
+    names.check_inside(sr, vdi)
     names.check_snapshot(snapshot)
     if names.dataset_of(snapshot) != vdi:
         raise InvalidName(snapshot, f"not a snapshot of {vdi}")
-    return sr
 
 
-def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str,
+def derived_names(vdi: str, token: str) -> dict[str, str]:
+    """The temporary names a revert uses, each checked now: a name that only fails at the
+    clone would strand the saga (its undo could not even look the name up)."""
+    derived = {"fresh": f"{vdi}.revert-{token}", "aside": f"{vdi}.old-{token}",
+               "hold_tag": f"zfsaga-revert-{token}"}
+    for key, name in derived.items():
+        try:
+            names.check_component(name, "hold tag") if key == "hold_tag" \
+                else names.check_dataset(name)
+        except InvalidName:
+            raise InvalidName(vdi, f"the name is too long to revert: the temporary dataset "
+                                   f"{name!r} would exceed ZFS's name limits") from None
+    return derived
+
+
+def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str, sr_guid: str,
             token: str | None = None) -> dict[str, Any]:
     """Resolve every input once, under the lock, before step 1. `token` names the temporary
     datasets (random unless a test fixes it)."""
-    names.check_within(sr, vdi)
-    names.check_snapshot(snapshot)
-    if names.dataset_of(snapshot) != vdi:
-        raise InvalidName(snapshot, f"not a snapshot of {vdi}")
-    if not zfs.exists(vdi):
-        raise NotFound(vdi, "no such VDI")
-    head = zfs.get_props(vdi, ["guid", "refreservation"])
+    check(sr, vdi, snapshot)
+    derived = derived_names(vdi, token or uuid.uuid4().hex[:8])
+    head = srs.vdi_props(zfs, sr, vdi, ["guid", "refreservation"])
     snap_guid = guid_of(zfs, snapshot)
     if snap_guid is None:
         raise NotFound(snapshot, "no such snapshot")
     # The new head replaces the VDI: it must carry the VDI's metadata (name, description, keys:
     # local user properties) and stay thick if it was; zfsaga's own bookkeeping stays behind.
     carried = {k: v for k, v in zfs.user_props(vdi).items() if k not in (OWNER, RETIRED)}
-    token = token or uuid.uuid4().hex[:8]
-    params = {"sr": sr, "vdi": vdi, "snapshot": snapshot, "vdi_guid": head["guid"].value,
-              "snapshot_guid": snap_guid, "vdi_props": carried,
-              "thick": head["refreservation"].value not in (None, "0"),
-              "fresh": f"{vdi}.revert-{token}", "aside": f"{vdi}.old-{token}",
-              "hold_tag": f"zfsaga-revert-{token}"}
-    return params
+    return {"sr": sr, "sr_guid": sr_guid, "vdi": vdi, "snapshot": snapshot,
+            "vdi_guid": head["guid"].value, "snapshot_guid": snap_guid, "vdi_props": carried,
+            "thick": head["refreservation"].value not in (None, "0"), **derived}
 
 
 def start(engine: "Engine", sr: str, vdi: str, snapshot: str, token: str | None = None):
-    """Run a revert through the engine: check, lock, resolve, drive."""
-    resource = check(sr, vdi, snapshot)
-    return engine.run(KIND, resource, lambda: resolve(engine.zfs, sr, vdi, snapshot, token))
+    """Run a revert through the engine: check, lock the SR (by guid), resolve, drive. The
+    revert changes the dataset graph (promote moves snapshots between datasets): SR-wide."""
+    check(sr, vdi, snapshot)
+    ident = srs.identify(engine.zfs, sr)
+    return engine.run(KIND, ident.key,
+                      lambda: resolve(engine.zfs, sr, vdi, snapshot, ident.guid, token))
 
 
 def plan(params: dict[str, Any]) -> list[Step]:

@@ -10,6 +10,7 @@ Only the standard library is imported here: `zfsaga list` and `show` stay fast.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 TERMINAL = ("succeeded", "compensated", "abandoned")
 ACTIVE_SQL = "status NOT IN ('succeeded','compensated','abandoned')"
 BUSY_TIMEOUT_MS = 15000
@@ -50,6 +51,14 @@ _MIGRATIONS: list[list[str]] = [
         # cached saga.status can be checked against the record (check_well_formed).
         "ALTER TABLE event ADD COLUMN status TEXT",
     ],
+    [
+        # v4: every mutating call asks for the active sagas: an index of them alone, so the
+        # question costs the same at 100 finished sagas and at 100,000. And the ids `gc`
+        # forgot, so a dataset still tagged by one (a reverted VDI's head) is not taken for
+        # the debris of a saga whose record was lost.
+        f"CREATE INDEX saga_active ON saga(id) WHERE {ACTIVE_SQL}",
+        "CREATE TABLE forgotten(id TEXT PRIMARY KEY, kind TEXT, status TEXT, ts REAL)",
+    ],
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION + 1
 
@@ -57,6 +66,16 @@ assert len(_MIGRATIONS) == SCHEMA_VERSION + 1
 class JournalError(RuntimeError):
     """The journal cannot be used (I/O error, newer schema). Fatal for the process: a failed
     commit is never retried in a loop (fsyncgate); recovery re-reads the journal."""
+
+
+class AmbiguousId(LookupError):
+    """A saga id prefix that matches more than one saga."""
+
+    def __init__(self, prefix: str, ids: list[str]) -> None:
+        more = ", ..." if len(ids) > 5 else ""
+        super().__init__(f"saga id {prefix!r} is ambiguous: it matches {', '.join(ids[:5])}"
+                         f"{more}; type more of it")
+        self.ids = ids
 
 
 class ResourceTaken(RuntimeError):
@@ -120,11 +139,50 @@ class Journal:
     """One SR's journal. `boundary` is called before and after every commit (fault injection)."""
 
     def __init__(self, path: str | os.PathLike[str],
-                 boundary: Callable[[str], None] | None = None) -> None:
+                 boundary: Callable[[str], None] | None = None, *,
+                 readonly: bool = False) -> None:
+        """Open (and, unless `readonly`, create or migrate) the journal at path. A read-only
+        journal never writes a byte: an unprivileged operator can list and show, and a
+        missing or damaged journal is reported, never replaced."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        self.created_now = False
         self._boundary = boundary or (lambda label: None)
         try:
+            if readonly:
+                self._open_readonly()
+            else:
+                self._open_writable()
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}: it is damaged; restore it from a "
+                               f"backup, or move it aside and run `zfsaga recover` to list "
+                               f"what its sagas left tagged") from None
+
+    def _open_readonly(self) -> None:
+        if not self.path.exists():
+            raise JournalError(f"no journal at {self.path}")
+        self._refuse_if_emptied()
+        self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                   isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        version = self.schema_version()
+        if version != SCHEMA_VERSION:
+            raise JournalError(f"journal {self.path} has schema {version}, this zfsaga reads "
+                               f"{SCHEMA_VERSION}: a command that acts (zfsaga recover) "
+                               f"migrates it")
+
+    def _open_writable(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Creation and migration are serialized by a lock file of their own, so a process
+        # never mistakes the moment between another's create and its first write for a
+        # journal that was emptied.
+        fd = os.open(self.path.with_name(self.path.name + ".init"),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            if new:
+                self._refuse_if_emptied()
             self._db = sqlite3.connect(self.path, isolation_level=None,
                                        timeout=BUSY_TIMEOUT_MS / 1000)
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -132,8 +190,27 @@ class Journal:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {self.path}: {exc}") from None
+            self.created_now = new
+        finally:
+            os.close(fd)
+
+    def _refuse_if_emptied(self) -> None:
+        """A zero-length journal.db where a journal has lived (its lock files, its WAL) was
+        emptied, not never made: starting afresh would forget stuck sagas and their holds."""
+        if not self.path.exists() or self.path.stat().st_size != 0:
+            return
+        locks = self.path.parent / "locks"
+        wal = self.path.with_name(self.path.name + "-wal")
+        evidence = [str(p) for p in (locks, wal) if p.exists() and (
+            any(p.iterdir()) if p.is_dir() else p.stat().st_size > 0)]
+        if evidence or self.readonly:
+            raise JournalError(
+                f"journal {self.path} is empty (0 bytes)"
+                + (f", yet {' and '.join(evidence)} show a journal lived here" if evidence
+                   else "") +
+                ": refusing to start over, which would forget its sagas. Restore it from a "
+                "backup; or, to start afresh knowingly, move the directory aside and run "
+                "`zfsaga recover`, which lists the datasets its sagas left tagged")
 
     def close(self) -> None:
         self._db.close()
@@ -253,12 +330,51 @@ class Journal:
         if ids and not dry_run:
             def delete(db: sqlite3.Connection) -> None:
                 for saga_id in ids:
+                    db.execute("INSERT OR REPLACE INTO forgotten(id, kind, status, ts)"
+                               " SELECT id, kind, status, ? FROM saga WHERE id=?",
+                               (time.time(), saga_id))
                     db.execute("DELETE FROM event WHERE saga_id=?", (saga_id,))
                     db.execute("DELETE FROM saga WHERE id=?", (saga_id,))
             self._commit("gc", delete)
         return ids
 
+    def forget(self, saga_ids: list[str], actor: str | None = None) -> None:
+        """Record sagas this journal has no rows for as known-and-forgotten (an operator's
+        acknowledgement after a journal was lost)."""
+        def write(db: sqlite3.Connection) -> None:
+            for saga_id in saga_ids:
+                db.execute("INSERT OR IGNORE INTO forgotten(id, kind, status, ts)"
+                           " VALUES(?, 'unknown', ?, ?)",
+                           (saga_id, f"acknowledged by {actor or 'operator'}", time.time()))
+        self._commit("forget", write)
+
+    def rekey_legacy(self, key: str) -> int:
+        """Journals written before SRs were keyed by guid name the SR as it was typed: their
+        active sagas move to the SR's key (this journal is that SR's alone), so the one-active
+        rule and the locks see them. Returns how many moved."""
+        if self._db.execute(f"SELECT 1 FROM saga WHERE {ACTIVE_SQL} AND resource NOT LIKE"
+                            " 'sr-%' LIMIT 1").fetchone() is None:
+            return 0
+
+        def move(db: sqlite3.Connection) -> int:
+            legacy = db.execute(f"SELECT id FROM saga WHERE {ACTIVE_SQL} AND resource NOT LIKE"
+                                " 'sr-%' ORDER BY id").fetchall()
+            moved = 0
+            for (saga_id,) in legacy:
+                if self._active_on(db, key) is None:
+                    db.execute("UPDATE saga SET resource=? WHERE id=?", (key, saga_id))
+                    moved += 1
+            return moved
+
+        return self._commit("rekey", move)
+
     # -- reads ---------------------------------------------------------------------------------
+    def knows(self, saga_id: str) -> bool:
+        """Whether this journal has a record of the saga, or forgot it on purpose (gc)."""
+        return self._db.execute("SELECT 1 FROM saga WHERE id=? UNION ALL SELECT 1 FROM "
+                                "forgotten WHERE id=? LIMIT 1",
+                                (saga_id, saga_id)).fetchone() is not None
+
     _COLUMNS = ("id, kind, kind_version, resource, status, plan, params, attempts, last_error,"
                 " owner_pid, owner_boot_id, created, updated")
 
@@ -282,10 +398,16 @@ class Journal:
         return row
 
     def find(self, prefix: str) -> SagaRow | None:
-        """A saga by id or unique id prefix (operators type prefixes)."""
-        rows = self._db.execute("SELECT id FROM saga WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
-                                (prefix.replace("%", "\\%").replace("_", "\\_") + "%",)).fetchall()
-        return self.get(rows[0][0]) if len(rows) == 1 else None
+        """A saga by id or unique id prefix (operators type prefixes). An empty prefix matches
+        nothing; one that matches several raises AmbiguousId naming them."""
+        if not prefix:
+            return None
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._db.execute("SELECT id FROM saga WHERE id LIKE ? ESCAPE '\\' ORDER BY id"
+                                " LIMIT 6", (escaped + "%",)).fetchall()
+        if len(rows) > 1:
+            raise AmbiguousId(prefix, [r[0] for r in rows])
+        return self.get(rows[0][0]) if rows else None
 
     def events(self, saga_id: str) -> Iterator[Event]:
         for r in self._db.execute("SELECT saga_id, seq, ts, type, step, attempt, data, actor,"
@@ -293,15 +415,25 @@ class Journal:
             yield Event(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"), r[7],
                         r[8])
 
-    def active(self, resource: str | None = None) -> list[SagaRow]:
-        sql = f"SELECT {self._COLUMNS} FROM saga WHERE {ACTIVE_SQL}"
-        args: tuple = ()
-        if resource is not None:
-            sql += " AND resource=?"
-            args = (resource,)
-        return [self._row(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+    def active_query(self, resource: str | None = None) -> tuple[str, tuple]:
+        """The query behind `active`: it runs on every mutating call, so it reads the partial
+        index of active sagas (schema v4), never the whole saga table."""
+        sql = f"SELECT {self._COLUMNS} FROM saga INDEXED BY saga_active WHERE {ACTIVE_SQL}"
+        if resource is None:
+            return sql + " ORDER BY id", ()
+        return sql + " AND resource=? ORDER BY id", (resource,)
 
-    def list(self, status: str | None = None, limit: int = 1000) -> list[SagaRow]:
+    def active(self, resource: str | None = None) -> list[SagaRow]:
+        sql, args = self.active_query(resource)
+        return [self._row(r) for r in self._db.execute(sql, args)]
+
+    def count(self, status: str | None = None) -> int:
+        if status is None:
+            return self._db.execute("SELECT COUNT(*) FROM saga").fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM saga WHERE status=?",
+                                (status,)).fetchone()[0]
+
+    def list(self, status: str | None = None, limit: int = -1) -> list[SagaRow]:
         sql = f"SELECT {self._COLUMNS} FROM saga"
         args: tuple = ()
         if status is not None:

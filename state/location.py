@@ -9,14 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from zfsaga.steps import srs
 from zfsaga.steps.zfs import Zfs
 
-META_DATASET = "zfsaga-state"
+META_DATASET = srs.STATE_DATASET
 ROLE = "org.zfsaga:role"
-
-
-def meta_dataset(sr: str) -> str:
-    return f"{sr.split('/')[0]}/{META_DATASET}"
+meta_dataset = srs.state_dataset
 
 
 def state_base(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
@@ -45,9 +43,12 @@ def state_base(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
 
 
 def sr_state_dir(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
-    """The state directory of one SR (journal.db, locks/)."""
-    guid = zfs.get_props(sr, ["guid"])["guid"].value
-    path = state_base(zfs, sr, create=create) / f"sr-{guid}"
+    """The state directory of one SR (journal.db, locks/), named by the SR's guid. With
+    `create`, the dataset is taken on as an SR (marked; refused if nested) and the directory
+    made; without, the dataset must already be a zfsaga SR."""
+    base = state_base(zfs, sr, create=create)
+    ident = srs.adopt(zfs, sr) if create else srs.identify(zfs, sr)
+    path = base / ident.key
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path

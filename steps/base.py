@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal
 
-from zfsaga.steps.errors import ZfsError
+from zfsaga.steps.errors import InvalidName, ZfsError
 from zfsaga.steps.zfs import Zfs
 
 Probe = Literal["done", "absent", "foreign"]
@@ -119,8 +119,25 @@ class Step(ABC):
         return self.facts(ctx)
 
     def compensate(self, ctx: StepContext) -> None:
-        if self.undo is not None:
+        """Run the undo. Like `run`, it trusts what ZFS shows over a return code: an undo
+        that failed after taking effect (a lost reply) is run once more, and every undo
+        starts by probing, so the second run sees the effect gone and returns."""
+        if self.undo is None:
+            return
+        try:
             type(self).undo(self, ctx)
+        except ZfsError as exc:
+            if exc.transient:
+                raise  # the retry runs it again
+            try:
+                type(self).undo(self, ctx)
+            except ZfsError:
+                raise exc from None
+
+    def effect(self, ctx: StepContext) -> str | None:
+        """What this step's effect left in ZFS, in words, if it is there (for an operator who
+        closes a saga by hand); None when nothing of it remains."""
+        return None
 
 
 def find_by_guid(zfs: Zfs, root: str, guid: str) -> str | None:
@@ -149,7 +166,25 @@ def snapshot_now(step: Step, ctx: StepContext) -> str | None:
 
 
 def guid_of(zfs: Zfs, name: str) -> str | None:
-    """The guid of name, or None when it does not exist."""
-    if not zfs.exists(name):
+    """The guid of name, or None when it does not exist. A name ZFS could not hold (too long)
+    cannot exist: None too, so an undo never fails on looking one up."""
+    if not exists(zfs, name):
         return None
     return zfs.get_props(name, ["guid"])["guid"].value
+
+
+def exists(zfs: Zfs, name: str) -> bool:
+    """Whether name exists; False for a name that cannot exist (refused by the name checks)."""
+    try:
+        return zfs.exists(name)
+    except InvalidName:
+        return False
+
+
+def find_tagged(zfs: Zfs, root: str, tag: str) -> str | None:
+    """Where the object carrying this ownership tag is now, under root (one listing): a
+    dataset a saga made can have been renamed by a later step the journal lost."""
+    for name, props in zfs.list_tree(root, [OWNER]).items():
+        if props[OWNER].local == tag:
+            return name
+    return None

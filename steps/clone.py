@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from zfsaga.compensations.clone import destroy_owned
-from zfsaga.steps.base import OWNER, Probe, Step, StepContext, snapshot_now
+from zfsaga.steps.base import OWNER, Probe, Step, StepContext, exists, find_tagged, snapshot_now
 from zfsaga.steps.errors import NotFound
 
 
@@ -18,10 +18,12 @@ class CloneSnapshot(Step):
 
     def probe(self, ctx: StepContext) -> Probe:
         target = self.arg(ctx, "target")
-        if not ctx.zfs.exists(target):
-            return "absent"
-        tag = ctx.zfs.get_props(target, [OWNER])[OWNER].local
-        return "done" if tag == ctx.owner_tag(self.name)[OWNER] else "foreign"
+        if exists(ctx.zfs, target):
+            tag = ctx.zfs.get_props(target, [OWNER])[OWNER].local
+            return "done" if tag == ctx.owner_tag(self.name)[OWNER] else "foreign"
+        # Not at its name: it may have been made and moved on by a later step (the clone of a
+        # revert becomes the VDI) whose record the journal lost. Its tag says where it went.
+        return "done" if self._moved_to(ctx) else "absent"
 
     def act(self, ctx: StepContext) -> None:
         snap = snapshot_now(self, ctx)
@@ -33,4 +35,8 @@ class CloneSnapshot(Step):
 
     def facts(self, ctx: StepContext) -> dict[str, Any]:
         target = self.arg(ctx, "target")
-        return {"guid": ctx.zfs.get_props(target, ["guid"])["guid"].value, "name": target}
+        where = target if exists(ctx.zfs, target) else self._moved_to(ctx)
+        return {"guid": ctx.zfs.get_props(where, ["guid"])["guid"].value, "name": target}
+
+    def _moved_to(self, ctx: StepContext) -> str | None:
+        return find_tagged(ctx.zfs, ctx.params["sr"], ctx.owner_tag(self.name)[OWNER])

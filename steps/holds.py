@@ -27,6 +27,9 @@ class HoldSnapshot(Step):
             raise NotFound(str(self.args["snapshot_guid"]), "the snapshot is gone")
         ctx.zfs.hold(snap, self.arg(ctx, "tag"))
 
+    def effect(self, ctx: StepContext) -> str | None:
+        return held_effect(self, ctx)
+
 
 class ReleaseHold(Step):
     """Args: as HoldSnapshot. Forward-only cleanup after the pivot (retried, never undone)."""
@@ -38,3 +41,13 @@ class ReleaseHold(Step):
 
     def act(self, ctx: StepContext) -> None:
         release_hold(self, ctx)
+
+    def effect(self, ctx: StepContext) -> str | None:
+        return held_effect(self, ctx)
+
+
+def held_effect(step: Step, ctx: StepContext) -> str | None:
+    snap = snapshot_now(step, ctx)
+    if snap is not None and step.arg(ctx, "tag") in ctx.zfs.holds(snap):
+        return f"hold {step.arg(ctx, 'tag')} on {snap}"
+    return None

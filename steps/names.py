@@ -63,8 +63,19 @@ def is_within(root: str, name: str) -> bool:
 
 
 def check_within(root: str, name: str) -> str:
-    """Validate `name` and require it to be inside `root` (the SR); raise InvalidName if not."""
+    """Validate `name` and require it to be inside `root` (the SR); raise InvalidName if not.
+    A snapshot of the root itself counts as inside (the SR's own snapshots)."""
     check_any(name)
     if not is_within(root, name):
         raise InvalidName(name, f"outside the SR {root}")
     return name
+
+
+def check_inside(root: str, dataset: str) -> str:
+    """Validate a dataset name and require it to lie strictly below `root`: a VDI is never the
+    SR itself (a saga on "the VDI" would rename or retire the whole SR)."""
+    check_dataset(dataset)
+    if not dataset.startswith(root + "/"):
+        what = "the SR itself" if dataset == root else "outside the SR"
+        raise InvalidName(dataset, f"{what} {root}: a VDI lies strictly inside its SR")
+    return dataset

@@ -3,11 +3,14 @@ the clone: its origin is now a snapshot of the promoted one."""
 from __future__ import annotations
 
 from zfsaga.compensations.promote import promote_back
-from zfsaga.steps.base import Probe, Step, StepContext
+from zfsaga.steps.base import Probe, Step, StepContext, exists
 
 
 def origin_of(step: Step, ctx: StepContext, key: str) -> str | None:
-    return ctx.zfs.get_props(step.arg(ctx, key), ["origin"])["origin"].value
+    name = step.arg(ctx, key)
+    if not exists(ctx.zfs, name):
+        return None
+    return ctx.zfs.get_props(name, ["origin"])["origin"].value
 
 
 class PromoteClone(Step):
@@ -20,9 +23,20 @@ class PromoteClone(Step):
         clone, old = self.arg(ctx, "clone"), self.arg(ctx, "old")
         if (origin_of(self, ctx, "old") or "").startswith(clone + "@"):
             return "done"
-        if (origin_of(self, ctx, "clone") or "").startswith(old + "@"):
+        clone_origin = origin_of(self, ctx, "clone")
+        if (clone_origin or "").startswith(old + "@"):
             return "absent"
+        if clone_origin is None and exists(ctx.zfs, clone) and not exists(ctx.zfs, old):
+            # Promoted, and the old dataset since retired by the next step (a journal that
+            # lost those records is resumed from here): the plan runs in order, so the clone
+            # at this name is the one the earlier steps put there.
+            return "done"
         return "foreign"
 
     def act(self, ctx: StepContext) -> None:
         ctx.zfs.promote(self.arg(ctx, "clone"))
+
+    def effect(self, ctx: StepContext) -> str | None:
+        if (origin_of(self, ctx, "old") or "").startswith(self.arg(ctx, "clone") + "@"):
+            return f"{self.arg(ctx, 'clone')} promoted over {self.arg(ctx, 'old')}"
+        return None

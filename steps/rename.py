@@ -20,3 +20,8 @@ class RenameDataset(Step):
 
     def act(self, ctx: StepContext) -> None:
         ctx.zfs.rename(self.arg(ctx, "source"), self.arg(ctx, "target"))
+
+    def effect(self, ctx: StepContext) -> str | None:
+        if guid_of(ctx.zfs, self.arg(ctx, "target")) == self.arg(ctx, "guid"):
+            return f"{self.arg(ctx, 'source')} renamed to {self.arg(ctx, 'target')}"
+        return None

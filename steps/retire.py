@@ -3,7 +3,7 @@ depending on it, it is destroyed; with snapshots or clones still needing it, it 
 marked retired (a hidden dataset for garbage collection once its dependents go)."""
 from __future__ import annotations
 
-from zfsaga.steps.base import RETIRED, Probe, Step, StepContext
+from zfsaga.steps.base import RETIRED, Probe, Step, StepContext, exists, find_by_guid
 
 
 class RetireDataset(Step):
@@ -13,11 +13,17 @@ class RetireDataset(Step):
     guards = True  # destroys: the guid at the name must be the one the saga resolved
 
     def probe(self, ctx: StepContext) -> Probe:
-        name = self.arg(ctx, "dataset")
-        if not ctx.zfs.exists(name):
-            return "done"
+        name, guid = self.arg(ctx, "dataset"), self.arg(ctx, "guid")
+        if not exists(ctx.zfs, name):
+            # A name's absence proves nothing (renamed by someone, or its SR renamed): done
+            # only if the dataset with this guid is gone, or retired by this saga, wherever.
+            where = find_by_guid(ctx.zfs, ctx.params["sr"], guid)
+            if where is None:
+                return "done"
+            mark = ctx.zfs.get_props(where, [RETIRED])[RETIRED].local
+            return "done" if mark == ctx.saga_id else "foreign"
         props = ctx.zfs.get_props(name, ["guid", RETIRED])
-        if props["guid"].value != self.arg(ctx, "guid"):
+        if props["guid"].value != guid:
             return "foreign"
         return "done" if props[RETIRED].local == ctx.saga_id else "absent"
 

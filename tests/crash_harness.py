@@ -14,6 +14,7 @@ catches a BaseException; the lock's file descriptor is closed as the kernel woul
 """
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from zfsaga.sagas import revert
 from zfsaga.sagas.engine import Engine
 from zfsaga.state.journal import Journal
 from zfsaga.state.lifecycle import IllegalMove
+from zfsaga.steps import srs
 from zfsaga.steps.base import OWNER, RETIRED
 from zfsaga.steps.model_zfs import ModelZfs
 from zfsaga.steps.zfs import Zfs, ZfsHooks
@@ -42,6 +44,7 @@ def build_fixture(zfs: Zfs, root: str) -> dict[str, str]:
     older one, and a dataset zfsaga never made (it must come out untouched)."""
     sr = f"{root}/sr"
     zfs.create_filesystem(sr, {BORN: "sr"})
+    srs.adopt(zfs, sr)
     vdi = f"{sr}/vdi"
     zfs.create_zvol(vdi, 4 * MiB, sparse=False, props={BORN: "vdi", META: "vdi metadata"})
     zfs.snapshot([f"{vdi}@s1"], {BORN: "s1"})
@@ -184,6 +187,42 @@ class Harness:
             self.cleanup(zfs, root)
         return case, recovery_seen
 
+    def run_cut(self, crash_at: int, keep: int | None):
+        """Crash at boundary crash_at; with keep None, return how many journal records the
+        crash left. Otherwise cut the journal to `keep` records, recover, check: returns
+        (case, whether the row was lost, whether every tagged dataset was then reported)."""
+        case = Case(crash_at, f"cut:{keep}", None)
+        zfs, root = self.new_backend()
+        zfs.hooks = ZfsHooks()
+        try:
+            fixture = build_fixture(zfs, root)
+            with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
+                state_dir = Path(tmp)
+                journal = state_dir / "journal.db"
+                self._start(zfs, fixture, state_dir, crash_at)
+                if keep is None:
+                    return journal_records(journal) if journal.exists() else 0
+                if not cut_journal(journal, keep):
+                    engine, _ = self._engine(zfs, state_dir, None)
+                    try:
+                        before = sr_state(zfs, fixture["sr"])
+                        engine.recover()
+                        strangers = engine.strangers(fixture["sr"])
+                        tagged = {n for n, p in zfs.list_tree(fixture["sr"], [OWNER]).items()
+                                  if p[OWNER].local}
+                        untouched = sr_state(zfs, fixture["sr"]) == before
+                    finally:
+                        engine.journal.close()
+                    return case, True, untouched and tagged == set(strangers)
+                self._recover(zfs, state_dir, "resume", None)
+                case.problems, case.status = self.check(zfs, fixture["sr"], state_dir)
+        except Exception as exc:
+            case.problems.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            zfs.hooks = ZfsHooks()
+            self.cleanup(zfs, root)
+        return case, False, False
+
     def check(self, zfs: Zfs, sr: str, state_dir: Path) -> tuple[list[str], str]:
         problems = []
         journal = Journal(state_dir / "journal.db")
@@ -240,6 +279,98 @@ class Harness:
                 for m in ms:
                     report.cases.append(self.run_case(k, mode, m)[0])
         return report
+
+
+def cut_journal(path: Path, keep: int) -> bool:
+    """Cut the journal back to its first `keep` records, as a lost `-wal` or a restored backup
+    would: later events go, and the saga row returns to what it said at record `keep` (each
+    append updated it in the same transaction). keep=0 loses the saga's row itself. Returns
+    whether the row survives."""
+    import sqlite3
+
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        (saga_id,) = db.execute("SELECT id FROM saga").fetchone()
+        db.execute("BEGIN")
+        if keep == 0:
+            db.execute("DELETE FROM event WHERE saga_id=?", (saga_id,))
+            db.execute("DELETE FROM saga WHERE id=?", (saga_id,))
+            db.execute("COMMIT")
+            return False
+        db.execute("DELETE FROM event WHERE saga_id=? AND seq>?", (saga_id, keep))
+        kept = db.execute("SELECT type, status, data FROM event WHERE saga_id=? ORDER BY seq",
+                          (saga_id,)).fetchall()
+        status = [st for _, st, _ in kept if st is not None][-1]
+        attempts = sum(t in ("saga_started", "recovery_started") for t, _, _ in kept)
+        error = None
+        for t, _, data in kept:
+            if t in ("step_failed", "comp_failed", "saga_stuck"):
+                d = json.loads(data or "{}")
+                error = d.get("reason") or d.get("message") or error
+        db.execute("UPDATE saga SET status=?, attempts=?, last_error=? WHERE id=?",
+                   (status, attempts, error, saga_id))
+        db.execute("COMMIT")
+        return True
+    finally:
+        db.close()
+
+
+def journal_records(path: Path) -> int:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT COUNT(*) FROM event").fetchone()[0]
+    finally:
+        db.close()
+
+
+@dataclass
+class CutReport:
+    backend: str
+    cases: list[Case] = field(default_factory=list)
+    row_lost: int = 0          # cuts that removed the saga's own row: counted apart
+    row_lost_reported: int = 0  # ...of which every tagged dataset was reported as unknown
+
+    @property
+    def failures(self) -> list[Case]:
+        return [c for c in self.cases if c.problems]
+
+
+def enumerate_cuts(harness: "Harness", points: list[int] | None = None,
+                   keeps: Callable[[int], list[int]] | None = None) -> CutReport:
+    """Crash the saga at each boundary k (or those in `points`), cut its journal back to each
+    prefix of j records (or those `keeps(n)` picks of the n), recover as the next call would,
+    and check. A case whose cut removed the saga's row cannot be checked against the saga:
+    there the SR's tagged datasets must all be reported as unknown (and nothing destroyed)."""
+    report = CutReport(harness.name)
+    labels = harness.reference()
+    # len(labels) + 1: no crash at all, the journal of a finished saga cut back.
+    for k in points or range(1, len(labels) + 2):
+        n = harness.run_cut(k, None)
+        if n == 0:
+            continue  # died before the saga was recorded: nothing to cut
+        for j in (keeps(n) if keeps else range(0, n + 1)):
+            case, lost, reported = harness.run_cut(k, j)
+            if lost:
+                report.row_lost += 1
+                report.row_lost_reported += reported
+                if not reported:
+                    report.cases.append(case)
+                    case.problems.append("row lost, and the tagged datasets were not reported")
+                continue
+            report.cases.append(case)
+    return report
+
+
+def cut_summary(report: CutReport) -> str:
+    by_status: dict[str, int] = {}
+    for case in report.cases:
+        by_status[case.status or "error"] = by_status.get(case.status or "error", 0) + 1
+    return (f"journal-cut harness [{report.backend}]: {len(report.cases)} cases with the saga's "
+            f"row surviving the cut, ends: {by_status}, failures: {len(report.failures)}; "
+            f"{report.row_lost} cuts removed the row itself (counted apart), of which "
+            f"{report.row_lost_reported} reported every tagged dataset as unknown")
 
 
 def summary(report: Report) -> str:

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import POOL, destroy_tree, real_zfs
 from tests.crash_harness import build_fixture, sr_state
 from zfsaga.state.locks import ResourceLock
+from zfsaga.steps import srs
 from zfsaga.steps.shared_model import SharedModelZfs
 
 
@@ -121,7 +122,10 @@ def test_abandon_touches_nothing_and_lists_what_is_left(pool: Pool) -> None:
     out = pool.cli("--json", "abandon", row["id"], "--reason", "will clean by hand", "--yes")
     assert out.returncode == 0
     left = json.loads(out.stdout)["left_behind"]
-    assert left == [pool.fx["vdi"] + ".revert-" + left[0].rsplit("-", 1)[1]]
+    token = left[0].rsplit("-", 1)[1]
+    # the tagged clone, and the hold (no tag names it: the hold step's probe finds it)
+    assert left == [pool.fx["vdi"] + ".revert-" + token,
+                    f"hold zfsaga-revert-{token} on {pool.fx['snapshot']}"]
     assert sr_state(pool.zfs, pool.fx["sr"]) == before
     assert pool.sagas() == []  # the resource is free again
 
@@ -153,7 +157,7 @@ def test_eight_racing_processes_serialize(pool: Pool) -> None:
 
 
 def test_a_busy_resource_gives_a_clear_error(pool: Pool) -> None:
-    with ResourceLock(pool.state, pool.fx["sr"]).acquire(1):
+    with ResourceLock(pool.state, srs.identify(pool.zfs, pool.fx["sr"]).key).acquire(1):
         out = pool.revert("--wait", "0.5")
     assert out.returncode == 3 and "busy" in out.stderr
     assert sr_state(pool.zfs, pool.fx["sr"]) == pool.before

@@ -10,7 +10,8 @@ import uuid
 import pytest
 
 from tests.conftest import CRASH_KEY, POOL, destroy_tree, real_zfs
-from tests.crash_harness import Harness, describe_failures, model_backend, summary
+from tests.crash_harness import (Harness, cut_summary, describe_failures, enumerate_cuts,
+                                 model_backend, summary)
 from zfsaga.steps.promote import PromoteClone
 from zfsaga.steps.rename import RenameDataset
 
@@ -69,3 +70,47 @@ def test_crash_points_on_real_zfs(request: pytest.FixtureRequest) -> None:
     assert report.points >= 14  # both sides of the 7 mutations of a clean revert
     _record(request, summary(report))
     assert not report.failures, describe_failures(report)
+
+
+def test_every_journal_cut_on_the_model_converges(request: pytest.FixtureRequest) -> None:
+    """Crash at every boundary (and not at all), cut the journal back to each prefix of its
+    records, recover: every case whose saga row survives ends in the before- or after-state
+    with no tagged debris; cuts that lose the row report every tagged dataset as unknown."""
+    report = enumerate_cuts(Harness(model_backend, "model", journal_parent=SHM))
+    _record(request, cut_summary(report))
+    assert len(report.cases) > 300 and report.row_lost > 0
+    assert not report.failures, describe_failures(report)  # type: ignore[arg-type]
+    assert report.row_lost_reported == report.row_lost
+
+
+@pytest.mark.realzfs
+@pytest.mark.timeout(1800)
+def test_journal_cuts_on_real_zfs(request: pytest.FixtureRequest) -> None:
+    """A deterministic sample on real ZFS: a crash just after each ZFS mutation, with the
+    journal cut back to no record, to the saga's creation, halfway, and one record short."""
+    def backend():
+        real = real_zfs()
+        root = f"{POOL}/j{uuid.uuid4().hex[:10]}"
+        real.create_filesystem(root)
+        return real, root
+
+    harness = Harness(backend, "real ZFS", cleanup=lambda z, root: destroy_tree(root))
+    labels = harness.reference()
+    after_mutations = [k for k, label in enumerate(labels, 1) if label.startswith("zfs:after:")]
+    points = after_mutations[1::2] + [len(labels) + 1]  # every other mutation, and no crash
+    report = enumerate_cuts(harness, points=points,
+                            keeps=lambda n: sorted({0, 1, n // 2, n - 1}))
+    _record(request, cut_summary(report))
+    assert not report.failures, describe_failures(report)  # type: ignore[arg-type]
+    assert report.row_lost_reported == report.row_lost
+
+
+def test_a_clone_probe_that_trusts_its_name_fails_the_cut_harness(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation test: the clone probe of before (its name only) makes a second clone once the
+    journal forgets the first: the cut harness must see it (the review counted 115 cases)."""
+    from zfsaga.steps.clone import CloneSnapshot
+
+    monkeypatch.setattr(CloneSnapshot, "_moved_to", lambda self, ctx: None)
+    report = enumerate_cuts(Harness(model_backend, "model (broken)", journal_parent=SHM))
+    assert len(report.failures) > 50

@@ -179,3 +179,23 @@ def test_lifecycle_allows_only_legal_moves() -> None:
             with pytest.raises(IllegalMove):
                 next_status(terminal, trigger)
     assert "class stuck here" in mermaid_lifecycle("stuck")
+
+
+def test_the_active_sagas_are_found_through_an_index(tmp_path) -> None:
+    """Every mutating call asks for the active sagas: the query must not scan the saga table
+    (0.4 ms at 1,000 finished sagas, 71 ms at 100,000 before the index)."""
+    journal = Journal(tmp_path / "journal.db")
+    journal._db.execute("BEGIN")
+    for i in range(2000):
+        journal._db.execute(
+            "INSERT INTO saga(id, kind, kind_version, resource, status, plan, params, created,"
+            " updated) VALUES(?, 'k', 1, 'sr-1', 'succeeded', '[]', '{}', 0, 0)", (f"{i:08d}",))
+    journal._db.execute("COMMIT")
+    journal._db.execute("ANALYZE")
+    for resource in (None, "sr-1"):
+        sql, args = journal.active_query(resource)
+        plan = [r[-1] for r in journal._db.execute("EXPLAIN QUERY PLAN " + sql, args)]
+        assert any("saga_active" in step for step in plan), plan
+        assert not any(step.startswith("SCAN saga") and "INDEX" not in step for step in plan)
+    assert journal.active() == []
+    journal.close()

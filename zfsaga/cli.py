@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUSY, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_STUCK = range(7)
+STATUSES = ("pending", "running", "compensating", "succeeded", "compensated", "stuck",
+            "abandoned")  # the lifecycle's (state/lifecycle.py), without importing it
 STEP_STATUS = {None: "pending", "step_started": "started", "step_done": "done",
                "step_failed": "failed", "comp_started": "compensating",
                "comp_done": "compensated", "comp_failed": "comp-failed"}
@@ -42,19 +44,28 @@ def state_dir(args: argparse.Namespace) -> Path:
     raise CliError(EXIT_USAGE, "say which SR: --sr POOL/SR or --state-dir DIR")
 
 
-def open_journal(args: argparse.Namespace, must_exist: bool = True):
+def open_journal(args: argparse.Namespace, must_exist: bool = True, readonly: bool = False):
+    """The SR's journal. Read-only commands open it read-only: they never create, migrate or
+    repair one, and work for an operator who cannot write the state directory."""
     from zfsaga.state.journal import Journal
 
     path = state_dir(args) / "journal.db"
     if must_exist and not path.exists():
         raise CliError(EXIT_NOT_FOUND, f"no journal at {path}")
-    return Journal(path)
+    return Journal(path, readonly=readonly)
 
 
 def find_saga(journal, saga_id: str):
-    row = journal.find(saga_id)
+    from zfsaga.state.journal import AmbiguousId
+
+    if not saga_id.strip():
+        raise CliError(EXIT_USAGE, "an empty saga id names no saga")
+    try:
+        row = journal.find(saga_id)
+    except AmbiguousId as exc:
+        raise CliError(EXIT_USAGE, str(exc)) from None
     if row is None:
-        raise CliError(EXIT_NOT_FOUND, f"no saga {saga_id!r} (or the prefix is ambiguous)")
+        raise CliError(EXIT_NOT_FOUND, f"no saga {saga_id!r}")
     return row
 
 
@@ -114,8 +125,17 @@ def current_step(row) -> str:
 
 # -- read-only commands ------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
-    journal = open_journal(args)
-    rows = journal.list(status=args.status) if (args.all or args.status) else journal.active()
+    journal = open_journal(args, readonly=True)
+    if args.all or args.status:
+        rows = journal.list(status=args.status, limit=args.limit or -1)
+        total = journal.count(args.status)
+    else:
+        rows = journal.active()
+        total = len(rows)
+        rows = rows[:args.limit] if args.limit else rows
+    if len(rows) < total:
+        print(f"zfsaga: showing the newest {len(rows)} of {total} sagas (--limit)",
+              file=sys.stderr)
     for row in rows:
         row.events = list(journal.events(row.id))
     if args.json:
@@ -134,12 +154,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    journal = open_journal(args)
+    journal = open_journal(args, readonly=True)
     row = find_saga(journal, args.saga)
     data = saga_json(args, row, events=True)
     if args.json:
         print(json.dumps(data, indent=2))
-        return EXIT_OK
+        return EXIT_STUCK if row.status == "stuck" else EXIT_OK
     print(f"saga      {row.id}\nkind      {row.kind} v{row.kind_version}\n"
           f"resource  {row.resource}\nstatus    {row.status}   ({data['liveness']})\n"
           f"attempts  {row.attempts}\nerror     {row.last_error or '-'}")
@@ -202,10 +222,13 @@ def plan_svg(row) -> str:
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
-    journal = open_journal(args)
+    journal = open_journal(args, readonly=True)
     row = find_saga(journal, args.saga)
     if args.svg:
-        Path(args.svg).write_text(plan_svg(row), encoding="utf-8")
+        try:
+            Path(args.svg).write_text(plan_svg(row), encoding="utf-8")
+        except OSError as exc:
+            raise CliError(EXIT_ERROR, f"cannot write {args.svg}: {exc.strerror}") from None
     from zfsaga.state.lifecycle import mermaid_lifecycle  # stdlib-only at import
 
     text = f"%% plan\n{plan_mermaid(row)}\n\n%% lifecycle\n{mermaid_lifecycle(row.status)}"
@@ -249,13 +272,25 @@ def make_engine(args: argparse.Namespace, journal, zfs=None):
 
 
 def dry_run(args: argparse.Namespace, engine, row, direction: str) -> int:
+    """What the command would do, by the saga's own status: probes for a forward run, the
+    compensations for a backward one, the leftovers for an abandon. Touches nothing."""
+    from zfsaga.steps.errors import ZfsError
+
+    if direction == "abandon":
+        left = engine.left_behind(row)
+        print(f"would close saga {row.id} ({row.status}) as abandoned, touching nothing; "
+              f"left behind: {', '.join(left) or 'nothing'}")
+        return EXIT_OK
     run = engine._load(row)
     lines = []
     if direction == "forward":
         for step in run.steps:
             if run.last.get(step.name) != "step_done":
-                lines.append(f"would run {step.name} ({step.kind}): probe says "
-                             f"{step.probe(run.ctx)}")
+                try:
+                    said = step.probe(run.ctx)
+                except ZfsError as exc:
+                    said = f"cannot tell ({type(exc).__name__}: {exc})"
+                lines.append(f"would run {step.name} ({step.kind}): probe says {said}")
     else:
         for step in reversed(run.steps):
             if run.last.get(step.name) not in (None, "comp_done"):
@@ -264,24 +299,38 @@ def dry_run(args: argparse.Namespace, engine, row, direction: str) -> int:
     return EXIT_OK
 
 
-def cmd_act(args: argparse.Namespace) -> int:
-    from zfsaga.state.lifecycle import IllegalMove
+def direction_of(args: argparse.Namespace, engine, row) -> str:
+    """Which way the command would drive the saga, or CliError when it would be refused."""
+    if args.command == "abandon":
+        if row.terminal:
+            raise CliError(EXIT_REFUSED, f"saga {row.id} is {row.status}: nothing to abandon")
+        return "abandon"
+    if row.terminal:
+        raise CliError(EXIT_REFUSED, f"saga {row.id} is {row.status}: nothing to "
+                                     f"{args.command}")
+    if not engine._plan_known(row):
+        raise CliError(EXIT_REFUSED, f"saga {row.id}'s recorded plan is not one this zfsaga "
+                                     f"knows: it can only be abandoned (zfsaga abandon)")
+    if args.command == "abort":
+        from zfsaga.state.lifecycle import IllegalMove, next_status
 
+        if row.status != "compensating":
+            try:
+                next_status(row.status, "abort", abortable=engine._load(row).abortable())
+            except IllegalMove as exc:
+                raise CliError(EXIT_REFUSED,
+                               f"{exc}; the way out is `zfsaga resume`") from None
+        return "backward"
+    status = engine._parked_direction(row) if row.status == "stuck" else row.status
+    return "backward" if status == "compensating" else "forward"
+
+
+def cmd_act(args: argparse.Namespace) -> int:
     journal = open_journal(args)
     row = find_saga(journal, args.saga)
     engine = make_engine(args, journal)
-    if args.command == "abort" and not row.terminal:
-        try:
-            from zfsaga.state.lifecycle import next_status
-
-            if row.status != "compensating":
-                next_status(row.status, "abort", abortable=engine._load(row).abortable(),
-                            plan_known=engine._plan_known(row))
-        except IllegalMove as exc:
-            raise CliError(EXIT_REFUSED, f"{exc}; the way out is `zfsaga resume`") from None
+    direction = direction_of(args, engine, row)
     if args.dry_run:
-        direction = "backward" if args.command == "abort" or row.status == "compensating" \
-            else "forward"
         return dry_run(args, engine, row, direction)
     if not args.yes:
         raise CliError(EXIT_USAGE, f"{args.command} changes ZFS: add --yes (or --dry-run)")
@@ -289,44 +338,88 @@ def cmd_act(args: argparse.Namespace) -> int:
         outcome, left = engine.abandon(row.id, args.reason)
         report = {"id": row.id, "status": outcome.status, "left_behind": left}
         print(json.dumps(report) if args.json else
-              f"saga {row.id} abandoned; left behind (tagged {row.id}/...): "
-              f"{', '.join(left) or 'nothing'}")
+              f"saga {row.id} abandoned; left behind: {', '.join(left) or 'nothing'}")
         return EXIT_OK
     outcome = getattr(engine, args.command)(row.id, args.reason)
-    return report_outcome(args, outcome)
+    return report_outcome(args, outcome, ok=("compensated",) if args.command == "abort"
+                          else ("succeeded", "compensated"))
 
 
-def report_outcome(args: argparse.Namespace, outcome) -> int:
+def outcome_json(outcome) -> dict[str, Any]:
+    return {"id": outcome.saga_id, "status": outcome.status, "error": outcome.error}
+
+
+def report_outcome(args: argparse.Namespace, outcome,
+                   ok: tuple[str, ...] = ("succeeded",)) -> int:
+    """Print one outcome; exit 0 only when the saga ended as the command meant it to (a
+    revert that compensated did nothing: that is an error to its caller)."""
     if args.json:
-        print(json.dumps({"id": outcome.saga_id, "status": outcome.status,
-                          "error": outcome.error}))
+        print(json.dumps(outcome_json(outcome)))
     else:
         print(f"saga {outcome.saga_id}: {outcome.status}"
               + (f" ({outcome.error})" if outcome.error else ""))
     if outcome.status == "stuck":
         return EXIT_STUCK
-    return EXIT_OK if outcome.status in ("succeeded", "compensated") else EXIT_ERROR
+    return EXIT_OK if outcome.status in ok else EXIT_ERROR
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
     journal = open_journal(args)
-    outcomes = make_engine(args, journal).recover()
-    for o in outcomes:
-        report_outcome(args, o)
-    if not outcomes and not args.json:
-        print("no orphaned sagas")
-    return EXIT_STUCK if any(o.status == "stuck" for o in outcomes) else EXIT_OK
+    engine = make_engine(args, journal)
+    outcomes = engine.recover()
+    strangers: dict[str, str] = {}
+    if args.sr:  # the SR's datasets tagged by sagas this journal has no record of
+        strangers = engine.acknowledge(args.sr) if args.acknowledge \
+            else engine.strangers(args.sr)
+    if args.json:
+        print(json.dumps({"schema_version": 1, "recovered": [outcome_json(o) for o in outcomes],
+                          "unknown_tags": strangers, "acknowledged": bool(args.acknowledge)}))
+    else:
+        for o in outcomes:
+            print(f"saga {o.saga_id}: {o.status}" + (f" ({o.error})" if o.error else ""))
+        if not outcomes:
+            print("no orphaned sagas")
+        for name, saga_id in strangers.items():
+            print(f"{'acknowledged' if args.acknowledge else 'unknown'}: {name} is tagged by "
+                  f"saga {saga_id}, which this journal has no record of (check it: it may be "
+                  f"a VDI's current head; zfsaga never destroys it on its own)")
+    if any(o.status == "stuck" for o in outcomes):
+        return EXIT_STUCK
+    return EXIT_ERROR if strangers and not args.acknowledge else EXIT_OK
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
+    if not args.sr:  # before anything is opened or created
+        raise CliError(EXIT_USAGE, "revert needs --sr")
     from zfsaga.sagas import revert
 
     journal = open_journal(args, must_exist=False)
     engine = make_engine(args, journal)
-    if not args.sr:
-        raise CliError(EXIT_USAGE, "revert needs --sr")
     outcome = revert.start(engine, args.sr, args.vdi, args.snapshot)
     return report_outcome(args, outcome)
+
+
+def wait_seconds(text: str) -> float:
+    """--wait: a finite, non-negative number of seconds (nan would never time out)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"--wait must be a finite number >= 0, not {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+    return value
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -338,12 +431,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=os.environ.get("ZFSAGA_SR_STATE_DIR"),
                    help="the SR's state directory directly (journal.db, locks/)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--wait", type=float, default=60.0,
+    p.add_argument("--wait", type=wait_seconds, default=60.0,
                    help="seconds to wait for a busy resource (then exit 3)")
     sub = p.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="active sagas (--all: every saga)")
     ls.add_argument("--all", action="store_true")
-    ls.add_argument("--status")
+    ls.add_argument("--status", choices=STATUSES)
+    ls.add_argument("--limit", type=non_negative_int, default=0,
+                    help="show only the newest N (default: all; a note says when some are "
+                         "left out)")
     for name in ("show", "diagram"):
         sp = sub.add_parser(name, help=f"{name} one saga")
         sp.add_argument("saga", help="saga id or unique prefix")
@@ -361,7 +457,11 @@ def parser() -> argparse.ArgumentParser:
     gc.add_argument("--older-than", type=float, default=30.0, metavar="DAYS")
     gc.add_argument("--yes", action="store_true")
     gc.add_argument("--dry-run", action="store_true")
-    sub.add_parser("recover", help="heal orphaned sagas of the SR now")
+    rc = sub.add_parser("recover", help="heal orphaned sagas of the SR now; with --sr, also "
+                                         "report datasets tagged by sagas the journal lost")
+    rc.add_argument("--acknowledge", action="store_true",
+                    help="record those unknown sagas as forgotten (touches no dataset), so a "
+                         "lost journal stops blocking new sagas")
     rv = sub.add_parser("revert", help="revert a VDI to a snapshot (the sample saga)")
     rv.add_argument("vdi")
     rv.add_argument("snapshot")
@@ -385,8 +485,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exit_for(exc: Exception) -> int:
+    import sqlite3
+
+    if isinstance(exc, sqlite3.Error):  # a damaged journal, read outside Journal's own checks
+        print(f"zfsaga: the journal cannot be read ({exc}): it is damaged; restore it from a "
+              f"backup", file=sys.stderr)
+        return EXIT_ERROR
     name = type(exc).__name__
-    codes = {"LockBusy": EXIT_BUSY, "SagaBlocked": EXIT_STUCK, "ResourceTaken": EXIT_BUSY,
+    codes = {"InvalidName": EXIT_USAGE, "InvalidValue": EXIT_USAGE,
+             "AmbiguousId": EXIT_USAGE, "JournalLost": EXIT_REFUSED, "UnknownPlan": EXIT_REFUSED,
+             "LockBusy": EXIT_BUSY, "SagaBlocked": EXIT_STUCK, "ResourceTaken": EXIT_BUSY,
              "IllegalMove": EXIT_REFUSED, "SagaNotFound": EXIT_NOT_FOUND,
              "NotFound": EXIT_NOT_FOUND, "JournalError": EXIT_ERROR,
              # where the SR's state lives: no state dataset yet, or one that is not zfsaga's

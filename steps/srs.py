@@ -1,0 +1,91 @@
+"""What makes a dataset an SR, and the key that names an SR in locks and the journal.
+
+An SR is marked by a local user property, `org.zfsaga:sr`, set once when zfsaga takes the
+dataset on. ZFS passes user properties down, so every dataset inside an SR inherits the mark:
+one property read tells whether a dataset is an SR (local), inside one (inherited) or neither.
+That makes nesting checkable at the moment a mark is set, and SRs nested in one another are
+refused: two nested SRs would be two journals and two locks over the same VDIs.
+
+An SR is keyed by its guid (`sr-<guid>`), never by its name: a name can be spelled for a nested
+root, or change under a stuck saga, and either would split or free the key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zfsaga.steps import names
+from zfsaga.steps.errors import InvalidName, NotFound
+from zfsaga.steps.zfs import Prop, Zfs
+
+SR_MARK = "org.zfsaga:sr"
+#: zfsaga's own filesystem on each pool (journals, locks): never an SR, never a VDI.
+STATE_DATASET = "zfsaga-state"
+
+
+@dataclass(frozen=True)
+class SrIdentity:
+    name: str
+    guid: str
+
+    @property
+    def key(self) -> str:
+        return f"sr-{self.guid}"
+
+
+def state_dataset(sr: str) -> str:
+    return f"{sr.split('/')[0]}/{STATE_DATASET}"
+
+
+def identify(zfs: Zfs, sr: str) -> SrIdentity:
+    """The SR at this name: one property read. Refuses a dataset that is not a zfsaga SR
+    (never marked, or inside another SR)."""
+    names.check_dataset(sr)
+    if not zfs.exists(sr):
+        raise NotFound(sr, "no such SR")
+    props = zfs.get_props(sr, ["guid", "type", SR_MARK])
+    mark = props[SR_MARK]
+    if mark.local is None:
+        if mark.value is not None:
+            raise InvalidName(sr, "lies inside another zfsaga SR: an SR cannot be nested")
+        raise InvalidName(sr, "is not a zfsaga SR (no org.zfsaga:sr mark)")
+    return SrIdentity(sr, props["guid"].value)
+
+
+def adopt(zfs: Zfs, sr: str) -> SrIdentity:
+    """Mark `sr` as an SR (idempotent). Refused when it lies inside an SR, contains one, is
+    not a filesystem, or is zfsaga's state dataset. The descendants are listed once, here."""
+    names.check_dataset(sr)
+    if sr == state_dataset(sr) or sr.startswith(state_dataset(sr) + "/"):
+        raise InvalidName(sr, "is zfsaga's own state dataset, not an SR")
+    if not zfs.exists(sr):
+        raise NotFound(sr, "no such dataset")
+    props = zfs.get_props(sr, ["guid", "type", SR_MARK])
+    if props[SR_MARK].local is not None:
+        return SrIdentity(sr, props["guid"].value)
+    if props["type"].value != "filesystem":
+        raise InvalidName(sr, f"is a {props['type'].value}: an SR is a filesystem")
+    if props[SR_MARK].value is not None:
+        raise InvalidName(sr, "lies inside another zfsaga SR: an SR cannot be nested")
+    inner = [n for n, p in zfs.list_tree(sr, [SR_MARK]).items()
+             if n != sr and p[SR_MARK].local is not None]
+    if inner:
+        raise InvalidName(sr, f"contains the zfsaga SR {inner[0]}: an SR cannot be nested")
+    zfs.set_props(sr, {SR_MARK: props["guid"].value})
+    return SrIdentity(sr, props["guid"].value)
+
+
+def vdi_props(zfs: Zfs, sr: str, vdi: str, wanted: list[str]) -> dict[str, Prop]:
+    """Check that `vdi` is a volume of this SR and read `wanted` with the same call: strictly
+    inside the SR (never the SR itself), not the state dataset, a volume, and inheriting its
+    SR mark (not an SR of its own). NotFound when it does not exist."""
+    names.check_inside(sr, vdi)
+    if vdi == state_dataset(sr) or vdi.startswith(state_dataset(sr) + "/"):
+        raise InvalidName(vdi, "is zfsaga's own state dataset, not a VDI")
+    if not zfs.exists(vdi):
+        raise NotFound(vdi, "no such VDI")
+    props = zfs.get_props(vdi, ["type", SR_MARK, *wanted])
+    if props["type"].value != "volume":
+        raise InvalidName(vdi, f"is a {props['type'].value}, not a volume: not a VDI")
+    if props[SR_MARK].value is None or props[SR_MARK].local is not None:
+        raise InvalidName(vdi, f"is not inside the zfsaga SR {sr}")
+    return props

@@ -1,0 +1,224 @@
+"""The engine defects found in review (issue 8, items 1-6), each proven on the model and, marked
+realzfs, on real ZFS in the guest: a VDI that is the SR or not a volume, SRs keyed by name
+(nested spellings, a renamed SR), derived names too long for ZFS, an undo that took effect but
+returned an error, an emptied or lost journal, and a journal cut back behind its effects."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+import pytest
+
+from tests.crash_harness import TOKEN, cut_journal, sr_state
+from tests.test_engine import World, world  # noqa: F401  (the fixture)
+from zfsaga.faults import SimulatedCrash
+from zfsaga.sagas import revert
+from zfsaga.sagas.engine import JournalLost, SagaBlocked
+from zfsaga.state.journal import Journal, JournalError
+from zfsaga.steps import srs
+from zfsaga.steps.base import OWNER, StepContext
+from zfsaga.steps.errors import InvalidName
+from zfsaga.steps.retire import RetireDataset
+
+
+def _no_saga_recorded(world: World) -> bool:
+    journal = Journal(world.state_dir / "journal.db")
+    try:
+        return journal.list() == []
+    finally:
+        journal.close()
+
+
+# -- 1. the SR itself, or anything not a volume, is never a VDI ---------------------------------
+def test_the_sr_itself_is_refused_as_the_vdi(world: World) -> None:
+    sr = world.fx["sr"]
+    world.zfs.snapshot([f"{sr}@daily"])
+    before = world.state()
+    with pytest.raises(InvalidName, match="the SR itself"):
+        revert.start(world.engine(), sr, sr, f"{sr}@daily", TOKEN)
+    assert world.state() == before and world.zfs.exists(f"{sr}/vdi")
+    assert _no_saga_recorded(world)
+
+
+def test_a_filesystem_inside_the_sr_is_refused_as_a_vdi(world: World) -> None:
+    fs = f"{world.fx['sr']}/not-a-volume"
+    world.zfs.create_filesystem(fs)
+    world.zfs.snapshot([f"{fs}@s"])
+    before = world.state()
+    with pytest.raises(InvalidName, match="not a volume"):
+        revert.start(world.engine(), world.fx["sr"], fs, f"{fs}@s", TOKEN)
+    assert world.state() == before and _no_saga_recorded(world)
+
+
+def test_the_state_dataset_is_never_a_vdi_nor_an_sr() -> None:
+    from zfsaga.steps.model_zfs import ModelZfs
+
+    z = ModelZfs(pools=("tank",))
+    srs.adopt(z, "tank")  # an SR on a whole pool: zfsaga's state dataset lies inside it
+    z.create_zvol("tank/zfsaga-state", 1 << 20)  # even if it were a volume
+    with pytest.raises(InvalidName, match="state dataset"):
+        srs.vdi_props(z, "tank", "tank/zfsaga-state", ["guid"])
+    with pytest.raises(InvalidName, match="state dataset"):
+        srs.adopt(z, "tank/zfsaga-state")
+
+
+# -- 2. an SR is keyed by its guid; nested SRs are refused --------------------------------------
+def test_nested_srs_are_refused_both_ways(world: World) -> None:
+    z, sr = world.zfs, world.fx["sr"]
+    parent = sr.rsplit("/", 1)[0]
+    with pytest.raises(InvalidName, match="contains the zfsaga SR"):
+        srs.adopt(z, parent)
+    z.create_filesystem(f"{sr}/inner")
+    with pytest.raises(InvalidName, match="inside another"):
+        srs.adopt(z, f"{sr}/inner")
+    # The same VDI through the parent's spelling: not an SR, so no second journal or key.
+    with pytest.raises(InvalidName, match="not a zfsaga SR"):
+        revert.start(world.engine(), parent, world.fx["vdi"], world.fx["snapshot"], TOKEN)
+    assert z.get_props(parent, [srs.SR_MARK])[srs.SR_MARK].value is None
+
+
+def test_the_lock_key_is_the_srs_guid(world: World) -> None:
+    out = world.revert(world.engine())
+    assert out.status == "succeeded", out.error
+    guid = world.zfs.get_props(world.fx["sr"], ["guid"])["guid"].value
+    assert world.engine().journal.get(out.saga_id).resource == f"sr-{guid}"
+
+
+def test_renaming_the_sr_neither_frees_its_key_nor_fakes_the_pivot(world: World) -> None:
+    z, sr = world.zfs, world.fx["sr"]
+    stuck = world.revert(world.engine("fail:set_props:permanent"))  # fails at the pivot
+    assert stuck.status == "stuck"
+    moved = sr + "-renamed"
+    z.rename(sr, moved)
+    vdi2 = moved + "/vdi"
+    with pytest.raises(SagaBlocked, match=stuck.saga_id):  # same guid, same key: still blocked
+        revert.start(world.engine(), moved, vdi2, vdi2 + "@s1", "t1")
+    out = world.engine().resume(stuck.saga_id, reason="try it renamed")
+    assert out.status == "stuck" and "no longer at" in out.error  # not "done" by a name
+    assert z.holds(vdi2 + "@s1") == {f"zfsaga-revert-{TOKEN}"}  # the hold is still accounted
+    z.rename(moved, sr)
+    out = world.engine().resume(stuck.saga_id, reason="renamed back")
+    assert out.status == "succeeded", out.error
+    assert z.holds(world.fx["snapshot"]) == set()
+
+
+def test_a_retire_probe_checks_identity_not_a_names_absence(world: World) -> None:
+    z, vdi = world.zfs, world.fx["vdi"]
+    guid = z.get_props(vdi, ["guid"])["guid"].value
+    step = RetireDataset("retire", dataset=vdi + ".old-x", guid=guid)
+    ctx = StepContext(z, "saga-x", {"sr": world.fx["sr"]})
+    assert step.probe(ctx) == "foreign"  # its name is free, but the dataset lives on, at vdi
+    z.destroy_snapshots([vdi + "@s2"])
+    z.set_props(f"{world.fx['sr']}/vm-clone", {"test:x": "1"})
+    assert RetireDataset("retire", dataset=vdi + ".old-x", guid="12345").probe(ctx) == "done"
+
+
+def test_active_sagas_recorded_under_a_name_are_rekeyed(world: World) -> None:
+    stuck = world.revert(world.engine("fail:set_props:permanent"))
+    db = sqlite3.connect(world.state_dir / "journal.db")
+    db.execute("UPDATE saga SET resource=?", (world.fx["sr"],))  # as an older zfsaga wrote it
+    db.commit()
+    db.close()
+    with pytest.raises(SagaBlocked, match=stuck.saga_id):
+        world.revert(world.engine(), token="t1")
+    guid = world.zfs.get_props(world.fx["sr"], ["guid"])["guid"].value
+    assert world.engine().journal.get(stuck.saga_id).resource == f"sr-{guid}"
+
+
+# -- 3. names too long for the temporary datasets ----------------------------------------------
+def test_a_vdi_name_too_long_to_revert_is_refused_before_anything(world: World) -> None:
+    z, sr = world.zfs, world.fx["sr"]
+    vdi = f"{sr}/{'v' * 195}"
+    z.create_zvol(vdi, 1 << 20)
+    z.snapshot([vdi + "@s1"])
+    before = world.state()
+    with pytest.raises(InvalidName, match="too long to revert"):
+        revert.start(world.engine(), sr, vdi, vdi + "@s1", TOKEN)
+    assert world.state() == before and _no_saga_recorded(world)
+    assert z.holds(vdi + "@s1") == set()
+
+
+def test_an_undo_treats_a_name_zfs_cannot_hold_as_absent(world: World) -> None:
+    from zfsaga.steps.clone import CloneSnapshot
+    from zfsaga.steps.rename import RenameDataset
+
+    ctx = StepContext(world.zfs, "saga-x", {"sr": world.fx["sr"]})
+    long = f"{world.fx['sr']}/{'x' * 240}"
+    CloneSnapshot("clone", snapshot_guid="1", target=long).compensate(ctx)  # no error
+    guid = world.zfs.get_props(world.fx["vdi"], ["guid"])["guid"].value
+    RenameDataset("aside", source=world.fx["vdi"], target=long, guid=guid).compensate(ctx)
+    assert world.state() == world.before
+
+
+def test_abandon_lists_holds_and_renamed_datasets_too(world: World) -> None:
+    # promote fails, and the process dies as it undoes swap_in: the VDI renamed aside, the
+    # clone in its place and the hold taken; the operator closes it by hand.
+    with pytest.raises(SimulatedCrash):
+        world.revert(world.engine("fail:promote:permanent,crash@comp:swap_in:inside"))
+    [row] = world.engine().journal.active()
+    _, left = world.engine().abandon(row.id, reason="cleaning by hand")
+    vdi = world.fx["vdi"]
+    assert f"hold zfsaga-revert-{TOKEN} on {vdi}.old-{TOKEN}@s1" in left  # it moved aside
+    assert f"{vdi} renamed to {vdi}.old-{TOKEN}" in left
+    assert f"{vdi}.revert-{TOKEN} renamed to {vdi}" in left
+    assert vdi in left  # the tagged clone, at the VDI's name now
+
+
+# -- 4. an undo that took effect but returned an error -----------------------------------------
+def test_an_undo_that_took_effect_is_seen_as_done(world: World) -> None:
+    out = world.revert(world.engine("fail:promote:permanent,fail:destroy:after-effect"))
+    assert out.status == "compensated", out.error
+    assert world.state() == world.before
+    assert world.zfs.holds(world.fx["snapshot"]) == set()
+
+
+# -- 5. an emptied or lost journal ---------------------------------------------------------------
+def test_an_emptied_journal_is_refused_not_started_afresh(world: World) -> None:
+    stuck = world.revert(world.engine("fail:set_props:permanent"))
+    assert stuck.status == "stuck"
+    path = world.state_dir / "journal.db"
+    for extra in ("-wal", "-shm"):
+        if os.path.exists(str(path) + extra):
+            os.remove(str(path) + extra)
+    path.write_bytes(b"")
+    for readonly in (False, True):
+        with pytest.raises(JournalError, match="empty.*refusing to start over"):
+            Journal(path, readonly=readonly)
+    assert path.stat().st_size == 0  # nothing was written into it
+
+
+def test_a_lost_journal_does_not_let_new_sagas_forget_the_old_ones(world: World) -> None:
+    stuck = world.revert(world.engine("fail:set_props:permanent"))
+    assert stuck.status == "stuck"
+    for p in world.state_dir.iterdir():  # the whole directory gone: a new journal
+        if p.is_file():
+            p.unlink()
+    engine = world.engine()
+    assert engine.journal.created_now
+    with pytest.raises(JournalLost, match=stuck.saga_id):
+        world.revert(engine, token="t1")
+    assert engine.journal.list() == []
+    found = engine.acknowledge(world.fx["sr"])
+    assert set(found.values()) == {stuck.saga_id}
+    assert world.revert(world.engine(), token="t2").status in ("succeeded", "compensated")
+
+
+# -- 6. a journal cut back behind what ZFS already did ------------------------------------------
+def test_a_journal_cut_back_makes_no_second_clone(world: World) -> None:
+    with pytest.raises(SimulatedCrash):
+        world.revert(world.engine("crash@zfs:before:promote"))
+    path = world.state_dir / "journal.db"
+    db = sqlite3.connect(path)
+    clone_done = db.execute("SELECT seq FROM event WHERE type='step_started' AND step='clone'"
+                            ).fetchone()[0]
+    db.close()
+    cut_journal(path, clone_done)  # the journal forgets the clone finished, and what followed
+    [out] = world.engine().recover()
+    assert out.status == "succeeded", out.error
+    tagged = [n for n, p in world.zfs.list_tree(world.fx["sr"], [OWNER]).items()
+              if p[OWNER].local]
+    assert tagged == [world.fx["vdi"]]  # one clone, and it is the VDI
+    journal = Journal(path)
+    assert journal.check_well_formed() == []
+    journal.close()
