@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 GUEST := $(PY) -m zfsaga.guest --
 
-.PHONY: setup demo test unit guestboot realzfs bench clean
+.PHONY: setup demo test unit guestboot realzfs pyzfs-suite bench clean
 setup:
 	tools/setup-host.sh
 
@@ -21,6 +21,10 @@ guestboot:
 
 realzfs:
 	$(GUEST) sh tests/guest-tier.sh
+
+# pyzfs's own shipped suite in the guest, then the real tier (about 12 minutes more).
+pyzfs-suite: setup
+	ZFSAGA_PYZFS_SUITE=1 $(GUEST) sh tests/guest-tier.sh
 
 # Figures, not pass/fail: the saga's cost over the bare ZFS commands, model and real.
 bench: setup

@@ -26,6 +26,7 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from zfsaga.sagas import revert  # noqa: E402
+from zfsaga.steps import srs  # noqa: E402
 from zfsaga.sagas.engine import Engine  # noqa: E402
 from zfsaga.state.journal import Journal  # noqa: E402
 from zfsaga.steps.base import OWNER, RETIRED  # noqa: E402
@@ -59,6 +60,7 @@ class CountingHooks(ZfsHooks):
 def build_sr(zfs: Zfs, sr: str, size: int) -> str:
     """An SR of `size` VDIs, each with a snapshot; the first has two (s1 older, s2 newer)."""
     zfs.create_filesystem(sr)
+    srs.adopt(zfs, sr)
     for i in range(size):
         vdi = f"{sr}/vdi{i}"
         zfs.create_zvol(vdi, 1 * MiB)

@@ -15,6 +15,8 @@ class RetireDataset(Step):
     def probe(self, ctx: StepContext) -> Probe:
         name, guid = self.arg(ctx, "dataset"), self.arg(ctx, "guid")
         if not exists(ctx.zfs, name):
+            if self.destroyed_here:
+                return "done"  # this process destroyed that guid at that name a moment ago
             # A name's absence proves nothing (renamed by someone, or its SR renamed): done
             # only if the dataset with this guid is gone, or retired by this saga, wherever.
             where = find_by_guid(ctx.zfs, ctx.params["sr"], guid)
@@ -27,10 +29,13 @@ class RetireDataset(Step):
             return "foreign"
         return "done" if props[RETIRED].local == ctx.saga_id else "absent"
 
+    destroyed_here = False
+
     def act(self, ctx: StepContext) -> None:
         name = self.arg(ctx, "dataset")
         inside = ctx.zfs.list_tree(name, ["origin"])
         if len(inside) > 1:  # snapshots (or children) still hold data others may need
             ctx.zfs.set_props(name, {RETIRED: ctx.saga_id})
         else:
-            ctx.zfs.destroy(name)
+            ctx.zfs.destroy(name)  # the guarded probe checked the guid at this name just now
+            self.destroyed_here = True

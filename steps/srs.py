@@ -40,9 +40,10 @@ def identify(zfs: Zfs, sr: str) -> SrIdentity:
     """The SR at this name: one property read. Refuses a dataset that is not a zfsaga SR
     (never marked, or inside another SR)."""
     names.check_dataset(sr)
-    if not zfs.exists(sr):
-        raise NotFound(sr, "no such SR")
-    props = zfs.get_props(sr, ["guid", "type", SR_MARK])
+    try:
+        props = zfs.get_props(sr, ["guid", SR_MARK])
+    except NotFound:
+        raise NotFound(sr, "no such SR") from None
     mark = props[SR_MARK]
     if mark.local is None:
         if mark.value is not None:

@@ -363,23 +363,26 @@ def enumerate_cuts(harness: "Harness", points: list[int] | None = None,
     return report
 
 
-def cut_summary(report: CutReport) -> str:
+def ends(cases: list[Case]) -> dict[str, int]:
+    """How many cases ended in each saga status."""
     by_status: dict[str, int] = {}
-    for case in report.cases:
+    for case in cases:
         by_status[case.status or "error"] = by_status.get(case.status or "error", 0) + 1
+    return by_status
+
+
+def cut_summary(report: CutReport) -> str:
     return (f"journal-cut harness [{report.backend}]: {len(report.cases)} cases with the saga's "
-            f"row surviving the cut, ends: {by_status}, failures: {len(report.failures)}; "
+            f"row surviving the cut, ends: {ends(report.cases)}, "
+            f"failures: {len(report.failures)}; "
             f"{report.row_lost} cuts removed the row itself (counted apart), of which "
             f"{report.row_lost_reported} reported every tagged dataset as unknown")
 
 
 def summary(report: Report) -> str:
-    by_status: dict[str, int] = {}
-    for case in report.cases:
-        by_status[case.status or "error"] = by_status.get(case.status or "error", 0) + 1
     return (f"crash harness [{report.backend}]: {len(report.cases)} crash cases over "
             f"{report.points} of the {report.boundaries} boundaries of a clean run; "
-            f"ends: {by_status}; "
+            f"ends: {ends(report.cases)}; "
             f"failures: {len(report.failures)}")
 
 
