@@ -2,7 +2,9 @@
 PY := .venv/bin/python
 GUEST := $(PY) -m zfsaga.guest --
 
-.PHONY: setup demo test unit guestboot realzfs pyzfs-suite bench clean
+.PHONY: setup demo test unit guestboot realzfs pyzfs-suite bench install uninstall clean
+DESTDIR ?= /
+PREFIX ?= /usr
 setup:
 	tools/setup-host.sh
 
@@ -29,6 +31,13 @@ pyzfs-suite: setup
 # Figures, not pass/fail: the saga's cost over the bare ZFS commands, model and real.
 bench: setup
 	$(GUEST) $(PY) bench/saga_overhead.py
+
+# The tree a dom0 takes as it is (tools/install.py says what goes where); DESTDIR for packaging.
+install: setup
+	$(PY) tools/install.py install --destdir "$(DESTDIR)" --prefix "$(PREFIX)"
+
+uninstall:
+	$(PY) tools/install.py uninstall --destdir "$(DESTDIR)" --prefix "$(PREFIX)"
 
 clean:
 	rm -rf .venv *.egg-info .pytest_cache .hypothesis

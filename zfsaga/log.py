@@ -25,8 +25,11 @@ def _configured() -> Any:
     if os.path.exists("/dev/log") and os.environ.get("ZFSAGA_SYSLOG", "1") != "0":
         import logging.handlers
 
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
-        handler.ident = "zfsaga: "
+        # local2 is where xapi's own storage plugins log (it ends in /var/log/SMlog on a
+        # host), and "SMAPIv3" the prefix an admin greps for there.
+        handler = logging.handlers.SysLogHandler(
+            address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_LOCAL2)
+        handler.ident = f"SMAPIv3: zfsaga[{os.getpid()}]: "
         logger.add(handler, level=level, diagnose=False, backtrace=False,
                    format="saga={extra[saga_id]} verb={extra[verb]} step={extra[step]} | {message}")
     return logger

@@ -1,0 +1,70 @@
+"""SMAPIv3 errors, by meaning, and their JSON form (smapiv3.md 1.7): `code` is
+SR_BACKEND_FAILURE unless a specific XenAPI code fits, `params` starts with the IDL's error name
+(Volume_does_not_exist, SR_does_not_exist, Sr_not_attached, Unimplemented, ...) and goes on with
+a message an admin can act on. The translation of zfsaga's own errors happens here, once."""
+from __future__ import annotations
+
+from typing import Any
+
+BACKEND_FAILURE = "SR_BACKEND_FAILURE"
+
+
+class SmapiError(Exception):
+    """An error xapi is told about. Subclasses name the IDL's error variants."""
+
+    name = "Internal_error"
+    code = BACKEND_FAILURE
+
+    def __init__(self, message: str, *more: str) -> None:
+        super().__init__(message)
+        self.params = [self.name, message, *more]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "params": self.params,
+                "backtrace": {"error": f"{self.name}: {self.params[1]}", "files": [],
+                              "lines": []}}
+
+
+class InvalidArgument(SmapiError):
+    """The call's JSON, its fields or their types are not what the verb takes."""
+
+    name = "Invalid_argument"
+
+
+class Unimplemented(SmapiError):
+    name = "Unimplemented"
+
+
+class VolumeDoesNotExist(SmapiError):
+    name = "Volume_does_not_exist"
+
+
+class SrDoesNotExist(SmapiError):
+    name = "SR_does_not_exist"
+
+
+class SrNotAttached(SmapiError):
+    name = "Sr_not_attached"
+
+
+class Busy(SmapiError):
+    """A bounded wait ran out (a lock, a device link); the message says what it waited for."""
+
+    name = "Busy"
+
+
+class InternalError(SmapiError):
+    name = "Internal_error"
+
+
+def translate(exc: BaseException) -> SmapiError:
+    """The SMAPIv3 error for any exception a verb raised (zfsaga's typed errors by meaning;
+    anything unexpected is an Internal_error naming its type, never a traceback on stdout)."""
+    if isinstance(exc, SmapiError):
+        return exc
+    kind = type(exc).__name__
+    if kind in ("InvalidName", "InvalidValue"):
+        return InvalidArgument(str(exc))
+    if kind in ("LockBusy", "SagaBlocked", "ResourceTaken"):
+        return Busy(str(exc))
+    return InternalError(f"{kind}: {exc}")

@@ -1,0 +1,131 @@
+"""`make install` / `make uninstall`: lay zfsaga out the way a dom0 takes it, under DESTDIR alone.
+
+    DESTDIR/PREFIX/libexec/xapi-storage-script/volume/org.xen.xapi.storage.zfsaga/
+        zfsaga-entry            the entry point (plugin/entry.py, parses on Python 3.6)
+        Plugin.Query -> zfsaga-entry, ...   one symlink per implemented verb, no more
+    DESTDIR/PREFIX/lib/zfsaga/  the zfsaga package and its pure-Python dependencies
+                                (transitions, six, tenacity, loguru), bytecode compiled
+    DESTDIR/PREFIX/lib/zfsaga/INSTALLED   every path laid, for uninstall
+
+A dom0 has no PyPI and no venv: the dependencies are copied from the interpreter running this
+(the development venv), and nothing installed refers to it or to the checkout. pyzfs comes
+from the host (python3-pyzfs). Not installed: the guest harness, the tests, the tools.
+"""
+from __future__ import annotations
+
+import argparse
+import compileall
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The checkout's folders and where they land in the zfsaga namespace (pyproject.toml's map).
+PACKAGES = {"zfsaga": "zfsaga", "sagas": "zfsaga/sagas", "steps": "zfsaga/steps",
+            "compensations": "zfsaga/compensations", "plugin": "zfsaga/plugin",
+            "state": "zfsaga/state"}
+#: What runs on a host besides the package itself (the development tools stay behind).
+HOST_ONLY_SKIP = {"zfsaga/demo.py", "zfsaga/guest"}
+DEPENDENCIES = ("transitions", "six", "tenacity", "loguru")
+VOLUME_DIR = "libexec/xapi-storage-script/volume/org.xen.xapi.storage.zfsaga"
+ENTRY = "zfsaga-entry"
+
+
+def verb_files() -> list[str]:
+    sys.path.insert(0, str(ROOT))
+    from zfsaga.plugin.dispatch import IMPLEMENTATIONS
+
+    return sorted("Plugin.Query" if verb == "Plugin.query" else verb
+                  for verb in IMPLEMENTATIONS if not verb.startswith("Datapath."))
+
+
+def install(dest: Path, prefix: str) -> list[Path]:
+    base = dest / prefix.lstrip("/")
+    lib = base / "lib" / "zfsaga"
+    laid: list[Path] = []
+
+    def copy(src: Path, target: Path, mode: int = 0o644) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+        os.chmod(target, mode)
+        laid.append(target)
+
+    for folder, package in PACKAGES.items():
+        for src in sorted((ROOT / folder).rglob("*.py")):
+            rel = f"{package}/{src.relative_to(ROOT / folder).as_posix()}"
+            if rel not in HOST_ONLY_SKIP and not any(rel.startswith(s + "/")
+                                                     for s in HOST_ONLY_SKIP):
+                copy(src, lib / rel)
+    for name in DEPENDENCIES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise SystemExit(f"install: {name} is not importable here (run `make setup`)")
+        origin = Path(spec.origin)
+        if origin.name == "__init__.py":
+            for src in sorted(origin.parent.rglob("*")):
+                if src.is_file() and "__pycache__" not in src.parts and src.suffix in (
+                        ".py", ".typed", ".pyi"):
+                    copy(src, lib / name / src.relative_to(origin.parent))
+        else:
+            copy(origin, lib / origin.name)
+    compileall.compile_dir(str(lib), quiet=1, ddir=str(Path(prefix) / "lib" / "zfsaga"))
+    laid += sorted(lib.rglob("*.pyc"))
+
+    volume = base / VOLUME_DIR
+    copy(ROOT / "plugin" / "entry.py", volume / ENTRY, 0o755)
+    entry = volume / ENTRY
+    entry.write_text("#!/usr/bin/python3\n" + entry.read_text(encoding="utf-8"),
+                     encoding="utf-8")
+    for verb in verb_files():
+        link = volume / verb
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(ENTRY)
+        laid.append(link)
+    manifest = lib / "INSTALLED"
+    laid.append(manifest)
+    manifest.write_text("".join(f"{p.relative_to(dest).as_posix()}\n" for p in laid),
+                        encoding="utf-8")
+    return laid
+
+
+def uninstall(dest: Path, prefix: str) -> list[Path]:
+    """Remove exactly what install laid, then the directories it leaves empty, never the
+    daemon's own volume/ and datapath/ (xapi-storage-script watches them with inotify)."""
+    manifest = dest / prefix.lstrip("/") / "lib" / "zfsaga" / "INSTALLED"
+    if not manifest.exists():
+        return []
+    paths = [dest / line for line in manifest.read_text(encoding="utf-8").split()]
+    keep = {dest / prefix.lstrip("/") / "libexec/xapi-storage-script" / d
+            for d in ("volume", "datapath")}
+    removed = []
+    for path in paths:
+        if path.is_symlink() or path.exists():
+            path.unlink()
+            removed.append(path)
+    for directory in sorted({p.parent for p in paths}, key=lambda p: -len(p.parts)):
+        while directory not in keep and directory != dest and directory.is_dir():
+            try:
+                directory.rmdir()  # only when empty: another package's files stay
+            except OSError:
+                break
+            directory = directory.parent
+    return removed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("install", "uninstall"))
+    parser.add_argument("--destdir", default="/")
+    parser.add_argument("--prefix", default="/usr")
+    args = parser.parse_args()
+    dest = Path(args.destdir).resolve()
+    done = (install if args.action == "install" else uninstall)(dest, args.prefix)
+    print(f"{args.action}: {len(done)} files under {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
