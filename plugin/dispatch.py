@@ -19,6 +19,13 @@ from zfsaga.plugin.errors import InvalidArgument, SmapiError, Unimplemented, tra
 IMPLEMENTATIONS = {
     "Plugin.query": "query:query",
     "Plugin.diagnostics": "query:diagnostics",
+    "SR.create": "sr:create", "SR.attach": "sr:attach", "SR.detach": "sr:detach",
+    "SR.stat": "sr:stat", "SR.ls": "sr:ls", "SR.set_name": "sr:set_name",
+    "SR.set_description": "sr:set_description",
+    "Volume.create": "volume:create", "Volume.stat": "volume:stat",
+    "Volume.destroy": "volume:destroy", "Volume.set": "volume:set_key",
+    "Volume.unset": "volume:unset_key", "Volume.set_name": "volume:set_name",
+    "Volume.set_description": "volume:set_description",
 }
 #: The plugin's type: the directory org.xen.xapi.storage.<TYPE>, and Plugin.query's `plugin`.
 PLUGIN_TYPE = "zfsaga"

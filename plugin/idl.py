@@ -34,11 +34,39 @@ QUERY_RESULT = struct(plugin=STR, name=STR, description=STR, vendor=STR, copyrig
                       version=STR, required_api_version=STR, features=list_of(STR),
                       configuration=dict_of(STR), required_cluster_stack=list_of(STR))
 
+HEALTH = ("variant", {"Healthy": STR, "Recovering": STR, "Unreachable": STR,
+                      "Unavailable": STR})
+SR_STAT = struct(sr=STR, name=STR, uuid=option(STR), description=STR, free_space=INT,
+                 total_space=INT, datasources=list_of(STR), clustered=BOOL, health=HEALTH)
+VOLUME = struct(key=STR, uuid=option(STR), name=STR, description=STR, read_write=BOOL,
+                sharable=BOOL, virtual_size=INT, physical_utilisation=INT, uri=list_of(STR),
+                keys=dict_of(STR), volume_type=option(("variant", {"Data": UNIT,
+                                                                   "CBT_Metadata": UNIT,
+                                                                   "Data_and_CBT_Metadata": UNIT})),
+                cbt_enabled=option(BOOL))
+CONFIG = dict_of(STR)
+
 #: Interface.method -> (arguments besides dbg, result type). Only implemented verbs are here,
 #: and only they get an executable at install (xapi derives features from which exist).
 VERBS: dict[str, tuple[dict[str, Any], Any]] = {
     "Plugin.query": ({}, QUERY_RESULT),
     "Plugin.diagnostics": ({}, STR),
+    "SR.create": ({"uuid": STR, "configuration": CONFIG, "name": STR, "description": STR},
+                  CONFIG),
+    "SR.attach": ({"configuration": CONFIG}, STR),
+    "SR.detach": ({"sr": STR}, UNIT),
+    "SR.stat": ({"sr": STR}, SR_STAT),
+    "SR.ls": ({"sr": STR}, list_of(VOLUME)),
+    "SR.set_name": ({"sr": STR, "new_name": STR}, UNIT),
+    "SR.set_description": ({"sr": STR, "new_description": STR}, UNIT),
+    "Volume.create": ({"sr": STR, "name": STR, "description": STR, "size": INT,
+                       "sharable": BOOL}, VOLUME),
+    "Volume.stat": ({"sr": STR, "key": STR}, VOLUME),
+    "Volume.destroy": ({"sr": STR, "key": STR}, UNIT),
+    "Volume.set": ({"sr": STR, "key": STR, "k": STR, "v": STR}, UNIT),
+    "Volume.unset": ({"sr": STR, "key": STR, "k": STR}, UNIT),
+    "Volume.set_name": ({"sr": STR, "key": STR, "new_name": STR}, UNIT),
+    "Volume.set_description": ({"sr": STR, "key": STR, "new_description": STR}, UNIT),
 }
 
 

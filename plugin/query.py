@@ -8,13 +8,12 @@ import shutil
 import subprocess
 
 from zfsaga.plugin.dispatch import IMPLEMENTATIONS, PLUGIN_TYPE
+from zfsaga.plugin.sr import CONFIGURATION  # the keys SR.create takes, in words
 
 VERSION = "0.1.0"
 #: Declared features. xapi adds SR_*/VDI_* itself for each verb script that exists (smapiv3.md
 #: 1.8); VDI_REVERT is never derived and must be declared once Volume.revert is installed.
 DECLARED: list[str] = []
-#: SR.create's configuration keys, in words an admin reads in `xe sm-list`.
-CONFIGURATION: dict[str, str] = {}
 
 
 def query(dbg: str) -> dict:
@@ -27,6 +26,7 @@ def query(dbg: str) -> dict:
             "vendor": "zfsaga", "copyright": "zfsaga authors", "version": VERSION,
             "required_api_version": "5.0", "features": features,
             "configuration": dict(CONFIGURATION), "required_cluster_stack": []}
+
 
 
 def diagnostics(dbg: str) -> str:

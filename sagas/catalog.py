@@ -4,7 +4,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-KINDS = {"vdi.revert": "zfsaga.sagas.revert"}
+KINDS = {"vdi.revert": "zfsaga.sagas.revert", "sr.create": "zfsaga.sagas.sr_create",
+         "meta.set": "zfsaga.sagas.set_meta", "volume.create": "zfsaga.sagas.volume_create",
+         "volume.destroy": "zfsaga.sagas.volume_destroy"}
 
 
 def saga_module(kind: str) -> ModuleType | None:

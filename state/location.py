@@ -42,6 +42,14 @@ def state_base(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
     return Path(mountpoint)
 
 
+def sr_state_dir_by_guid(zfs: Zfs, sr: str, guid: str) -> Path:
+    """The state directory of a dataset about to become an SR (SR.create marks it inside its
+    saga, so nothing here may mark it first)."""
+    path = state_base(zfs, sr, create=True) / f"sr-{guid}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def sr_state_dir(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
     """The state directory of one SR (journal.db, locks/), named by the SR's guid. With
     `create`, the dataset is taken on as an SR (marked; refused if nested) and the directory

@@ -43,6 +43,7 @@ class ModelZfs(Zfs):
         self._objs: dict[str, _Obj] = {}
         self._txg = itertools.count(100)
         self._rand = random.Random(seed)
+        self._health: dict[str, str] = {}
         for pool in pools:
             self._objs[pool] = _Obj(pool, "filesystem", self._guid(), next(self._txg),
                                     mounted=True)
@@ -292,6 +293,8 @@ class ModelZfs(Zfs):
         if prop == "mounted":
             return Prop(("yes" if obj.mounted else "no") if obj.type == "filesystem" else None,
                         "none")
+        if prop in ("used", "available", "referenced"):
+            return Prop(None, "none")  # space accounting is not simulated
         if prop == "userrefs":
             return Prop(str(len(obj.holds)) if snap else None, "none")
         raise InvalidValue(prop, "unknown property")
@@ -310,6 +313,24 @@ class ModelZfs(Zfs):
 
     def _user_props(self, name):
         return {k: v for k, v in self._get(name).local.items() if ":" in k}
+
+    def _pool_health(self, pool):
+        self._get(pool)
+        return self._health.get(pool, "ONLINE")
+
+    def set_pool_health(self, pool: str, state: str) -> None:
+        """Test hook: what the model's pool reports (a real pool's state comes from its
+        devices)."""
+        self._health[pool] = state
+
+    def _tree_user_props(self, root):
+        self._get(root)
+        out = {}
+        for o in self._objs.values():
+            own = {k: v for k, v in o.local.items() if ":" in k}
+            if own and names.is_within(root, o.name):
+                out[o.name] = own
+        return out
 
     def _holds(self, snapshot):
         return set(self._get(snapshot).holds)

@@ -13,6 +13,7 @@ from zfsaga.steps.errors import (AlreadyExists, Busy, HasDependents, NotFound, Z
 from zfsaga.steps.zfs import Prop, Zfs, ZfsHooks
 
 ZFS_BIN = os.environ.get("ZFSAGA_ZFS_BIN", "/sbin/zfs")
+ZPOOL_BIN = os.environ.get("ZFSAGA_ZPOOL_BIN", "/sbin/zpool")
 CLI_TIMEOUT = 120.0  # a zfs command waits for a txg sync; far longer means something is stuck
 _NUMERIC_NATIVE = {"volsize", "volblocksize", "refreservation"}
 
@@ -156,6 +157,27 @@ class RealZfs(Zfs):
         out = self._run(["get", "-Hp", "-s", "local", "-o", "property,value", "all", name], name)
         pairs = (line.split("\t", 1) for line in out.splitlines())
         return {prop: value for prop, value in pairs if ":" in prop}
+
+    def _pool_health(self, pool):
+        try:
+            proc = subprocess.run([ZPOOL_BIN, "list", "-H", "-o", "health", pool],
+                                  capture_output=True, text=True, timeout=CLI_TIMEOUT,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            raise Busy(pool, f"zpool list timed out after {CLI_TIMEOUT:.0f}s") from None
+        if proc.returncode != 0:
+            raise from_cli(pool, proc.stderr)
+        return proc.stdout.strip()
+
+    def _tree_user_props(self, root):
+        out = self._run(["get", "-r", "-Hp", "-s", "local", "-t", "filesystem,volume,snapshot",
+                         "-o", "name,property,value", "all", root], root)
+        tree: dict[str, dict[str, str]] = {}
+        for line in out.splitlines():
+            name, prop, value = line.split("\t", 2)
+            if ":" in prop:
+                tree.setdefault(name, {})[prop] = value
+        return tree
 
     def _holds(self, snapshot):
         if not self._exists(snapshot):

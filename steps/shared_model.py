@@ -13,7 +13,7 @@ from zfsaga.steps.model_zfs import ModelZfs
 from zfsaga.steps.zfs import ZfsHooks
 
 T = TypeVar("T")
-_STATE = ("_objs", "_txg", "_rand")
+_STATE = ("_objs", "_txg", "_rand", "_health")
 
 
 class SharedModelZfs(ModelZfs):
@@ -28,6 +28,12 @@ class SharedModelZfs(ModelZfs):
 
     def version(self) -> str:
         return f"model shared through {self.path}"
+
+    def set_pool_health(self, pool: str, state: str) -> None:
+        with self._locked():
+            self._load()
+            super().set_pool_health(pool, state)
+            self._save()
 
     def _locked(self):
         lock_path = self.path.with_suffix(".lock")

@@ -13,15 +13,17 @@ from zfsaga.steps.errors import InvalidName, InvalidValue
 
 T = TypeVar("T")
 
-#: Native properties the layer reads. Space accounting (used, referenced) is readable on the real
-#: backend too, but the model does not simulate it.
+#: Native properties the layer reads. Space accounting (used, available, referenced) is real on
+#: the real backend; the model does not simulate it and answers None.
 NATIVE_PROPS = ("type", "guid", "createtxg", "origin", "volsize", "volblocksize",
                 "refreservation", "defer_destroy", "userrefs", "snapdev", "mountpoint",
-                "mounted")
+                "mounted", "used", "available", "referenced")
 #: Native properties the layer may set (user properties, "module:name", are always allowed).
 SETTABLE_NATIVE = ("volsize", "snapdev")
 DEFAULT_VOLBLOCKSIZE = 8192  # OpenZFS 2.1; 2.2 moved to 16K
 MAX_VOLSIZE = 2**63 - 1
+#: ZFS's limit for a user property value (ZAP_MAXVALUELEN in bytes, 8192 in OpenZFS 2.1).
+MAX_USER_VALUE = 8191
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ def check_props(props: dict[str, str] | None, *, native_ok: bool = False) -> dic
             raise InvalidValue(repr(key), "property names and values are strings")
         if not (is_user_prop(key) or (native_ok and key in SETTABLE_NATIVE)):
             raise InvalidValue(key, "not a user property (module:name) the layer may set")
-        if len(key) > 255 or len(value) > 1024 or "\n" in value or "\t" in value:
+        if len(key) > 255 or len(value.encode()) > MAX_USER_VALUE or "\n" in value \
+                or "\t" in value:
             raise InvalidValue(key, "property name or value too long or has a tab/newline")
         out[key] = value
     return out
@@ -253,6 +256,18 @@ class Zfs(ABC):
         names.check_any(name)
         return self._call("user_props", name, False, lambda: self._user_props(name))
 
+    def tree_user_props(self, root: str) -> dict[str, dict[str, str]]:
+        """Every user property set locally on any dataset or snapshot at or below root, in one
+        call: name -> {property: value}. Objects with no local user property are absent."""
+        names.check_dataset(root)
+        return self._call("tree_user_props", root, False, lambda: self._tree_user_props(root))
+
+    def pool_health(self, pool: str) -> str:
+        """The pool's state as `zpool list` names it: ONLINE, DEGRADED, FAULTED, OFFLINE,
+        REMOVED, UNAVAIL or SUSPENDED."""
+        names.check_component(pool, "pool name")
+        return self._call("pool_health", pool, False, lambda: self._pool_health(pool))
+
     def holds(self, snapshot: str) -> set[str]:
         """The user hold tags on a snapshot."""
         names.check_snapshot(snapshot)
@@ -299,6 +314,10 @@ class Zfs(ABC):
     def _list_tree(self, root: str, props: list[str]) -> dict[str, dict[str, Prop]]: ...
     @abstractmethod
     def _user_props(self, name: str) -> dict[str, str]: ...
+    @abstractmethod
+    def _pool_health(self, pool: str) -> str: ...
+    @abstractmethod
+    def _tree_user_props(self, root: str) -> dict[str, dict[str, str]]: ...
     @abstractmethod
     def _holds(self, snapshot: str) -> set[str]: ...
 

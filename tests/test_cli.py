@@ -37,8 +37,9 @@ class Pool:
                                "--state-dir", str(self.state), *args],
                               capture_output=True, text=True, env=env, timeout=timeout)
 
-    def revert(self, *extra: str, faults: str | None = None):
-        return self.cli(*extra, "revert", self.fx["vdi"], self.fx["snapshot"], faults=faults)
+    def revert(self, *extra: str, faults: str | None = None, timeout: float = 120):
+        return self.cli(*extra, "revert", self.fx["vdi"], self.fx["snapshot"], faults=faults,
+                        timeout=timeout)
 
     def sagas(self, *flags: str) -> list[dict]:
         out = self.cli("--json", "list", *flags)
@@ -148,7 +149,8 @@ def test_diagram_and_gc(pool: Pool, tmp_path) -> None:
 
 def test_eight_racing_processes_serialize(pool: Pool) -> None:
     with ThreadPoolExecutor(8) as ex:
-        results = list(ex.map(lambda _: pool.revert("--wait", "600"), range(8)))
+        # The last in line waits for seven reverts (seconds each in the emulated guest).
+        results = list(ex.map(lambda _: pool.revert("--wait", "600", timeout=700), range(8)))
     assert [r.returncode for r in results] == [0] * 8, [r.stderr[-500:] for r in results]
     assert not any("database is locked" in r.stderr for r in results)
     sagas = pool.sagas("--all")

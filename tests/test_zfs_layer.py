@@ -257,3 +257,26 @@ def test_hostile_names_make_zero_zfs_calls(zfs, bad):
         assert isinstance(info.value, (InvalidName, InvalidValue))
     assert z.hooks.calls == before
     assert list(z.list_tree(root, ["type"])) == [root]
+
+
+def test_tree_user_props_lists_every_local_user_property_in_one_call(zfs):
+    z, root = zfs
+    z.create_filesystem(f"{root}/fs", {"org.zfsaga:sr": "1"})
+    z.create_zvol(f"{root}/fs/v", 1 << 20, props={"org.zfsaga:name": "a b", TAG: "x"})
+    z.snapshot([f"{root}/fs/v@s1"], {TAG: "snap"})
+    z.create_zvol(f"{root}/fs/bare", 1 << 20)
+    z.set_props(f"{root}/fs/v", {"org.zfsaga:description": "=" * 8191})
+    got = z.tree_user_props(f"{root}/fs")
+    assert got == {f"{root}/fs": {"org.zfsaga:sr": "1"},
+                   f"{root}/fs/v": {"org.zfsaga:name": "a b", TAG: "x",
+                                    "org.zfsaga:description": "=" * 8191},
+                   f"{root}/fs/v@s1": {TAG: "snap"}}  # inherited ones and bare datasets: absent
+    with pytest.raises(InvalidValue):  # ZFS's own limit, checked before the call
+        z.set_props(f"{root}/fs/v", {"org.zfsaga:description": "=" * 8192})
+
+
+def test_pool_health_reads_the_pools_state(zfs):
+    z, root = zfs
+    assert z.pool_health(root.split("/")[0]) == "ONLINE"
+    with pytest.raises(InvalidName):
+        z.pool_health("a;b")

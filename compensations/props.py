@@ -1,0 +1,24 @@
+"""Undo of SetUserProps: put back the values recorded before the saga, but only the properties
+that still hold this saga's values (a later change by someone else is theirs to keep)."""
+from __future__ import annotations
+
+from zfsaga.steps.base import Step, StepContext
+
+
+def restore_props(step: Step, ctx: StepContext) -> None:
+    from zfsaga.steps.props import local_values
+
+    want, before = step.arg(ctx, "props"), step.arg(ctx, "before")
+    now = local_values(step, ctx, list(want))
+    if now is None:
+        return  # the dataset is gone or moved: nothing of ours to put back here
+    ours = [p for p in want if now[p] == want[p] and now[p] != before.get(p)]
+    if not ours:
+        return
+    ctx.boundary(f"comp:{step.name}:inside")
+    name = step.arg(ctx, "dataset")
+    back = {p: before[p] for p in ours if before.get(p) is not None}
+    if back:
+        ctx.zfs.set_props(name, back)
+    for prop in sorted(p for p in ours if before.get(p) is None):
+        ctx.zfs.inherit(name, prop)

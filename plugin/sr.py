@@ -1,0 +1,128 @@
+"""The SR verbs. An SR is an existing pool or filesystem that SR.create takes on (marks, names,
+describes); the `sr` string xapi keeps is that dataset's name. Read-only verbs (attach, detach,
+stat, ls) read and return; create, set_name and set_description run as sagas."""
+from __future__ import annotations
+
+from typing import Any
+
+from zfsaga.plugin.context import open_sr, zfs
+from zfsaga.plugin.errors import InvalidArgument, SmapiError, SrDoesNotExist
+from zfsaga.plugin.volumes import volume_record
+from zfsaga.steps import meta
+
+#: SR.create's configuration keys (Plugin.query shows these words to admins).
+CONFIGURATION = {
+    "dataset": "the existing pool or ZFS filesystem that holds the SR's volumes (required); "
+               "it must not lie inside another zfsaga SR nor contain one",
+    "provisioning": "thin (default: volumes reserve nothing, the pool's free space is shared "
+                    "and can be overcommitted) or thick (each volume reserves its whole size)",
+}
+#: ZFS pool state -> xapi health (README: why each). sr-scan refuses all but Healthy, and
+#: retries only Unreachable.
+HEALTH = {"ONLINE": "Healthy", "DEGRADED": "Healthy", "SUSPENDED": "Unreachable",
+          "FAULTED": "Unavailable", "UNAVAIL": "Unavailable", "OFFLINE": "Unavailable",
+          "REMOVED": "Unavailable"}
+
+
+def _failed(outcome: Any, what: str) -> SmapiError:
+    return SmapiError(f"{what} did not happen (saga {outcome.saga_id} {outcome.status}): "
+                      f"{outcome.error}")
+
+
+def create(dbg: str, uuid: str, configuration: dict, name: str, description: str) -> dict:
+    from zfsaga.sagas import sr_create
+    from zfsaga.sagas.engine import Engine
+    from zfsaga.state.journal import Journal
+    from zfsaga.state.location import sr_state_dir_by_guid
+    from zfsaga.steps import names
+    from zfsaga.steps.errors import NotFound, ZfsError
+
+    unknown = sorted(set(configuration) - set(CONFIGURATION))
+    if unknown:
+        raise InvalidArgument(f"SR.create: unknown configuration key {unknown[0]!r}; zfsaga "
+                              f"takes {', '.join(sorted(CONFIGURATION))}")
+    dataset = configuration.get("dataset")
+    if not dataset:
+        raise InvalidArgument("SR.create: configuration needs dataset=<pool or filesystem>")
+    provisioning = configuration.get("provisioning", "thin")
+    if provisioning not in ("thin", "thick"):
+        raise InvalidArgument(f"SR.create: provisioning is thin or thick, not {provisioning!r}")
+    backend = zfs()
+    try:
+        names.check_dataset(dataset)
+        guid = backend.get_props(dataset, ["guid"])["guid"].value
+    except NotFound:
+        raise SrDoesNotExist(f"no pool or dataset {dataset}") from None
+    except ZfsError as exc:
+        raise InvalidArgument(f"SR.create: dataset {exc}") from None
+    state = sr_state_dir_by_guid(backend, dataset, guid)
+    engine = Engine(backend, Journal(state / "journal.db"), state)
+    outcome = sr_create.start(engine, dataset, uuid, name, description, provisioning)
+    if outcome.status != "succeeded":
+        raise _failed(outcome, f"SR.create on {dataset}")
+    return {"dataset": dataset, "provisioning": provisioning}
+
+
+def attach(dbg: str, configuration: dict) -> str:
+    dataset = configuration.get("dataset")
+    if not dataset:
+        raise InvalidArgument("SR.attach: configuration has no dataset (made by SR.create)")
+    return open_sr(dataset).name
+
+
+def detach(dbg: str, sr: str) -> None:
+    open_sr(sr)  # the data stays as it is; nothing of the SR is exported or unmounted
+    return None
+
+
+def stat(dbg: str, sr: str) -> dict:
+    s = open_sr(sr)
+    props = s.zfs.get_props(s.name, ["used", "available", meta.NAME, meta.DESCRIPTION,
+                                     meta.SR_UUID])
+    used, free = int(props["used"].value or 0), int(props["available"].value or 0)
+    pool = s.name.split("/")[0]
+    state = s.zfs.pool_health(pool)
+    health = HEALTH.get(state, "Unavailable")
+    message = "" if state == "ONLINE" else f"pool {pool} is {state}"
+    out = {"sr": s.name, "name": meta.decode(props[meta.NAME].local or ""),
+           "description": meta.decode(props[meta.DESCRIPTION].local or ""),
+           "free_space": free, "total_space": used + free, "datasources": [],
+           "clustered": False, "health": [health, message]}
+    if props[meta.SR_UUID].local:
+        out["uuid"] = props[meta.SR_UUID].local
+    return out
+
+
+def ls(dbg: str, sr: str) -> list:
+    """Every volume of the SR, from two reads whatever its size: the tree's native properties
+    and its local user properties. Retired and foreign datasets are not listed."""
+    from zfsaga.steps.base import RETIRED
+
+    s = open_sr(sr)
+    tree = s.zfs.list_tree(s.name, ["type", "volsize", "refreservation", "referenced"])
+    own = s.zfs.tree_user_props(s.name)
+    volumes = []
+    for dataset, native in tree.items():
+        user = own.get(dataset, {})
+        if (native["type"].value == "volume" and dataset.rsplit("/", 1)[0] == s.name
+                and meta.KEY in user and RETIRED not in user):
+            volumes.append(volume_record(dataset, native, user))
+    return volumes
+
+
+def _set_meta(sr: str, prop: str, value: str) -> None:
+    from zfsaga.sagas import set_meta
+
+    s = open_sr(sr)
+    outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, s.name,
+                             {prop: meta.encode(value)})
+    if outcome.status != "succeeded":
+        raise _failed(outcome, f"setting {prop} of SR {s.name}")
+
+
+def set_name(dbg: str, sr: str, new_name: str) -> None:
+    _set_meta(sr, meta.NAME, new_name)
+
+
+def set_description(dbg: str, sr: str, new_description: str) -> None:
+    _set_meta(sr, meta.DESCRIPTION, new_description)

@@ -1,0 +1,52 @@
+"""Create a volume (Volume.create): a zvol named by its new key, born with its ownership tag,
+key, name and description in the same call, thick or thin as the SR says.
+
+    1 create    <sr>/<key>, size rounded up to the volume block size   undo: destroy it (if
+                (a size of 0 becomes one block)                               still ours)
+"""
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import TYPE_CHECKING, Any
+
+from zfsaga.steps import meta
+from zfsaga.steps.create import CreateVolume
+from zfsaga.steps.errors import InvalidValue
+from zfsaga.steps.zfs import DEFAULT_VOLBLOCKSIZE, MAX_VOLSIZE, Zfs
+
+if TYPE_CHECKING:
+    from zfsaga.sagas.engine import Engine
+
+KIND = "volume.create"
+VERSION = 1
+
+
+def rounded(size: int, block: int) -> int:
+    """At least `size` and at least one block, in whole blocks (SMAPIv3: never round down)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise InvalidValue(repr(size), "a volume size is a whole number of bytes, 0 or more")
+    whole = max(block, -(-size // block) * block)
+    if whole > MAX_VOLSIZE:
+        raise InvalidValue(str(size), "larger than ZFS can make a volume")
+    return whole
+
+
+def resolve(zfs: Zfs, sr: str, sr_guid: str, name: str, description: str, size: int,
+            thick: bool, key: str | None = None) -> dict[str, Any]:
+    key = key or str(uuidlib.uuid4())
+    props = {meta.KEY: key, meta.NAME: meta.encode(name),
+             meta.DESCRIPTION: meta.encode(description)}
+    return {"sr": sr, "sr_guid": sr_guid, "key": key, "target": f"{sr}/{key}",
+            "size": rounded(size, DEFAULT_VOLBLOCKSIZE), "sparse": not thick, "props": props}
+
+
+def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, name: str, description: str,
+          size: int, thick: bool):
+    rounded(size, DEFAULT_VOLBLOCKSIZE)  # refused before any lock or journal
+    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, name, description,
+                                                    size, thick))
+
+
+def plan(params: dict[str, Any]) -> list:
+    return [CreateVolume("create", target="$target", size="$size", sparse="$sparse",
+                         props="$props")]

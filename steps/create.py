@@ -1,0 +1,32 @@
+"""Create a volume carrying this saga's ownership tag (set atomically with it), so a crash
+between the create and its journal record leaves nothing anyone could mistake for another's."""
+from __future__ import annotations
+
+from typing import Any
+
+from zfsaga.compensations.create import destroy_created
+from zfsaga.steps.base import OWNER, Probe, Step, StepContext, exists
+
+
+class CreateVolume(Step):
+    """Args: target, size, sparse, volblocksize (None: ZFS's default), props (user properties
+    it is born with). Compensation: destroy it, if it is still ours."""
+
+    undo = destroy_created
+
+    def probe(self, ctx: StepContext) -> Probe:
+        target = self.arg(ctx, "target")
+        if not exists(ctx.zfs, target):
+            return "absent"
+        tag = ctx.zfs.get_props(target, [OWNER])[OWNER].local
+        return "done" if tag == ctx.owner_tag(self.name)[OWNER] else "foreign"
+
+    def act(self, ctx: StepContext) -> None:
+        props = {**self.arg(ctx, "props", {}), **ctx.owner_tag(self.name)}
+        ctx.zfs.create_zvol(self.arg(ctx, "target"), self.arg(ctx, "size"),
+                            sparse=bool(self.arg(ctx, "sparse")),
+                            volblocksize=self.arg(ctx, "volblocksize", None), props=props)
+
+    def facts(self, ctx: StepContext) -> dict[str, Any]:
+        target = self.arg(ctx, "target")
+        return {"guid": ctx.zfs.get_props(target, ["guid"])["guid"].value, "name": target}

@@ -1,0 +1,83 @@
+"""How xapi's metadata lives on ZFS: as local user properties of the dataset (or snapshot) it
+describes, so the pool carries it to another host and an `SR.ls` after a re-import gives xapi
+everything sr-scan needs.
+
+xapi's keys and values are arbitrary strings; ZFS property names are lowercase [a-z0-9_.:-] and
+`zfs get -H` output cannot carry a tab or a newline. So, reversibly:
+- a key that is already a safe lowercase name is stored as `org.zfsaga.k:<key>`; any other as
+  `org.zfsaga.x:<hex of its UTF-8>`;
+- a value of printable characters is stored as it is; any other (or one that would read as
+  encoded) as `b64:<base64 of its UTF-8>`.
+The name and description of a volume or SR have fixed properties of their own.
+"""
+from __future__ import annotations
+
+import base64
+import re
+
+from zfsaga.steps.errors import InvalidValue
+from zfsaga.steps.zfs import MAX_USER_VALUE
+
+KEY = "org.zfsaga:key"            # a volume's key (its identity for xapi; never changes)
+NAME = "org.zfsaga:name"
+DESCRIPTION = "org.zfsaga:description"
+SR_UUID = "org.zfsaga:sr-uuid"    # the uuid xapi gave SR.create
+PROVISIONING = "org.zfsaga:provisioning"
+_PLAIN = "org.zfsaga.k:"
+_HEX = "org.zfsaga.x:"
+_SAFE_KEY = re.compile(r"[a-z0-9_][a-z0-9_.-]*")
+_ENCODED = "b64:"
+MAX_PROP_NAME = 255
+
+
+def key_prop(key: str) -> str:
+    """The user property that holds xapi's key `key`."""
+    if not isinstance(key, str) or not key:
+        raise InvalidValue(repr(key), "a metadata key is a non-empty string")
+    prop = _PLAIN + key if _SAFE_KEY.fullmatch(key) else _HEX + key.encode().hex()
+    if len(prop) > MAX_PROP_NAME:
+        raise InvalidValue(key[:40], "metadata key too long for a ZFS property name")
+    return prop
+
+
+def prop_key(prop: str) -> str | None:
+    """xapi's key for a user property, or None when the property is not one of its keys."""
+    if prop.startswith(_PLAIN):
+        return prop[len(_PLAIN):]
+    if prop.startswith(_HEX):
+        try:
+            return bytes.fromhex(prop[len(_HEX):]).decode()
+        except ValueError:
+            return None
+    return None
+
+
+def encode(value: str) -> str:
+    """A value as a ZFS user property can hold it; InvalidValue past ZFS's length limit."""
+    if not isinstance(value, str):
+        raise InvalidValue(repr(value)[:40], "a metadata value is a string")
+    plain = value.isprintable() and not value.startswith(_ENCODED)
+    stored = value if plain else _ENCODED + base64.b64encode(value.encode()).decode()
+    if len(stored.encode()) > MAX_USER_VALUE:
+        raise InvalidValue(value[:40], f"metadata value longer than ZFS allows "
+                                       f"({MAX_USER_VALUE} bytes once stored)")
+    return stored
+
+
+def decode(stored: str) -> str:
+    if stored.startswith(_ENCODED):
+        try:
+            return base64.b64decode(stored[len(_ENCODED):], validate=True).decode()
+        except ValueError:
+            return stored  # not ours to interpret: shown as it is
+    return stored
+
+
+def keys_of(props: dict[str, str]) -> dict[str, str]:
+    """xapi's keys among an object's local user properties, decoded."""
+    out = {}
+    for prop, stored in props.items():
+        key = prop_key(prop)
+        if key is not None:
+            out[key] = decode(stored)
+    return out

@@ -1,0 +1,198 @@
+"""The SR and Volume verbs through the installed entry points, as xapi-storage-script calls
+them (tests/xapi_daemon.py), on the file-shared model and, marked realzfs, on real ZFS in the
+guest: sr-create/attach/stat/ls/detach, vdi-create (size 0 included, as the daemon's own
+self-test does), set/unset round trips through SR.ls with keys and values ZFS cannot hold as
+they are, names, destroy; bad input on every verb answered with the error JSON and no change
+to ZFS; the pool's state mapped to xapi's health."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import POOL, destroy_tree, real_zfs
+from tests.xapi_daemon import Daemon, ScriptError
+from zfsaga.steps.shared_model import SharedModelZfs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def destdir(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("destdir")
+    subprocess.run([sys.executable, str(ROOT / "tools" / "install.py"), "install",
+                    "--destdir", str(dest)], check=True, capture_output=True)
+    return dest
+
+
+class Host:
+    """A pool the installed scripts reach, an SR dataset on it, and the daemon."""
+
+    def __init__(self, zfs, dataset: str, daemon: Daemon) -> None:
+        self.zfs, self.dataset, self.xapi = zfs, dataset, daemon
+
+    def zfs_state(self) -> dict:
+        """Everything under the SR's parent a verb could change: names, guids, user props."""
+        root = self.dataset.rsplit("/", 1)[0]
+        own = self.zfs.tree_user_props(root)
+        return {n: (p["guid"].value, sorted(own.get(n, {}).items()))
+                for n, p in self.zfs.list_tree(root, ["guid"]).items()}
+
+    def sr(self, provisioning: str = "thin") -> str:
+        config = self.xapi.call("SR.create", uuid=str(uuid.uuid4()), name="SR one",
+                                description="for tests",
+                                configuration={"dataset": self.dataset,
+                                               "provisioning": provisioning})
+        return self.xapi.call("SR.attach", configuration=config)
+
+
+@pytest.fixture(params=["model", pytest.param("real", marks=pytest.mark.realzfs)])
+def host(request, destdir, tmp_path) -> Host:
+    env = {"ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp_path / "state")}
+    if request.param == "model":
+        path = tmp_path / "pool.model"
+        env.update(ZFSAGA_ZFS=f"model:{path}", ZFSAGA_MODEL_POOLS=POOL)
+        zfs = SharedModelZfs(path, pools=(POOL,))
+        zfs.create_filesystem(f"{POOL}/p")
+        zfs.create_filesystem(f"{POOL}/p/sr")
+        yield Host(zfs, f"{POOL}/p/sr", Daemon(destdir, "zfsaga", env))
+        return
+    zfs = real_zfs()
+    root = f"{POOL}/p{uuid.uuid4().hex[:10]}"
+    zfs.create_filesystem(root)
+    zfs.create_filesystem(f"{root}/sr")
+    try:
+        yield Host(zfs, f"{root}/sr", Daemon(destdir, "zfsaga", env))
+    finally:
+        destroy_tree(root)
+
+
+def test_an_sr_is_created_attached_stated_and_detached(host: Host) -> None:
+    sr = host.sr()
+    assert sr == host.dataset
+    stat = host.xapi.call("SR.stat", sr=sr)
+    assert stat["name"] == "SR one" and stat["description"] == "for tests"
+    assert stat["health"] == ["Healthy", ""] and stat["uuid"]
+    assert stat["total_space"] >= stat["free_space"] >= 0
+    if isinstance(host.zfs, SharedModelZfs) is False:  # real: the pool's own figures
+        assert stat["total_space"] > 0 and stat["free_space"] > 0
+    assert host.xapi.call("SR.ls", sr=sr) == []
+    host.xapi.call("SR.set_name", sr=sr, new_name="renamed\nsr")
+    host.xapi.call("SR.set_description", sr=sr, new_description="ünïcode")
+    stat = host.xapi.call("SR.stat", sr=sr)
+    assert (stat["name"], stat["description"]) == ("renamed\nsr", "ünïcode")
+    assert host.xapi.call("SR.detach", sr=sr) is None
+    assert host.xapi.call("SR.attach", configuration={"dataset": sr}) == sr  # after detach
+
+
+def test_a_volume_lives_through_create_set_ls_destroy(host: Host) -> None:
+    sr = host.sr()
+    vol = host.xapi.call("Volume.create", sr=sr, name="disk", description="d", size=0,
+                         sharable=False)
+    assert vol["virtual_size"] > 0 and vol["read_write"] and vol["keys"] == {}
+    key = vol["key"]
+    odd = {"vdi-type": "user", "_sm_config_Mixed Case": "a\tb\nc",
+           "tagsdb server": "é" * 100, "b64:looks-encoded": "b64:Zm9v",
+           "content_id": "x" * 8000}
+    for k, v in odd.items():
+        host.xapi.call("Volume.set", sr=sr, key=key, k=k, v=v)
+    host.xapi.call("Volume.set_name", sr=sr, key=key, new_name="disk\tone")
+    host.xapi.call("Volume.set_description", sr=sr, key=key, new_description="")
+    host.xapi.call("Volume.unset", sr=sr, key=key, k="vdi-type")
+    del odd["vdi-type"]
+    [listed] = host.xapi.call("SR.ls", sr=sr)
+    assert listed == host.xapi.call("Volume.stat", sr=sr, key=key)
+    assert listed["keys"] == odd and listed["name"] == "disk\tone"
+    assert host.xapi.call("Volume.destroy", sr=sr, key=key) is None
+    assert host.xapi.call("SR.ls", sr=sr) == []
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call("Volume.stat", sr=sr, key=key)
+    assert err.value.name == "Volume_does_not_exist"
+    assert not host.zfs.exists(f"{sr}/{key}")
+
+
+def test_a_thick_sr_reserves_each_volume(host: Host) -> None:
+    sr = host.sr("thick")
+    vol = host.xapi.call("Volume.create", sr=sr, name="t", description="", size=10 << 20,
+                         sharable=False)
+    assert vol["virtual_size"] == 10 << 20 == vol["physical_utilisation"]
+    got = host.zfs.get_props(f"{sr}/{vol['key']}", ["refreservation"])
+    assert int(got["refreservation"].value) >= 10 << 20
+
+
+@pytest.mark.parametrize("verb, args", [
+    ("SR.create", {"uuid": "u", "name": "n", "description": "d",
+                   "configuration": {"dataset": "zfsagatest/x;rm -rf /"}}),
+    ("SR.create", {"uuid": "u", "name": "n", "description": "d",
+                   "configuration": {"dataset": "zfsagatest/zfsaga-state"}}),
+    ("SR.create", {"uuid": "u", "name": "n", "description": "d",
+                   "configuration": {"dataset": "@SR", "extra": "1"}}),
+    ("SR.create", {"uuid": 5, "name": "n", "description": "d", "configuration": {}}),
+    ("SR.attach", {"configuration": {"dataset": "../etc"}}),
+    ("SR.stat", {"sr": "zfsagatest"}),
+    ("SR.ls", {"sr": "@SR/.."}),
+    ("SR.set_name", {"sr": "@SR", "new_name": None}),
+    ("Volume.create", {"sr": "@SR", "name": "n", "description": "", "size": -1,
+                       "sharable": False}),
+    ("Volume.create", {"sr": "@SR", "name": "n", "description": "", "size": 2**64,
+                       "sharable": False}),
+    ("Volume.create", {"sr": "@SR", "name": "n", "description": "", "size": 1.5,
+                       "sharable": False}),
+    ("Volume.create", {"sr": "@SR", "name": "n", "description": "", "size": 1,
+                       "sharable": True}),
+    ("Volume.stat", {"sr": "@SR", "key": "../sr"}),
+    ("Volume.stat", {"sr": "@SR", "key": "x@y"}),
+    ("Volume.stat", {"sr": "@SR", "key": "no-such-key"}),
+    ("Volume.destroy", {"sr": "@SR", "key": "a;rm -rf /"}),
+    ("Volume.destroy", {"sr": "@SR", "key": ""}),
+    ("Volume.set", {"sr": "@SR", "key": "@KEY", "k": "k", "v": "x" * 9000}),
+    ("Volume.set", {"sr": "@SR", "key": "@KEY", "k": "", "v": "x"}),
+    ("Volume.unset", {"sr": "@SR", "key": "@KEY"}),
+    ("Volume.set_name", {"sr": "@SR", "key": "@KEY", "new_name": ["a"]}),
+])
+def test_bad_input_is_refused_with_no_change_to_zfs(host: Host, verb: str, args: dict) -> None:
+    sr = host.sr()
+    vol = host.xapi.call("Volume.create", sr=sr, name="v", description="", size=1 << 20,
+                         sharable=False)
+    fill = {"@SR": sr, "@KEY": vol["key"]}
+    args = json.loads(json.dumps(args).replace('"@SR', f'"{sr}').replace('"@KEY"',
+                                                                          f'"{vol["key"]}"'))
+    args = {k: (fill.get(v, v) if isinstance(v, str) else v) for k, v in args.items()}
+    before = host.zfs_state()
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call(verb, **args)
+    assert err.value.code == "SR_BACKEND_FAILURE" and len(err.value.params) >= 2
+    assert "Traceback" not in err.value.params[1]
+    assert host.zfs_state() == before
+
+
+def test_malformed_and_truncated_json_is_refused(host: Host) -> None:
+    sr = host.sr()
+    before = host.zfs_state()
+    for verb in ("Volume.create", "SR.ls", "Volume.destroy"):
+        for text in ('{"dbg": "x", "sr": "' + sr, "nonsense", "null"):
+            out = host.xapi.raw(verb, text)
+            assert out.returncode != 0 and json.loads(out.stdout)["params"][0] \
+                == "Invalid_argument"
+    assert host.zfs_state() == before
+
+
+@pytest.mark.parametrize("state, health", [
+    ("ONLINE", "Healthy"), ("DEGRADED", "Healthy"), ("SUSPENDED", "Unreachable"),
+    ("FAULTED", "Unavailable"), ("UNAVAIL", "Unavailable"), ("OFFLINE", "Unavailable"),
+    ("REMOVED", "Unavailable")])
+def test_every_pool_state_maps_to_a_health(destdir, tmp_path, state: str, health: str) -> None:
+    path = tmp_path / "pool.model"
+    zfs = SharedModelZfs(path, pools=(POOL,))
+    zfs.create_filesystem(f"{POOL}/sr")
+    env = {"ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp_path / "state"),
+           "ZFSAGA_ZFS": f"model:{path}", "ZFSAGA_MODEL_POOLS": POOL}
+    host = Host(zfs, f"{POOL}/sr", Daemon(destdir, "zfsaga", env))
+    sr = host.sr()
+    zfs.set_pool_health(POOL, state)
+    got = host.xapi.call("SR.stat", sr=sr)["health"]
+    assert got[0] == health and (state in got[1] or state == "ONLINE")
