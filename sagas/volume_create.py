@@ -41,10 +41,11 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, name: str, description: str, size: 
 
 
 def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, name: str, description: str,
-          size: int, thick: bool):
+          size: int, thick: bool, key: str | None = None):
+    """`key`: the new volume's key, random unless a test fixes it."""
     rounded(size, DEFAULT_VOLBLOCKSIZE)  # refused before any lock or journal
     return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, name, description,
-                                                    size, thick))
+                                                    size, thick, key))
 
 
 def plan(params: dict[str, Any]) -> list:

@@ -26,7 +26,7 @@ from zfsaga.sagas import revert
 from zfsaga.sagas.engine import Engine
 from zfsaga.state.journal import Journal
 from zfsaga.state.lifecycle import IllegalMove
-from zfsaga.steps import srs
+from zfsaga.steps import meta, srs
 from zfsaga.steps.base import OWNER, RETIRED
 from zfsaga.steps.model_zfs import ModelZfs
 from zfsaga.steps.zfs import Zfs, ZfsHooks
@@ -36,7 +36,8 @@ BORN = "test:born"
 TOKEN = "t0"
 META = "test:meta"
 STATE_PROPS = ["type", "origin", "userrefs", "defer_destroy", "volsize", "refreservation", BORN,
-               META, OWNER, RETIRED]
+               META, OWNER, RETIRED, srs.SR_MARK, meta.NAME, meta.DESCRIPTION, meta.SR_UUID,
+               meta.PROVISIONING, meta.KEY]
 
 
 def build_fixture(zfs: Zfs, root: str) -> dict[str, str]:
@@ -67,8 +68,24 @@ def sr_state(zfs: Zfs, sr: str) -> dict[str, tuple]:
         out[name[cut:]] = (p["type"].value, ident, origin[cut:] if origin else None,
                            p["userrefs"].value, p["defer_destroy"].value, p["volsize"].value,
                            p["refreservation"].value, p[META].local, owner is not None,
-                           p[RETIRED].local is not None)
+                           p[RETIRED].local is not None,
+                           *(p[prop].local for prop in STATE_PROPS[-6:]))
     return out
+
+
+@dataclass
+class Scenario:
+    """One saga of the catalog under test: a fixture SR built on an empty root, and the call
+    that starts the saga on it (deterministic: the same names in every run)."""
+
+    kind: str
+    build: Callable[[Zfs, str], dict[str, str]]
+    start: Callable[[Engine, dict[str, str]], object]
+
+
+REVERT = Scenario("vdi.revert", build_fixture,
+                  lambda engine, fx: revert.start(engine, fx["sr"], fx["vdi"], fx["snapshot"],
+                                                  TOKEN))
 
 
 @dataclass
@@ -98,7 +115,8 @@ class Harness:
 
     def __init__(self, new_backend: Callable[[], tuple[Zfs, str]], name: str,
                  cleanup: Callable[[Zfs, str], None] | None = None,
-                 journal_parent: str | None = None) -> None:
+                 journal_parent: str | None = None, scenario: Scenario = REVERT) -> None:
+        self.scenario = scenario
         self.new_backend = new_backend
         self.journal_parent = journal_parent
         self.name = name
@@ -121,7 +139,7 @@ class Harness:
         the boundaries it reached."""
         engine, faults = self._engine(zfs, state_dir, crash_at)
         try:
-            revert.start(engine, fixture["sr"], fixture["vdi"], fixture["snapshot"], TOKEN)
+            self.scenario.start(engine, fixture)
             return False, faults.labels
         except SimulatedCrash:
             return True, faults.labels
@@ -151,7 +169,7 @@ class Harness:
         """A clean run: the before- and after-states, and the labels of its boundaries."""
         zfs, root = self.new_backend()
         try:
-            fixture = build_fixture(zfs, root)
+            fixture = self.scenario.build(zfs, root)
             self.before = sr_state(zfs, fixture["sr"])
             with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
                 crashed, labels = self._start(zfs, fixture, Path(tmp), None)
@@ -170,7 +188,7 @@ class Harness:
         zfs.hooks = ZfsHooks()
         recovery_seen = 0
         try:
-            fixture = build_fixture(zfs, root)
+            fixture = self.scenario.build(zfs, root)
             with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
                 state_dir = Path(tmp)
                 crashed, _ = self._start(zfs, fixture, state_dir, crash_at)
@@ -195,7 +213,7 @@ class Harness:
         zfs, root = self.new_backend()
         zfs.hooks = ZfsHooks()
         try:
-            fixture = build_fixture(zfs, root)
+            fixture = self.scenario.build(zfs, root)
             with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
                 state_dir = Path(tmp)
                 journal = state_dir / "journal.db"

@@ -114,3 +114,30 @@ def test_a_clone_probe_that_trusts_its_name_fails_the_cut_harness(
     monkeypatch.setattr(CloneSnapshot, "_moved_to", lambda self, ctx: None)
     report = enumerate_cuts(Harness(model_backend, "model (broken)", journal_parent=SHM))
     assert len(report.failures) > 50
+
+
+def test_every_saga_of_the_catalog_has_a_scenario() -> None:
+    from tests.saga_scenarios import SCENARIOS
+    from zfsaga.sagas.catalog import KINDS
+
+    assert set(SCENARIOS) == set(KINDS)
+
+
+@pytest.mark.parametrize("kind", ["volume.create", "volume.destroy", "meta.set", "sr.create"])
+def test_every_crash_point_of_each_saga_on_the_model(request: pytest.FixtureRequest,
+                                                     kind: str) -> None:
+    """The revert's enumeration, for every other saga of the catalog: every boundary, both
+    modes, every recovery boundary; then every cut of its journal."""
+    from tests.saga_scenarios import SCENARIOS
+
+    for scenario in SCENARIOS[kind]:
+        harness = Harness(model_backend, f"model, {scenario.kind}", journal_parent=SHM,
+                          scenario=scenario)
+        report = harness.enumerate()
+        _record(request, summary(report))
+        assert report.cases and not report.failures, describe_failures(report)
+        assert {c.status for c in report.cases} >= {"succeeded"}
+        cuts = enumerate_cuts(harness)
+        _record(request, cut_summary(cuts))
+        assert not cuts.failures, describe_failures(cuts)  # type: ignore[arg-type]
+        assert cuts.row_lost_reported == cuts.row_lost
