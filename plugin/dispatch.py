@@ -23,7 +23,8 @@ IMPLEMENTATIONS = {
     "SR.stat": "sr:stat", "SR.ls": "sr:ls", "SR.set_name": "sr:set_name",
     "SR.set_description": "sr:set_description",
     "Volume.create": "volume:create", "Volume.stat": "volume:stat",
-    "Volume.destroy": "volume:destroy", "Volume.set": "volume:set_key",
+    "Volume.destroy": "volume:destroy", "Volume.resize": "volume:resize",
+    "Volume.set": "volume:set_key",
     "Volume.unset": "volume:unset_key", "Volume.set_name": "volume:set_name",
     "Volume.set_description": "volume:set_description",
 }

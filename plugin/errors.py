@@ -57,6 +57,13 @@ class InternalError(SmapiError):
     name = "Internal_error"
 
 
+def saga_failed(outcome: Any, what: str) -> SmapiError:
+    """A verb's saga ended without doing what was asked: compensated (nothing changed) or
+    stuck (an operator's `zfsaga show <id>` tells the rest)."""
+    return SmapiError(f"{what} did not happen (saga {outcome.saga_id} {outcome.status}): "
+                      f"{outcome.error}")
+
+
 def translate(exc: BaseException) -> SmapiError:
     """The SMAPIv3 error for any exception a verb raised (zfsaga's typed errors by meaning;
     anything unexpected is an Internal_error naming its type, never a traceback on stdout)."""

@@ -3,10 +3,8 @@ describes); the `sr` string xapi keeps is that dataset's name. Read-only verbs (
 stat, ls) read and return; create, set_name and set_description run as sagas."""
 from __future__ import annotations
 
-from typing import Any
-
 from zfsaga.plugin.context import open_sr, zfs
-from zfsaga.plugin.errors import InvalidArgument, SmapiError, SrDoesNotExist
+from zfsaga.plugin.errors import InvalidArgument, SrDoesNotExist, saga_failed
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
@@ -22,11 +20,6 @@ CONFIGURATION = {
 HEALTH = {"ONLINE": "Healthy", "DEGRADED": "Healthy", "SUSPENDED": "Unreachable",
           "FAULTED": "Unavailable", "UNAVAIL": "Unavailable", "OFFLINE": "Unavailable",
           "REMOVED": "Unavailable"}
-
-
-def _failed(outcome: Any, what: str) -> SmapiError:
-    return SmapiError(f"{what} did not happen (saga {outcome.saga_id} {outcome.status}): "
-                      f"{outcome.error}")
 
 
 def create(dbg: str, uuid: str, configuration: dict, name: str, description: str) -> dict:
@@ -59,7 +52,7 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
     engine = Engine(backend, Journal(state / "journal.db"), state)
     outcome = sr_create.start(engine, dataset, uuid, name, description, provisioning)
     if outcome.status != "succeeded":
-        raise _failed(outcome, f"SR.create on {dataset}")
+        raise saga_failed(outcome, f"SR.create on {dataset}")
     return {"dataset": dataset, "provisioning": provisioning}
 
 
@@ -117,7 +110,7 @@ def _set_meta(sr: str, prop: str, value: str) -> None:
     outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, s.name,
                              {prop: meta.encode(value)})
     if outcome.status != "succeeded":
-        raise _failed(outcome, f"setting {prop} of SR {s.name}")
+        raise saga_failed(outcome, f"setting {prop} of SR {s.name}")
 
 
 def set_name(dbg: str, sr: str, new_name: str) -> None:

@@ -2,19 +2,13 @@
 one lookup by name at any SR size. create, destroy and the metadata verbs run as sagas."""
 from __future__ import annotations
 
-from typing import Any
-
 from zfsaga.plugin.context import Sr, open_sr
-from zfsaga.plugin.errors import InvalidArgument, SmapiError, VolumeDoesNotExist
+from zfsaga.plugin.errors import (InvalidArgument, SmapiError, VolumeDoesNotExist,
+                                  saga_failed)
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
 NATIVE = ["type", "volsize", "refreservation", "referenced"]
-
-
-def _failed(outcome: Any, what: str) -> SmapiError:
-    return SmapiError(f"{what} did not happen (saga {outcome.saga_id} {outcome.status}): "
-                      f"{outcome.error}")
 
 
 def _existing(s: Sr, key: str) -> tuple[str, dict, dict]:
@@ -46,7 +40,7 @@ def create(dbg: str, sr: str, name: str, description: str, size: int,
     outcome = volume_create.start(s.engine(), s.key, s.name, s.guid, name, description, size,
                                   thick)
     if outcome.status != "succeeded":
-        raise _failed(outcome, "Volume.create")
+        raise saga_failed(outcome, "Volume.create")
     key = outcome.facts["create"]["name"].rsplit("/", 1)[1]
     return stat(dbg, sr, key)
 
@@ -64,8 +58,33 @@ def destroy(dbg: str, sr: str, key: str) -> None:
     dataset, _, _ = _existing(s, key)
     outcome = volume_destroy.start(s.engine(), s.key, s.name, s.guid, dataset)
     if outcome.status != "succeeded":
-        raise _failed(outcome, f"Volume.destroy of {key}")
+        raise saga_failed(outcome, f"Volume.destroy of {key}")
     return None
+
+
+def resize(dbg: str, sr: str, key: str, new_size: int) -> None:
+    from zfsaga.sagas import volume_resize
+    from zfsaga.steps.errors import InvalidValue, NoSpace
+
+    s = open_sr(sr)
+    dataset, _, _ = _existing(s, key)
+    try:
+        outcome = volume_resize.start(s.engine(), s.key, s.name, s.guid, dataset, new_size)
+    except InvalidValue as exc:  # xapi's own code and words for a shrink (smapiv3.md 1.7)
+        raise ResizeRefused("VDI Invalid size", exc.detail) from None
+    except NoSpace as exc:
+        raise ResizeRefused("No space", exc.detail) from None
+    if outcome.status != "succeeded":
+        raise saga_failed(outcome, f"Volume.resize of {key}")
+    return None
+
+
+class ResizeRefused(SmapiError):
+    code = "SR_BACKEND_FAILURE_79"
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(what, why)
+        self.name, self.params = what, [what, why]
 
 
 def _set(sr: str, key: str, props: dict[str, str | None]) -> None:
@@ -75,7 +94,7 @@ def _set(sr: str, key: str, props: dict[str, str | None]) -> None:
     dataset, _, _ = _existing(s, key)
     outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, dataset, props)
     if outcome.status != "succeeded":
-        raise _failed(outcome, f"changing the metadata of {key}")
+        raise saga_failed(outcome, f"changing the metadata of {key}")
 
 
 def set_key(dbg: str, sr: str, key: str, k: str, v: str) -> None:

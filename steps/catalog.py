@@ -10,12 +10,13 @@ from zfsaga.steps.create import CreateVolume
 from zfsaga.steps.holds import HoldSnapshot, ReleaseHold
 from zfsaga.steps.promote import PromoteClone
 from zfsaga.steps.props import SetUserProps
+from zfsaga.steps.resize import GrowVolume
 from zfsaga.steps.rename import RenameDataset
 from zfsaga.steps.retire import RetireDataset
 
 STEP_TYPES: dict[str, type[Step]] = {cls.__name__: cls for cls in (
     HoldSnapshot, CloneSnapshot, RenameDataset, PromoteClone, RetireDataset, ReleaseHold,
-    CreateVolume, SetUserProps)}
+    CreateVolume, SetUserProps, GrowVolume)}
 
 
 class UnknownPlan(ValueError):

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from zfsaga.steps import names
-from zfsaga.steps.errors import (AlreadyExists, Busy, HasDependents, NotFound, ZfsError,
+from zfsaga.steps.errors import (AlreadyExists, Busy, HasDependents, NotFound,
                                  ZfsUnavailable, from_cli, from_lzc)
 from zfsaga.steps.zfs import Prop, Zfs, ZfsHooks
 

@@ -4,7 +4,7 @@ datasets. A saga added to sagas/catalog.py without a scenario here fails test_cr
 from __future__ import annotations
 
 from tests.crash_harness import BORN, META, MiB, REVERT, Scenario, build_fixture
-from zfsaga.sagas import set_meta, sr_create, volume_create, volume_destroy
+from zfsaga.sagas import set_meta, sr_create, volume_create, volume_destroy, volume_resize
 from zfsaga.steps import meta, srs
 from zfsaga.steps.zfs import Zfs
 
@@ -47,7 +47,14 @@ def _set_meta(engine, fx):
                           {meta.NAME: meta.encode("new\tname"), META: None})
 
 
+def _resize(engine, fx):
+    key, guid = _sr(engine, fx)
+    return volume_resize.start(engine, key, fx["sr"], guid, fx["vdi"], 6 * MiB + 1)
+
+
 SCENARIOS = {
+    "volume.resize": [Scenario("volume.resize (thick: the reservation grows too)",
+                               build_fixture, _resize)],
     "vdi.revert": [REVERT],
     "volume.create": [Scenario("volume.create", build_fixture, _create)],
     "volume.destroy": [Scenario("volume.destroy", _with_plain_volume, _destroy("plain")),

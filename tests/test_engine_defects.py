@@ -4,13 +4,12 @@ realzfs, on real ZFS in the guest: a VDI that is the SR or not a volume, SRs key
 returned an error, an emptied or lost journal, and a journal cut back behind its effects."""
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 
 import pytest
 
-from tests.crash_harness import TOKEN, cut_journal, sr_state
+from tests.crash_harness import TOKEN, cut_journal
 from tests.test_engine import World, world  # noqa: F401  (the fixture)
 from zfsaga.faults import SimulatedCrash
 from zfsaga.sagas import revert

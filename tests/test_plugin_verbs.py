@@ -124,6 +124,48 @@ def test_a_thick_sr_reserves_each_volume(host: Host) -> None:
     assert int(got["refreservation"].value) >= 10 << 20
 
 
+@pytest.mark.parametrize("provisioning", ["thin", "thick"])
+def test_resize_grows_rounded_up_and_never_shrinks(host: Host, provisioning: str) -> None:
+    sr = host.sr(provisioning)
+    vol = host.xapi.call("Volume.create", sr=sr, name="r", description="", size=4 << 20,
+                         sharable=False)
+    key = vol["key"]
+    host.xapi.call("Volume.resize", sr=sr, key=key, new_size=(8 << 20) + 1)
+    grown = host.xapi.call("Volume.stat", sr=sr, key=key)
+    assert grown["virtual_size"] == (8 << 20) + 8192  # whole volume blocks, never less
+    if provisioning == "thick":
+        assert grown["physical_utilisation"] == grown["virtual_size"]
+        got = host.zfs.get_props(f"{sr}/{key}", ["refreservation"])["refreservation"]
+        assert int(got.value) >= grown["virtual_size"]
+    before = host.zfs_state()
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call("Volume.resize", sr=sr, key=key, new_size=1 << 20)
+    assert err.value.code == "SR_BACKEND_FAILURE_79" and "shrinking" in err.value.params[1]
+    assert host.zfs_state() == before
+    assert host.xapi.call("Volume.stat", sr=sr, key=key)["virtual_size"] == (8 << 20) + 8192
+
+
+@pytest.mark.realzfs
+def test_a_thick_resize_that_cannot_fit_is_refused_up_front(destdir, tmp_path) -> None:
+    zfs = real_zfs()
+    root = f"{POOL}/q{uuid.uuid4().hex[:10]}"
+    zfs.create_filesystem(root)
+    zfs.create_filesystem(f"{root}/sr")
+    try:
+        host = Host(zfs, f"{root}/sr", Daemon(destdir, "zfsaga", {
+            "ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp_path / "state")}))
+        sr = host.sr("thick")
+        vol = host.xapi.call("Volume.create", sr=sr, name="big", description="",
+                             size=1 << 20, sharable=False)
+        free = host.xapi.call("SR.stat", sr=sr)["free_space"]
+        before = host.zfs_state()
+        with pytest.raises(ScriptError) as err:
+            host.xapi.call("Volume.resize", sr=sr, key=vol["key"], new_size=free + (64 << 20))
+        assert err.value.params[0] == "No space" and host.zfs_state() == before
+    finally:
+        destroy_tree(root)
+
+
 @pytest.mark.parametrize("verb, args", [
     ("SR.create", {"uuid": "u", "name": "n", "description": "d",
                    "configuration": {"dataset": "zfsagatest/x;rm -rf /"}}),
@@ -153,6 +195,9 @@ def test_a_thick_sr_reserves_each_volume(host: Host) -> None:
     ("Volume.set", {"sr": "@SR", "key": "@KEY", "k": "", "v": "x"}),
     ("Volume.unset", {"sr": "@SR", "key": "@KEY"}),
     ("Volume.set_name", {"sr": "@SR", "key": "@KEY", "new_name": ["a"]}),
+    ("Volume.resize", {"sr": "@SR", "key": "@KEY", "new_size": -1}),
+    ("Volume.resize", {"sr": "@SR", "key": "@KEY", "new_size": 2**64}),
+    ("Volume.resize", {"sr": "@SR", "key": "@KEY", "new_size": 2**63 - 1}),
 ])
 def test_bad_input_is_refused_with_no_change_to_zfs(host: Host, verb: str, args: dict) -> None:
     sr = host.sr()
@@ -165,7 +210,7 @@ def test_bad_input_is_refused_with_no_change_to_zfs(host: Host, verb: str, args:
     before = host.zfs_state()
     with pytest.raises(ScriptError) as err:
         host.xapi.call(verb, **args)
-    assert err.value.code == "SR_BACKEND_FAILURE" and len(err.value.params) >= 2
+    assert err.value.code.startswith("SR_BACKEND_FAILURE") and len(err.value.params) >= 2
     assert "Traceback" not in err.value.params[1]
     assert host.zfs_state() == before
 

@@ -1,0 +1,49 @@
+"""Grow a volume (Volume.resize). Shrinking is refused before anything is recorded (ZFS would
+do it and cut off the guest's data); the new size is rounded up to whole volume blocks; a thick
+volume that cannot fit in the SR's free space is refused up front.
+
+    1 grow      volsize (and, thick, the reservation) to the new size   PIVOT: never shrunk
+                                                                           back
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from zfsaga.sagas.volume_create import rounded
+from zfsaga.steps.errors import InvalidValue, NoSpace
+from zfsaga.steps.resize import GrowVolume
+from zfsaga.steps.zfs import Zfs
+
+if TYPE_CHECKING:
+    from zfsaga.sagas.engine import Engine
+
+KIND = "volume.resize"
+VERSION = 1
+
+
+def resolve(zfs: Zfs, sr: str, sr_guid: str, dataset: str, new_size: int) -> dict[str, Any]:
+    got = zfs.get_props(dataset, ["guid", "volsize", "volblocksize", "refreservation"])
+    before = int(got["volsize"].value)
+    size = rounded(new_size, int(got["volblocksize"].value or 8192))
+    if size < before:
+        raise InvalidValue(str(new_size), f"shrinking a volume is not supported: it is "
+                                          f"{before} bytes, and blocks past {new_size} may "
+                                          f"hold data")
+    if got["refreservation"].value not in (None, "0"):
+        free = zfs.get_props(sr, ["available"])["available"].value
+        if free is not None and size - before > int(free):
+            raise NoSpace(dataset, f"a thick volume reserves its whole size: growing by "
+                                   f"{size - before} bytes needs more than the SR's "
+                                   f"{free} free")
+    return {"sr": sr, "sr_guid": sr_guid, "dataset": dataset, "guid": got["guid"].value,
+            "size": size, "before": before}
+
+
+def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, dataset: str, new_size: int):
+    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, dataset,
+                                                    new_size))
+
+
+def plan(params: dict[str, Any]) -> list:
+    return [GrowVolume("grow", dataset="$dataset", guid="$guid", size="$size",
+                       before="$before")]
