@@ -348,23 +348,20 @@ class Journal:
                            (saga_id, f"acknowledged by {actor or 'operator'}", time.time()))
         self._commit("forget", write)
 
-    def rekey_legacy(self, key: str) -> int:
-        """Journals written before SRs were keyed by guid name the SR as it was typed: their
-        active sagas move to the SR's key (this journal is that SR's alone), so the one-active
-        rule and the locks see them. Returns how many moved."""
-        if self._db.execute(f"SELECT 1 FROM saga WHERE {ACTIVE_SQL} AND resource NOT LIKE"
-                            " 'sr-%' LIMIT 1").fetchone() is None:
-            return 0
+    def legacy_active(self) -> list[SagaRow]:
+        """Active sagas recorded before SRs were keyed by guid: their resource is the SR's
+        name as it was typed (anything not `sr-...`)."""
+        return [self._row(r) for r in self._db.execute(
+            f"SELECT {self._COLUMNS} FROM saga INDEXED BY saga_active WHERE {ACTIVE_SQL}"
+            " AND resource NOT LIKE 'sr-%' ORDER BY id")]
 
-        def move(db: sqlite3.Connection) -> int:
-            legacy = db.execute(f"SELECT id FROM saga WHERE {ACTIVE_SQL} AND resource NOT LIKE"
-                                " 'sr-%' ORDER BY id").fetchall()
-            moved = 0
-            for (saga_id,) in legacy:
-                if self._active_on(db, key) is None:
-                    db.execute("UPDATE saga SET resource=? WHERE id=?", (key, saga_id))
-                    moved += 1
-            return moved
+    def rekey(self, saga_id: str, key: str) -> bool:
+        """Move one active saga to the resource `key`, unless another active saga holds it."""
+        def move(db: sqlite3.Connection) -> bool:
+            if self._active_on(db, key) is not None:
+                return False
+            db.execute("UPDATE saga SET resource=? WHERE id=?", (key, saga_id))
+            return True
 
         return self._commit("rekey", move)
 

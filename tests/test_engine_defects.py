@@ -119,6 +119,12 @@ def test_active_sagas_recorded_under_a_name_are_rekeyed(world: World) -> None:
     db.execute("UPDATE saga SET resource=?", (world.fx["sr"],))  # as an older zfsaga wrote it
     db.commit()
     db.close()
+    from zfsaga.state.locks import ResourceLock
+
+    with ResourceLock(world.state_dir, world.fx["sr"]).acquire(1):  # an old process drives it
+        engine = world.engine()
+        engine._rekey_legacy("sr-x")
+        assert engine.journal.get(stuck.saga_id).resource == world.fx["sr"]  # left for later
     with pytest.raises(SagaBlocked, match=stuck.saga_id):
         world.revert(world.engine(), token="t1")
     guid = world.zfs.get_props(world.fx["sr"], ["guid"])["guid"].value
