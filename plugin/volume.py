@@ -18,8 +18,7 @@ def _existing(s: Sr, key: str) -> tuple[str, dict, dict]:
 
     dataset = s.volume(key)
     try:
-        native = s.zfs.get_props(dataset, NATIVE)
-        user = s.zfs.user_props(dataset)
+        native, user = s.zfs.describe(dataset, NATIVE)
     except NotFound:
         raise VolumeDoesNotExist(f"no volume {key} in SR {s.name}") from None
     if native["type"].value != "volume" or user.get(meta.KEY) != key or RETIRED in user:

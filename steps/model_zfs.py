@@ -323,6 +323,9 @@ class ModelZfs(Zfs):
         devices)."""
         self._health[pool] = state
 
+    def _describe(self, name, props):
+        return self._get_props(name, props), self._user_props(name)
+
     def _tree_user_props(self, root):
         self._get(root)
         out = {}

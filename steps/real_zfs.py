@@ -169,6 +169,22 @@ class RealZfs(Zfs):
             raise from_cli(pool, proc.stderr)
         return proc.stdout.strip()
 
+    def _describe(self, name, props):
+        out = self._run(["get", "-Hp", "-o", "property,value,source", "all", name], name)
+        native: dict[str, Prop] = {}
+        user: dict[str, str] = {}
+        for line in out.splitlines():
+            prop, value, source = line.split("\t")
+            src = _source(source)
+            if ":" in prop:
+                if src == "local":
+                    user[prop] = value
+            elif prop in props:
+                native[prop] = Prop(None if value == "-" and src == "none" else value, src)
+        # A property `all` does not print for this type (volsize of a filesystem) reads as
+        # unset, as `zfs get` of that property alone prints it.
+        return {p: native.get(p, Prop(None, "none")) for p in props}, user
+
     def _tree_user_props(self, root):
         out = self._run(["get", "-r", "-Hp", "-s", "local", "-t", "filesystem,volume,snapshot",
                          "-o", "name,property,value", "all", root], root)

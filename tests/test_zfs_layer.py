@@ -280,3 +280,17 @@ def test_pool_health_reads_the_pools_state(zfs):
     assert z.pool_health(root.split("/")[0]) == "ONLINE"
     with pytest.raises(InvalidName):
         z.pool_health("a;b")
+
+
+def test_describe_is_get_props_and_user_props_in_one_call(zfs):
+    z, root = zfs
+    z.create_zvol(f"{root}/v", 1 << 20, sparse=False, props={"org.zfsaga:name": "a\\b", TAG: "t"})
+    z.snapshot([f"{root}/v@s"], {TAG: "s"})
+    wanted = ["type", "volsize", "refreservation", "guid", "origin", "mountpoint"]
+    for name in (f"{root}/v", f"{root}/v@s"):
+        calls = z.hooks.calls
+        native, user = z.describe(name, wanted)
+        assert z.hooks.calls == calls + 1
+        assert native == z.get_props(name, wanted) and user == z.user_props(name)
+    with pytest.raises(NotFound):
+        z.describe(f"{root}/nope", ["type"])
