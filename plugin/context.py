@@ -29,13 +29,18 @@ class Sr:
         state = sr_state_dir(self.zfs, self.name, create=True)
         return Engine(self.zfs, Journal(state / "journal.db"), state)
 
-    def volume(self, key: str) -> str:
-        """The dataset of the volume with this key: `<sr>/<key>`, by name alone (the key is a
-        uuid zfsaga chose, and no saga moves a volume off its name), one lookup at any size."""
+    def locate(self, key: str) -> str:
+        """Where the volume with this key lives, by name alone, one lookup at any SR size: a
+        volume's key is the uuid zfsaga named it `<sr>/<key>` by, a snapshot's is
+        `<volume key>@<uuid>` for `<sr>/<volume key>@<uuid>` (no saga of the plugin's moves
+        either off its name: destroy keeps what others need in place, retired)."""
         from zfsaga.steps import names
 
         try:
-            names.check_component(key, "volume key")
+            volume, _, snap = key.partition("@")
+            names.check_component(volume, "volume key")
+            if snap:
+                names.check_component(snap, "snapshot key")
         except Exception:
             raise VolumeDoesNotExist(f"no volume {key!r} in SR {self.name}") from None
         return f"{self.name}/{key}"

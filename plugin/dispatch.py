@@ -24,6 +24,7 @@ IMPLEMENTATIONS = {
     "SR.set_description": "sr:set_description",
     "Volume.create": "volume:create", "Volume.stat": "volume:stat",
     "Volume.destroy": "volume:destroy", "Volume.resize": "volume:resize",
+    "Volume.snapshot": "volume:snapshot", "Volume.clone": "volume:clone",
     "Volume.set": "volume:set_key",
     "Volume.unset": "volume:unset_key", "Volume.set_name": "volume:set_name",
     "Volume.set_description": "volume:set_description",

@@ -64,6 +64,8 @@ VERBS: dict[str, tuple[dict[str, Any], Any]] = {
     "Volume.stat": ({"sr": STR, "key": STR}, VOLUME),
     "Volume.destroy": ({"sr": STR, "key": STR}, UNIT),
     "Volume.resize": ({"sr": STR, "key": STR, "new_size": INT}, UNIT),
+    "Volume.snapshot": ({"sr": STR, "key": STR}, VOLUME),
+    "Volume.clone": ({"sr": STR, "key": STR}, VOLUME),
     "Volume.set": ({"sr": STR, "key": STR, "k": STR, "v": STR}, UNIT),
     "Volume.unset": ({"sr": STR, "key": STR, "k": STR}, UNIT),
     "Volume.set_name": ({"sr": STR, "key": STR, "new_name": STR}, UNIT),

@@ -89,17 +89,17 @@ def stat(dbg: str, sr: str) -> dict:
 def ls(dbg: str, sr: str) -> list:
     """Every volume of the SR, from two reads whatever its size: the tree's native properties
     and its local user properties. Retired and foreign datasets are not listed."""
-    from zfsaga.steps.base import RETIRED
+    from zfsaga.plugin.volume import NATIVE, listed
+    from zfsaga.steps import names
 
     s = open_sr(sr)
-    tree = s.zfs.list_tree(s.name, ["type", "volsize", "refreservation", "referenced"])
+    tree = s.zfs.list_tree(s.name, NATIVE)
     own = s.zfs.tree_user_props(s.name)
     volumes = []
-    for dataset, native in tree.items():
-        user = own.get(dataset, {})
-        if (native["type"].value == "volume" and dataset.rsplit("/", 1)[0] == s.name
-                and meta.KEY in user and RETIRED not in user):
-            volumes.append(volume_record(dataset, native, user))
+    for name, native in tree.items():
+        user = own.get(name, {})
+        if names.parent_of(names.dataset_of(name)) == s.name and listed(name, native, user):
+            volumes.append(volume_record(name, native, user))
     return volumes
 
 

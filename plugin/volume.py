@@ -8,22 +8,31 @@ from zfsaga.plugin.errors import (InvalidArgument, SmapiError, VolumeDoesNotExis
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
-NATIVE = ["type", "volsize", "refreservation", "referenced"]
+NATIVE = ["type", "volsize", "refreservation", "referenced", "defer_destroy"]
 
 
 def _existing(s: Sr, key: str) -> tuple[str, dict, dict]:
     """The volume's dataset, native and user properties; Volume_does_not_exist otherwise."""
-    from zfsaga.steps.base import RETIRED
     from zfsaga.steps.errors import NotFound
 
-    dataset = s.volume(key)
+    dataset = s.locate(key)
     try:
         native, user = s.zfs.describe(dataset, NATIVE)
     except NotFound:
         raise VolumeDoesNotExist(f"no volume {key} in SR {s.name}") from None
-    if native["type"].value != "volume" or user.get(meta.KEY) != key or RETIRED in user:
+    if not listed(dataset, native, user) or user.get(meta.KEY) != key:
         raise VolumeDoesNotExist(f"no volume {key} in SR {s.name}")
     return dataset, native, user
+
+
+def listed(name: str, native: dict, user: dict[str, str]) -> bool:
+    """Whether xapi sees this object as a VDI: a volume or snapshot zfsaga keyed, not retired
+    (a destroyed volume others still need) and not marked for deferred destroy."""
+    from zfsaga.steps.base import RETIRED
+
+    kind = "snapshot" if "@" in name else "volume"
+    return (native["type"].value == kind and meta.KEY in user and RETIRED not in user
+            and native["defer_destroy"].value != "on")
 
 
 def create(dbg: str, sr: str, name: str, description: str, size: int,
@@ -35,9 +44,8 @@ def create(dbg: str, sr: str, name: str, description: str, size: int,
     if size < 0:
         raise InvalidArgument(f"Volume.create: size {size} is negative")
     s = open_sr(sr)
-    thick = s.zfs.get_props(s.name, [meta.PROVISIONING])[meta.PROVISIONING].local == "thick"
     outcome = volume_create.start(s.engine(), s.key, s.name, s.guid, name, description, size,
-                                  thick)
+                                  _thick(s))
     if outcome.status != "succeeded":
         raise saga_failed(outcome, "Volume.create")
     key = outcome.facts["create"]["name"].rsplit("/", 1)[1]
@@ -54,11 +62,44 @@ def destroy(dbg: str, sr: str, key: str) -> None:
     from zfsaga.sagas import volume_destroy
 
     s = open_sr(sr)
-    dataset, _, _ = _existing(s, key)
-    outcome = volume_destroy.start(s.engine(), s.key, s.name, s.guid, dataset)
+    target, _, _ = _existing(s, key)
+    outcome = volume_destroy.start(s.engine(), s.key, s.name, s.guid, target)
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"Volume.destroy of {key}")
     return None
+
+
+def snapshot(dbg: str, sr: str, key: str) -> dict:
+    from zfsaga.sagas import volume_snapshot
+
+    s = open_sr(sr)
+    volume, _, _ = _existing(s, key)
+    if "@" in volume:
+        raise InvalidArgument(f"Volume.snapshot: {key} is a snapshot; snapshot its volume")
+    outcome = volume_snapshot.start(s.engine(), s.key, s.name, s.guid, volume)
+    if outcome.status != "succeeded":
+        raise saga_failed(outcome, f"Volume.snapshot of {key}")
+    return stat(dbg, sr, _new_key(s, outcome, "snapshot"))
+
+
+def clone(dbg: str, sr: str, key: str) -> dict:
+    from zfsaga.sagas import volume_clone
+
+    s = open_sr(sr)
+    source, _, _ = _existing(s, key)
+    outcome = volume_clone.start(s.engine(), s.key, s.name, s.guid, source, _thick(s))
+    if outcome.status != "succeeded":
+        raise saga_failed(outcome, f"Volume.clone of {key}")
+    return stat(dbg, sr, _new_key(s, outcome, "clone"))
+
+
+def _new_key(s: Sr, outcome, step: str) -> str:
+    """The key of what the saga's step made: its name relative to the SR."""
+    return outcome.facts[step]["name"][len(s.name) + 1:]
+
+
+def _thick(s: Sr) -> bool:
+    return s.zfs.get_props(s.name, [meta.PROVISIONING])[meta.PROVISIONING].local == "thick"
 
 
 def resize(dbg: str, sr: str, key: str, new_size: int) -> None:
@@ -67,6 +108,8 @@ def resize(dbg: str, sr: str, key: str, new_size: int) -> None:
 
     s = open_sr(sr)
     dataset, _, _ = _existing(s, key)
+    if "@" in dataset:
+        raise InvalidArgument(f"Volume.resize: {key} is a snapshot, which is read-only")
     try:
         outcome = volume_resize.start(s.engine(), s.key, s.name, s.guid, dataset, new_size)
     except InvalidValue as exc:  # xapi's own code and words for a shrink (smapiv3.md 1.7)

@@ -7,7 +7,9 @@ from types import ModuleType
 KINDS = {"vdi.revert": "zfsaga.sagas.revert", "sr.create": "zfsaga.sagas.sr_create",
          "meta.set": "zfsaga.sagas.set_meta", "volume.create": "zfsaga.sagas.volume_create",
          "volume.destroy": "zfsaga.sagas.volume_destroy",
-         "volume.resize": "zfsaga.sagas.volume_resize"}
+         "volume.resize": "zfsaga.sagas.volume_resize",
+         "volume.snapshot": "zfsaga.sagas.volume_snapshot",
+         "volume.clone": "zfsaga.sagas.volume_clone"}
 
 
 def saga_module(kind: str) -> ModuleType | None:

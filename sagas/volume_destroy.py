@@ -1,13 +1,23 @@
-"""Destroy a volume (Volume.destroy). What others still need is not destroyed: a volume whose
-snapshots or clones depend on it is retired (marked, hidden from SR.ls) and kept for them.
+"""Destroy a volume or a snapshot (Volume.destroy), in any order, never losing what others
+still need, and collecting what nothing needs any more:
 
-    1 retire    the volume, known by guid: destroyed, or kept retired   PIVOT: no undo
+    volume:   1 retire    destroyed, or kept retired (hidden from     PIVOT: no undo
+                          SR.ls) while its snapshots or clones live
+              2 collect   retired datasets of its origin chain that   forward only
+                          nothing needs now
+    snapshot: 1 destroy   destroyed, or marked for ZFS to destroy     PIVOT: no undo
+                          with its last clone (deferred)
+              2 collect   its volume, if retired and now empty, and   forward only
+                          that volume's origin chain
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from zfsaga.steps import names
+from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.retire import RetireDataset
+from zfsaga.steps.snapshot import DestroySnapshot
 from zfsaga.steps.zfs import Zfs
 
 if TYPE_CHECKING:
@@ -15,16 +25,41 @@ if TYPE_CHECKING:
 
 KIND = "volume.destroy"
 VERSION = 1
+MAX_CHAIN = 256  # clones of clones: far deeper than any SR grows, and never an endless loop
 
 
-def resolve(zfs: Zfs, sr: str, sr_guid: str, dataset: str) -> dict[str, Any]:
-    return {"sr": sr, "sr_guid": sr_guid, "dataset": dataset,
-            "guid": zfs.get_props(dataset, ["guid"])["guid"].value}
+def origin_chain(zfs: Zfs, dataset: str) -> list[list[str]]:
+    """[name, guid] of each dataset up the chain of origins of `dataset`, nearest first."""
+    chain: list[list[str]] = []
+    origin = zfs.get_props(dataset, ["origin"])["origin"].value
+    while origin and len(chain) < MAX_CHAIN:
+        parent = names.dataset_of(origin)
+        got = zfs.get_props(parent, ["guid", "origin"])
+        chain.append([parent, got["guid"].value])
+        origin = got["origin"].value
+    return chain
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, dataset: str):
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, dataset))
+def resolve(zfs: Zfs, sr: str, sr_guid: str, target: str) -> dict[str, Any]:
+    guid = zfs.get_props(target, ["guid"])["guid"].value
+    params = {"sr": sr, "sr_guid": sr_guid, "target": target, "guid": guid,
+              "snapshot": "@" in target}
+    if params["snapshot"]:
+        volume = names.dataset_of(target)
+        volume_guid = zfs.get_props(volume, ["guid"])["guid"].value
+        params["candidates"] = [[volume, volume_guid], *origin_chain(zfs, volume)]
+    else:
+        params["candidates"] = origin_chain(zfs, target)
+    return params
+
+
+def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, target: str):
+    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, target))
 
 
 def plan(params: dict[str, Any]) -> list:
-    return [RetireDataset("retire", dataset="$dataset", guid="$guid")]
+    if params.get("snapshot"):
+        first = DestroySnapshot("destroy", snapshot="$target", guid="$guid")
+    else:
+        first = RetireDataset("retire", dataset="$target", guid="$guid")
+    return [first, CollectRetired("collect", candidates="$candidates")]

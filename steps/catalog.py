@@ -10,13 +10,16 @@ from zfsaga.steps.create import CreateVolume
 from zfsaga.steps.holds import HoldSnapshot, ReleaseHold
 from zfsaga.steps.promote import PromoteClone
 from zfsaga.steps.props import SetUserProps
+from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.resize import GrowVolume
+from zfsaga.steps.snapshot import DestroySnapshot, ReleaseSnapshot, TakeSnapshot
 from zfsaga.steps.rename import RenameDataset
 from zfsaga.steps.retire import RetireDataset
 
 STEP_TYPES: dict[str, type[Step]] = {cls.__name__: cls for cls in (
     HoldSnapshot, CloneSnapshot, RenameDataset, PromoteClone, RetireDataset, ReleaseHold,
-    CreateVolume, SetUserProps, GrowVolume)}
+    CreateVolume, SetUserProps, GrowVolume, TakeSnapshot, DestroySnapshot, ReleaseSnapshot,
+    CollectRetired)}
 
 
 class UnknownPlan(ValueError):

@@ -4,7 +4,8 @@ datasets. A saga added to sagas/catalog.py without a scenario here fails test_cr
 from __future__ import annotations
 
 from tests.crash_harness import BORN, META, MiB, REVERT, Scenario, build_fixture
-from zfsaga.sagas import set_meta, sr_create, volume_create, volume_destroy, volume_resize
+from zfsaga.sagas import (set_meta, sr_create, volume_clone, volume_create, volume_destroy,
+                          volume_resize, volume_snapshot)
 from zfsaga.steps import meta, srs
 from zfsaga.steps.zfs import Zfs
 
@@ -28,6 +29,18 @@ def _unmarked(zfs: Zfs, root: str) -> dict[str, str]:
     return {"sr": sr}
 
 
+def _retired_origin(zfs: Zfs, root: str) -> dict[str, str]:
+    """The fixture after its VDI was destroyed while needed (retired), its newer snapshot
+    gone and its older one deferred: destroying the clone lets all of it go."""
+    from zfsaga.steps.base import RETIRED
+
+    fx = build_fixture(zfs, root)
+    zfs.destroy_snapshots([f"{fx['vdi']}@s2"])
+    zfs.destroy_snapshots([f"{fx['vdi']}@s1"], defer=True)
+    zfs.set_props(fx["vdi"], {RETIRED: "earlier-saga"})
+    return fx
+
+
 def _create(engine, fx):
     key, guid = _sr(engine, fx)
     return volume_create.start(engine, key, fx["sr"], guid, "new disk", "made by a saga",
@@ -38,6 +51,26 @@ def _destroy(dataset: str):
     def start(engine, fx):
         key, guid = _sr(engine, fx)
         return volume_destroy.start(engine, key, fx["sr"], guid, f"{fx['sr']}/{dataset}")
+    return start
+
+
+def _keyed(zfs: Zfs, root: str) -> dict[str, str]:
+    """The fixture with its VDI keyed as the plugin keys volumes."""
+    fx = build_fixture(zfs, root)
+    zfs.set_props(fx["vdi"], {meta.KEY: "vdi"})
+    return fx
+
+
+def _snapshot(engine, fx):
+    key, guid = _sr(engine, fx)
+    return volume_snapshot.start(engine, key, fx["sr"], guid, fx["vdi"], snap="s9")
+
+
+def _clone(source: str):
+    def start(engine, fx):
+        key, guid = _sr(engine, fx)
+        return volume_clone.start(engine, key, fx["sr"], guid, fx["sr"] + source, True,
+                                  key="c9")
     return start
 
 
@@ -53,13 +86,21 @@ def _resize(engine, fx):
 
 
 SCENARIOS = {
+    "volume.snapshot": [Scenario("volume.snapshot", _keyed, _snapshot)],
+    "volume.clone": [Scenario("volume.clone (of a snapshot)", _keyed, _clone("/vdi@s2")),
+                     Scenario("volume.clone (of a writable volume: hidden base snapshot)",
+                              _keyed, _clone("/vdi"))],
     "volume.resize": [Scenario("volume.resize (thick: the reservation grows too)",
                                build_fixture, _resize)],
     "vdi.revert": [REVERT],
     "volume.create": [Scenario("volume.create", build_fixture, _create)],
     "volume.destroy": [Scenario("volume.destroy", _with_plain_volume, _destroy("plain")),
                        Scenario("volume.destroy (with dependents: retired, kept)",
-                                build_fixture, _destroy("vdi"))],
+                                build_fixture, _destroy("vdi")),
+                       Scenario("volume.destroy (a snapshot with a clone: deferred)",
+                                build_fixture, _destroy("vdi@s1")),
+                       Scenario("volume.destroy (a clone: its origin's retired volume "
+                                "collected)", _retired_origin, _destroy("vm-clone"))],
     "meta.set": [Scenario("meta.set", build_fixture, _set_meta)],
     "sr.create": [Scenario("sr.create", _unmarked,
                            lambda engine, fx: sr_create.start(engine, fx["sr"], "uuid-0", "SR",

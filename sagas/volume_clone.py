@@ -1,0 +1,57 @@
+"""Clone a snapshot or a writable volume (Volume.clone) into a new volume `<sr>/<key>`, born
+with its key and the source's name and description, thick if the SR is. A writable volume
+(vm-clone, templates, clone-on-boot) is cloned through a hidden base snapshot that is marked
+for deferred destroy at once, so ZFS destroys it with its last clone.
+
+    from a snapshot:  1 clone         the snapshot, by guid            undo: destroy the clone
+    from a volume:    1 base          a hidden snapshot of the volume  undo: destroy it
+                      2 clone         the base snapshot                undo: destroy the clone
+                      3 release_base  deferred destroy of the base     forward only
+"""
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import TYPE_CHECKING, Any
+
+from zfsaga.steps import meta
+from zfsaga.steps.base import guid_of
+from zfsaga.steps.clone import CloneSnapshot
+from zfsaga.steps.snapshot import ReleaseSnapshot, TakeSnapshot
+from zfsaga.steps.zfs import Zfs
+
+if TYPE_CHECKING:
+    from zfsaga.sagas.engine import Engine
+
+KIND = "volume.clone"
+VERSION = 1
+BASE = "org.zfsaga:clone-base"  # marks a hidden base snapshot (never listed)
+
+
+def resolve(zfs: Zfs, sr: str, sr_guid: str, source: str, thick: bool,
+            key: str | None = None) -> dict[str, Any]:
+    key = key or str(uuidlib.uuid4())
+    user = zfs.user_props(source)
+    props = {meta.KEY: key, meta.NAME: user.get(meta.NAME, ""),
+             meta.DESCRIPTION: user.get(meta.DESCRIPTION, "")}
+    params = {"sr": sr, "sr_guid": sr_guid, "key": key, "target": f"{sr}/{key}",
+              "props": props, "thick": thick, "from_snapshot": "@" in source}
+    if params["from_snapshot"]:
+        params.update(snapshot=source, snapshot_guid=guid_of(zfs, source))
+    else:
+        params.update(snapshot=f"{source}@zfsaga-base-{key}", base_props={BASE: key})
+    return params
+
+
+def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, source: str, thick: bool,
+          key: str | None = None):
+    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, source, thick,
+                                                    key))
+
+
+def plan(params: dict[str, Any]) -> list:
+    clone = dict(snapshot="$snapshot", target="$target", props="$props", reserve="$thick")
+    if params["from_snapshot"]:
+        return [CloneSnapshot("clone", snapshot_guid="$snapshot_guid", **clone)]
+    return [TakeSnapshot("base", target="$snapshot", props="$base_props"),
+            CloneSnapshot("clone", snapshot_guid="@base.guid", **clone),
+            ReleaseSnapshot("release_base", snapshot="$snapshot", guid="@base.guid")]

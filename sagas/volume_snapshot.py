@@ -1,0 +1,38 @@
+"""Snapshot a volume (Volume.snapshot): `<sr>/<key>@<uuid>`, read-only, born with its own key
+and the volume's name and description (the IDL: xapi's other keys are not copied).
+
+    1 snapshot  the volume, tagged atomically                         undo: destroy it (if ours)
+"""
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import TYPE_CHECKING, Any
+
+from zfsaga.steps import meta
+from zfsaga.steps.snapshot import TakeSnapshot
+from zfsaga.steps.zfs import Zfs
+
+if TYPE_CHECKING:
+    from zfsaga.sagas.engine import Engine
+
+KIND = "volume.snapshot"
+VERSION = 1
+
+
+def resolve(zfs: Zfs, sr: str, sr_guid: str, volume: str, snap: str | None = None
+            ) -> dict[str, Any]:
+    snap = snap or str(uuidlib.uuid4())
+    user = zfs.user_props(volume)
+    volume_key = user[meta.KEY]
+    props = {meta.KEY: f"{volume_key}@{snap}",
+             meta.NAME: user.get(meta.NAME, ""), meta.DESCRIPTION: user.get(meta.DESCRIPTION, "")}
+    return {"sr": sr, "sr_guid": sr_guid, "target": f"{volume}@{snap}", "props": props}
+
+
+def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, volume: str,
+          snap: str | None = None):
+    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, volume, snap))
+
+
+def plan(params: dict[str, Any]) -> list:
+    return [TakeSnapshot("snapshot", target="$target", props="$props")]
