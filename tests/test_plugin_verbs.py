@@ -302,3 +302,34 @@ def test_a_snapshot_is_cloned_after_its_volume_is_destroyed(host: Host) -> None:
     c = call("Volume.clone", sr=sr, key=s["key"])
     assert _listed(host, sr) == {s["key"], c["key"]}
     assert c["virtual_size"] == v["virtual_size"]
+
+
+@pytest.mark.realzfs
+def test_data_survives_snapshot_clone_and_destroy_by_checksum(destdir, tmp_path) -> None:
+    """What a guest wrote is what every snapshot and clone reads, before and after the volume
+    it came from is destroyed (the zvols' own devices, read and hashed)."""
+    from zfsaga.demo import read_hash, write_pattern
+
+    zfs = real_zfs()
+    root = f"{POOL}/d{uuid.uuid4().hex[:10]}"
+    zfs.create_filesystem(root)
+    zfs.create_filesystem(f"{root}/sr")
+    try:
+        host = Host(zfs, f"{root}/sr", Daemon(destdir, "zfsaga", {
+            "ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp_path / "state")}))
+        sr, call = host.sr(), host.xapi.call
+        v = call("Volume.create", sr=sr, name="V", description="", size=4 << 20,
+                 sharable=False)
+        first = write_pattern(zfs.device_path(f"{sr}/{v['key']}"), "version 1")
+        s = call("Volume.snapshot", sr=sr, key=v["key"])
+        second = write_pattern(zfs.device_path(f"{sr}/{v['key']}"), "version 2")
+        cs = call("Volume.clone", sr=sr, key=s["key"])
+        cv = call("Volume.clone", sr=sr, key=v["key"])
+        assert read_hash(zfs.device_path(f"{sr}/{cs['key']}")) == first
+        assert read_hash(zfs.device_path(f"{sr}/{cv['key']}")) == second
+        call("Volume.destroy", sr=sr, key=v["key"])  # its snapshot and clones live on
+        again = call("Volume.clone", sr=sr, key=s["key"])  # the old-style revert
+        assert read_hash(zfs.device_path(f"{sr}/{again['key']}")) == first
+        assert read_hash(zfs.device_path(f"{sr}/{cv['key']}")) == second
+    finally:
+        destroy_tree(root)
