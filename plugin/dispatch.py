@@ -19,7 +19,7 @@ from zfsaga.plugin.errors import InvalidArgument, SmapiError, Unimplemented, tra
 IMPLEMENTATIONS = {
     "Plugin.query": "query:query",
     "Plugin.diagnostics": "query:diagnostics",
-    "SR.create": "sr:create", "SR.attach": "sr:attach", "SR.detach": "sr:detach",
+    "SR.create": "sr:create", "SR.probe": "sr:probe", "SR.attach": "sr:attach", "SR.detach": "sr:detach",
     "SR.stat": "sr:stat", "SR.ls": "sr:ls", "SR.set_name": "sr:set_name",
     "SR.set_description": "sr:set_description",
     "Volume.create": "volume:create", "Volume.stat": "volume:stat",

@@ -45,6 +45,8 @@ VOLUME = struct(key=STR, uuid=option(STR), name=STR, description=STR, read_write
                                                                    "Data_and_CBT_Metadata": UNIT})),
                 cbt_enabled=option(BOOL))
 CONFIG = dict_of(STR)
+PROBE_RESULT = struct(configuration=CONFIG, complete=BOOL, sr=option(SR_STAT),
+                      extra_info=dict_of(STR))
 
 #: Interface.method -> (arguments besides dbg, result type). Only implemented verbs are here,
 #: and only they get an executable at install (xapi derives features from which exist).
@@ -54,6 +56,7 @@ VERBS: dict[str, tuple[dict[str, Any], Any]] = {
     "SR.create": ({"uuid": STR, "configuration": CONFIG, "name": STR, "description": STR},
                   CONFIG),
     "SR.attach": ({"configuration": CONFIG}, STR),
+    "SR.probe": ({"configuration": CONFIG}, list_of(PROBE_RESULT)),
     "SR.detach": ({"sr": STR}, UNIT),
     "SR.stat": ({"sr": STR}, SR_STAT),
     "SR.ls": ({"sr": STR}, list_of(VOLUME)),

@@ -56,8 +56,43 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
     return {"dataset": dataset, "provisioning": provisioning}
 
 
+def probe(dbg: str, configuration: dict) -> list:
+    """The zfsaga SRs at or below the configuration's dataset (a pool, or any filesystem): one
+    listing of user properties finds the marks, then each SR's stat."""
+    from zfsaga.steps import names, srs
+    from zfsaga.steps.errors import NotFound, ZfsError
+
+    dataset = configuration.get("dataset")
+    if not dataset:
+        raise InvalidArgument("SR.probe: configuration needs dataset=<pool or filesystem>")
+    backend = zfs()
+    try:
+        names.check_dataset(dataset)
+        marked = [name for name, props in backend.tree_user_props(dataset).items()
+                  if srs.SR_MARK in props and "@" not in name]
+    except NotFound:
+        raise SrDoesNotExist(f"no pool or dataset {dataset}") from None
+    except ZfsError as exc:
+        raise InvalidArgument(f"SR.probe: dataset {exc}") from None
+    found = []
+    for name in sorted(marked):
+        info = stat(dbg, name)
+        config = {"dataset": name,
+                  "provisioning": backend.get_props(name, [meta.PROVISIONING])[
+                      meta.PROVISIONING].local or "thin"}
+        entry = {"configuration": config, "complete": True, "extra_info": {}}
+        if "uuid" in info:  # the daemon's rule: an entry with `sr` names its sr_uuid
+            config["sr_uuid"] = info["uuid"]
+            entry["sr"] = info
+        found.append(entry)
+    return found
+
+
 def attach(dbg: str, configuration: dict) -> str:
     dataset = configuration.get("dataset")
+    unknown = sorted(set(configuration) - set(CONFIGURATION) - {"sr_uuid"})
+    if unknown:
+        raise InvalidArgument(f"SR.attach: unknown configuration key {unknown[0]!r}")
     if not dataset:
         raise InvalidArgument("SR.attach: configuration has no dataset (made by SR.create)")
     return open_sr(dataset).name

@@ -333,3 +333,17 @@ def test_data_survives_snapshot_clone_and_destroy_by_checksum(destdir, tmp_path)
         assert read_hash(zfs.device_path(f"{sr}/{cv['key']}")) == second
     finally:
         destroy_tree(root)
+
+
+def test_probe_finds_the_srs_on_a_pool_or_dataset(host: Host) -> None:
+    parent = host.dataset.rsplit("/", 1)[0]
+    assert host.xapi.call("SR.probe", configuration={"dataset": parent}) == []
+    sr = host.sr("thick")
+    [found] = host.xapi.call("SR.probe", configuration={"dataset": parent})
+    assert found["configuration"]["dataset"] == sr and found["complete"]
+    assert found["configuration"]["provisioning"] == "thick"
+    assert found["sr"]["uuid"] == found["configuration"]["sr_uuid"]  # the daemon's rule
+    assert host.xapi.call("SR.attach", configuration=found["configuration"]) == sr
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call("SR.probe", configuration={"dataset": parent + "/nope"})
+    assert err.value.name == "SR_does_not_exist"
