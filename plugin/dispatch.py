@@ -20,6 +20,7 @@ IMPLEMENTATIONS = {
     "Plugin.query": "query:query",
     "Plugin.diagnostics": "query:diagnostics",
     "SR.create": "sr:create", "SR.probe": "sr:probe", "SR.attach": "sr:attach", "SR.detach": "sr:detach",
+    "SR.destroy": "sr:destroy",
     "SR.stat": "sr:stat", "SR.ls": "sr:ls", "SR.set_name": "sr:set_name",
     "SR.set_description": "sr:set_description",
     "Volume.create": "volume:create", "Volume.stat": "volume:stat",

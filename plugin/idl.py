@@ -58,6 +58,7 @@ VERBS: dict[str, tuple[dict[str, Any], Any]] = {
     "SR.attach": ({"configuration": CONFIG}, STR),
     "SR.probe": ({"configuration": CONFIG}, list_of(PROBE_RESULT)),
     "SR.detach": ({"sr": STR}, UNIT),
+    "SR.destroy": ({"sr": STR}, UNIT),
     "SR.stat": ({"sr": STR}, SR_STAT),
     "SR.ls": ({"sr": STR}, list_of(VOLUME)),
     "SR.set_name": ({"sr": STR, "new_name": STR}, UNIT),

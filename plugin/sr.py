@@ -98,6 +98,21 @@ def attach(dbg: str, configuration: dict) -> str:
     return open_sr(dataset).name
 
 
+def destroy(dbg: str, sr: str) -> None:
+    """Refused while the SR still lists VDIs (xapi destroys them first); the dataset stays."""
+    from zfsaga.sagas import sr_destroy
+
+    s = open_sr(sr)
+    left = ls(dbg, sr)
+    if left:
+        raise InvalidArgument(f"SR.destroy: {sr} still holds {len(left)} VDI(s), e.g. "
+                              f"{left[0]['key']}: destroy them first")
+    outcome = sr_destroy.start(s.engine(), s.key, s.name, s.guid)
+    if outcome.status != "succeeded":
+        raise saga_failed(outcome, f"SR.destroy of {sr}")
+    return None
+
+
 def detach(dbg: str, sr: str) -> None:
     open_sr(sr)  # the data stays as it is; nothing of the SR is exported or unmounted
     return None

@@ -9,7 +9,7 @@ KINDS = {"vdi.revert": "zfsaga.sagas.revert", "sr.create": "zfsaga.sagas.sr_crea
          "volume.destroy": "zfsaga.sagas.volume_destroy",
          "volume.resize": "zfsaga.sagas.volume_resize",
          "volume.snapshot": "zfsaga.sagas.volume_snapshot",
-         "volume.clone": "zfsaga.sagas.volume_clone"}
+         "volume.clone": "zfsaga.sagas.volume_clone", "sr.destroy": "zfsaga.sagas.sr_destroy"}
 
 
 def saga_module(kind: str) -> ModuleType | None:

@@ -4,8 +4,8 @@ datasets. A saga added to sagas/catalog.py without a scenario here fails test_cr
 from __future__ import annotations
 
 from tests.crash_harness import BORN, META, MiB, REVERT, Scenario, build_fixture
-from zfsaga.sagas import (set_meta, sr_create, volume_clone, volume_create, volume_destroy,
-                          volume_resize, volume_snapshot)
+from zfsaga.sagas import (set_meta, sr_create, sr_destroy, volume_clone, volume_create,
+                          volume_destroy, volume_resize, volume_snapshot)
 from zfsaga.steps import meta, srs
 from zfsaga.steps.zfs import Zfs
 
@@ -85,7 +85,31 @@ def _resize(engine, fx):
     return volume_resize.start(engine, key, fx["sr"], guid, fx["vdi"], 6 * MiB + 1)
 
 
+def _emptied(zfs: Zfs, root: str) -> dict[str, str]:
+    """An SR whose VDIs xapi destroyed: a retired volume and a retired clone of it are left,
+    beside a dataset zfsaga never made."""
+    from zfsaga.steps.base import RETIRED
+
+    sr = f"{root}/sr"
+    zfs.create_filesystem(sr, {BORN: "sr"})
+    srs.adopt(zfs, sr)
+    zfs.set_props(sr, {meta.NAME: "the SR"})
+    zfs.create_zvol(f"{sr}/old", 2 * MiB, props={BORN: "old", RETIRED: "s1"})
+    zfs.snapshot([f"{sr}/old@s"])
+    zfs.clone(f"{sr}/old@s", f"{sr}/old-clone", {BORN: "old-clone", RETIRED: "s2"})
+    zfs.destroy_snapshots([f"{sr}/old@s"], defer=True)
+    zfs.create_zvol(f"{sr}/foreign", 2 * MiB, props={BORN: "foreign"})
+    return {"sr": sr}
+
+
+def _sr_destroy(engine, fx):
+    key, guid = _sr(engine, fx)
+    return sr_destroy.start(engine, key, fx["sr"], guid)
+
+
 SCENARIOS = {
+    "sr.destroy": [Scenario("sr.destroy (retired volumes collected, the dataset kept)",
+                            _emptied, _sr_destroy)],
     "volume.snapshot": [Scenario("volume.snapshot", _keyed, _snapshot)],
     "volume.clone": [Scenario("volume.clone (of a snapshot)", _keyed, _clone("/vdi@s2")),
                      Scenario("volume.clone (of a writable volume: hidden base snapshot)",

@@ -347,3 +347,23 @@ def test_probe_finds_the_srs_on_a_pool_or_dataset(host: Host) -> None:
     with pytest.raises(ScriptError) as err:
         host.xapi.call("SR.probe", configuration={"dataset": parent + "/nope"})
     assert err.value.name == "SR_does_not_exist"
+
+
+def test_sr_destroy_collects_what_zfsaga_kept_and_gives_the_dataset_back(host: Host) -> None:
+    sr = host.sr()
+    foreign = f"{sr}/not-zfsagas"
+    host.zfs.create_zvol(foreign, 1 << 20)
+    family = _family(host, sr)
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call("SR.destroy", sr=sr)
+    assert "still holds" in err.value.params[1]
+    for name in ("V", "S"):  # kept by ZFS or retired while the clones live
+        host.xapi.call("Volume.destroy", sr=sr, key=family.pop(name))
+    for key in family.values():
+        host.xapi.call("Volume.destroy", sr=sr, key=key)
+    host.xapi.call("SR.destroy", sr=sr)
+    assert [n for n in host.zfs.list_tree(sr, ["type"])] == [sr, foreign]  # only theirs left
+    assert host.zfs.user_props(sr) == {}
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call("SR.stat", sr=sr)
+    assert err.value.name == "Sr_not_attached"

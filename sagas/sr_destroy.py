@@ -1,0 +1,47 @@
+"""Give an SR back (SR.destroy): xapi has destroyed its VDIs first, so what zfsaga still keeps
+there are retired volumes nothing lists; they are collected, then the SR's marks are removed.
+The pool or filesystem itself stays: zfsaga did not make it (SR.create took an existing one),
+and nothing zfsaga did not make is touched.
+
+    1 collect   every retired volume of the SR, newest first (a clone   forward only
+                goes before the volume it was cloned from)
+    2 unmark    remove org.zfsaga:sr and the SR's name, description,    undo: put them back
+                uuid and provisioning
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from zfsaga.steps import meta, srs
+from zfsaga.steps.base import RETIRED
+from zfsaga.steps.collect import CollectRetired
+from zfsaga.steps.props import SetUserProps
+from zfsaga.steps.zfs import Zfs
+
+if TYPE_CHECKING:
+    from zfsaga.sagas.engine import Engine
+
+KIND = "sr.destroy"
+VERSION = 1
+MARKS = (srs.SR_MARK, meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING)
+
+
+def resolve(zfs: Zfs, sr: str, sr_guid: str) -> dict[str, Any]:
+    tree = zfs.list_tree(sr, ["guid", "createtxg", "type", RETIRED])
+    retired = sorted(((int(p["createtxg"].value), name, p["guid"].value)
+                      for name, p in tree.items()
+                      if p["type"].value == "volume" and p[RETIRED].local is not None),
+                     reverse=True)
+    now = zfs.get_props(sr, list(MARKS))
+    return {"sr": sr, "sr_guid": sr_guid, "candidates": [[n, g] for _, n, g in retired],
+            "props": {p: None for p in MARKS}, "before": {p: now[p].local for p in MARKS}}
+
+
+def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str):
+    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid))
+
+
+def plan(params: dict[str, Any]) -> list:
+    return [CollectRetired("collect", candidates="$candidates"),
+            SetUserProps("unmark", dataset="$sr", guid="$sr_guid", props="$props",
+                         before="$before")]
