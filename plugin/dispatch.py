@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from typing import IO, Any
 
@@ -30,16 +31,31 @@ IMPLEMENTATIONS = {
     "Volume.unset": "volume:unset_key", "Volume.set_name": "volume:set_name",
     "Volume.set_description": "volume:set_description",
 }
+#: The same, for the entry points under datapath/<scheme>/ (their own Plugin.query).
+DATAPATH_IMPLEMENTATIONS = {
+    "Plugin.query": "datapath:query", "Datapath.attach": "datapath:attach",
+    "Datapath.activate": "datapath:activate",
+    "Datapath.activate_readonly": "datapath:activate_readonly",
+    "Datapath.deactivate": "datapath:deactivate", "Datapath.detach": "datapath:detach",
+}
 #: The plugin's type: the directory org.xen.xapi.storage.<TYPE>, and Plugin.query's `plugin`.
 PLUGIN_TYPE = "zfsaga"
 #: Stdin is one JSON object of a few fields; anything near this is not a call from xapi.
 MAX_INPUT = 1 << 20
 
 
-def canonical(verb: str) -> str:
+def table(where: str | None) -> dict[str, str]:
+    """The verbs of the plugin directory an entry point was run from: datapath/<scheme>/ or
+    volume/org.xen.xapi.storage.<type>/."""
+    if where and os.path.basename(os.path.dirname(os.path.normpath(where))) == "datapath":
+        return DATAPATH_IMPLEMENTATIONS
+    return IMPLEMENTATIONS
+
+
+def canonical(verb: str, verbs: dict[str, str] | None = None) -> str:
     """The IDL's spelling of a verb name: the daemon looks scripts up case-insensitively, and
     `Plugin.Query` is the conventional file name of `Plugin.query`."""
-    folded = {name.lower(): name for name in IMPLEMENTATIONS}
+    folded = {name.lower(): name for name in (verbs or IMPLEMENTATIONS)}
     name = folded.get(verb.lower())
     if name is None:
         raise Unimplemented(f"{verb} is not implemented by zfsaga")
@@ -63,8 +79,8 @@ def read_arguments(stdin: IO[str], verb: str) -> dict[str, Any]:
     return args
 
 
-def call(verb: str, args: dict[str, Any]) -> Any:
-    module, function = IMPLEMENTATIONS[verb].split(":")
+def call(verb: str, args: dict[str, Any], verbs: dict[str, str] | None = None) -> Any:
+    module, function = (verbs or IMPLEMENTATIONS)[verb].split(":")
     impl = getattr(importlib.import_module(f"zfsaga.plugin.{module}"), function)
     result = impl(**args)
     try:
@@ -75,14 +91,16 @@ def call(verb: str, args: dict[str, Any]) -> Any:
 
 
 def main(verb: str, argv: list[str], stdin: IO[str] = sys.stdin,
-         stdout: IO[str] = sys.stdout) -> int:
-    """Run one verb; returns the exit status."""
+         stdout: IO[str] = sys.stdout, where: str | None = None) -> int:
+    """Run one verb (`where`: the plugin directory it was run from); returns the exit
+    status."""
     try:
         if argv != ["--json"]:
             raise Unimplemented(f"{verb}: zfsaga takes its arguments as `--json` on stdin "
                                 f"(positional arguments are not supported)")
-        name = canonical(verb)
-        result = call(name, read_arguments(stdin, name))
+        verbs = table(where)
+        name = canonical(verb, verbs)
+        result = call(name, read_arguments(stdin, name), verbs)
     except Exception as exc:  # every failure leaves as the error JSON, never a traceback
         error = translate(exc)
         if not isinstance(exc, SmapiError):

@@ -32,7 +32,8 @@ def _run():
     library = os.environ.get("ZFSAGA_LIBRARY") or os.path.join(prefix, "lib", "zfsaga")
     sys.path.insert(0, library)
     from zfsaga.plugin.dispatch import main
-    return main(os.path.basename(sys.argv[0]), sys.argv[1:])
+    return main(os.path.basename(sys.argv[0]), sys.argv[1:],
+                where=os.path.dirname(os.path.abspath(sys.argv[0])))
 
 
 if __name__ == "__main__":

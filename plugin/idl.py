@@ -48,6 +48,13 @@ CONFIG = dict_of(STR)
 PROBE_RESULT = struct(configuration=CONFIG, complete=BOOL, sr=option(SR_STAT),
                       extra_info=dict_of(STR))
 
+IMPLEMENTATION = ("variant", {"XenDisk": struct(params=STR, extra=dict_of(STR),
+                                                backend_type=STR),
+                               "BlockDevice": struct(path=STR), "File": struct(path=STR),
+                               "Nbd": struct(uri=STR)})
+BACKEND = struct(implementations=list_of(IMPLEMENTATION))
+DATAPATH_ARGS = {"uri": STR, "domain": STR}
+
 #: Interface.method -> (arguments besides dbg, result type). Only implemented verbs are here,
 #: and only they get an executable at install (xapi derives features from which exist).
 VERBS: dict[str, tuple[dict[str, Any], Any]] = {
@@ -69,6 +76,11 @@ VERBS: dict[str, tuple[dict[str, Any], Any]] = {
     "Volume.destroy": ({"sr": STR, "key": STR}, UNIT),
     "Volume.resize": ({"sr": STR, "key": STR, "new_size": INT}, UNIT),
     "Volume.snapshot": ({"sr": STR, "key": STR}, VOLUME),
+    "Datapath.attach": (DATAPATH_ARGS, BACKEND),
+    "Datapath.activate": (DATAPATH_ARGS, UNIT),
+    "Datapath.activate_readonly": (DATAPATH_ARGS, UNIT),
+    "Datapath.deactivate": (DATAPATH_ARGS, UNIT),
+    "Datapath.detach": (DATAPATH_ARGS, UNIT),
     "Volume.clone": ({"sr": STR, "key": STR}, VOLUME),
     "Volume.set": ({"sr": STR, "key": STR, "k": STR, "v": STR}, UNIT),
     "Volume.unset": ({"sr": STR, "key": STR, "k": STR}, UNIT),

@@ -3,6 +3,8 @@
     DESTDIR/PREFIX/libexec/xapi-storage-script/volume/org.xen.xapi.storage.zfsaga/
         zfsaga-entry            the entry point (plugin/entry.py, parses on Python 3.6)
         Plugin.Query -> zfsaga-entry, ...   one symlink per implemented verb, no more
+    DESTDIR/PREFIX/libexec/xapi-storage-script/datapath/zfsaga/
+        zfsaga-entry, Plugin.Query, Datapath.attach, ...   the same, for the datapath
     DESTDIR/PREFIX/lib/zfsaga/  the zfsaga package and its pure-Python dependencies
                                 (transitions, six, tenacity, loguru), bytecode compiled
     DESTDIR/PREFIX/lib/zfsaga/INSTALLED   every path laid, for uninstall
@@ -30,15 +32,17 @@ PACKAGES = {"zfsaga": "zfsaga", "sagas": "zfsaga/sagas", "steps": "zfsaga/steps"
 HOST_ONLY_SKIP = {"zfsaga/demo.py", "zfsaga/guest"}
 DEPENDENCIES = ("transitions", "six", "tenacity", "loguru")
 VOLUME_DIR = "libexec/xapi-storage-script/volume/org.xen.xapi.storage.zfsaga"
+DATAPATH_DIR = "libexec/xapi-storage-script/datapath/zfsaga"
 ENTRY = "zfsaga-entry"
 
 
-def verb_files() -> list[str]:
+def verb_files(datapath: bool = False) -> list[str]:
+    """The executables of one plugin directory: its implemented verbs, no more."""
     sys.path.insert(0, str(ROOT))
-    from zfsaga.plugin.dispatch import IMPLEMENTATIONS
+    from zfsaga.plugin.dispatch import DATAPATH_IMPLEMENTATIONS, IMPLEMENTATIONS
 
-    return sorted("Plugin.Query" if verb == "Plugin.query" else verb
-                  for verb in IMPLEMENTATIONS if not verb.startswith("Datapath."))
+    verbs = DATAPATH_IMPLEMENTATIONS if datapath else IMPLEMENTATIONS
+    return sorted("Plugin.Query" if verb == "Plugin.query" else verb for verb in verbs)
 
 
 def install(dest: Path, prefix: str) -> list[Path]:
@@ -73,17 +77,17 @@ def install(dest: Path, prefix: str) -> list[Path]:
     compileall.compile_dir(str(lib), quiet=1, ddir=str(Path(prefix) / "lib" / "zfsaga"))
     laid += sorted(lib.rglob("*.pyc"))
 
-    volume = base / VOLUME_DIR
-    copy(ROOT / "plugin" / "entry.py", volume / ENTRY, 0o755)
-    entry = volume / ENTRY
-    entry.write_text("#!/usr/bin/python3\n" + entry.read_text(encoding="utf-8"),
-                     encoding="utf-8")
-    for verb in verb_files():
-        link = volume / verb
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(ENTRY)
-        laid.append(link)
+    for plugin_dir, datapath in ((base / VOLUME_DIR, False), (base / DATAPATH_DIR, True)):
+        copy(ROOT / "plugin" / "entry.py", plugin_dir / ENTRY, 0o755)
+        entry = plugin_dir / ENTRY
+        entry.write_text("#!/usr/bin/python3\n" + entry.read_text(encoding="utf-8"),
+                         encoding="utf-8")
+        for verb in verb_files(datapath):
+            link = plugin_dir / verb
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(ENTRY)
+            laid.append(link)
     manifest = lib / "INSTALLED"
     laid.append(manifest)
     manifest.write_text("".join(f"{p.relative_to(dest).as_posix()}\n" for p in laid),

@@ -1,0 +1,156 @@
+"""The datapath verbs (datapath/zfsaga/), for the URIs Volume.* results carry:
+`zfsaga:///dev/zvol/<dataset>`. attach hands xapi the zvol's own block device, proven to be
+this volume's; activate is exclusive per host, activate_readonly shared; every verb is
+idempotent. What is active where is host-local state (tmpfs: a reboot deactivates all).
+
+udev makes `/dev/zvol/...` links asynchronously, and a stale link can name another zvol's
+device (Incus met this under load): each candidate device is asked its dataset's name with the
+BLKZNAME ioctl before it is returned, and the wait for it is bounded."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
+
+from zfsaga.plugin.errors import Busy, InvalidArgument, SmapiError, Unimplemented
+
+SCHEME = "zfsaga"
+PREFIX = "/dev/zvol/"
+#: BLKZNAME = _IOR(0x12, 125, char[256]): the zvol's dataset name, from the zfs module.
+BLKZNAME = (2 << 30) | (256 << 16) | (0x12 << 8) | 125
+DEVICE_WAIT = float(os.environ.get("ZFSAGA_DEVICE_WAIT", "30"))
+
+
+class ActivatedElsewhere(SmapiError):
+    name = "Activated_on_this_host"
+
+
+def target(uri: str) -> str:
+    """The dataset a URI of zfsaga's names (validated: never a path outside /dev/zvol)."""
+    from zfsaga.steps import names
+    from zfsaga.steps.errors import ZfsError
+
+    parts = urlsplit(uri)
+    if parts.scheme != SCHEME or parts.netloc or not parts.path.startswith(PREFIX):
+        raise InvalidArgument(f"{uri!r} is not a zfsaga volume URI ({SCHEME}://{PREFIX}...)")
+    name = parts.path[len(PREFIX):]
+    try:
+        names.check_any(name)
+    except ZfsError as exc:
+        raise InvalidArgument(f"{uri!r}: {exc}") from None
+    return name
+
+
+def zvol_name(device: str) -> str | None:
+    """The dataset a zvol device belongs to, asked of the device itself (BLKZNAME)."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        raw = fcntl.ioctl(fd, BLKZNAME, b"\0" * 256)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def device(name: str, wait: float = DEVICE_WAIT) -> str:
+    """The block device of the zvol `name`, once udev made its link and the device says it is
+    that zvol's; Busy after `wait` seconds, saying what it waited for."""
+    link = PREFIX + name
+    deadline = time.monotonic() + wait
+    while True:
+        if os.path.exists(link):
+            real = os.path.realpath(link)
+            if zvol_name(real) == name:
+                return real
+        if time.monotonic() > deadline:
+            seen = os.path.realpath(link) if os.path.exists(link) else "no link"
+            raise Busy(f"waited {wait:.0f}s for {link} to lead to {name}'s own device "
+                       f"(found: {seen})")
+        subprocess.run(["udevadm", "settle", "--timeout=2"], capture_output=True, check=False)
+        time.sleep(0.1)
+
+
+def attach(dbg: str, uri: str, domain: str) -> dict:
+    name = target(uri)
+    if "@" in name:
+        raise Unimplemented("attaching a snapshot's device is not implemented yet")
+    dev = device(name)
+    return {"implementations": [
+        ["XenDisk", {"params": dev, "extra": {}, "backend_type": "vbd"}],
+        ["BlockDevice", {"path": dev}]]}
+
+
+def detach(dbg: str, uri: str, domain: str) -> None:
+    target(uri)  # nothing was set up by attach beyond what udev keeps
+    return None
+
+
+@contextmanager
+def _record(uri: str) -> Iterator[dict]:
+    """This host's activation record of one volume, under an exclusive flock."""
+    run = Path(os.environ.get("ZFSAGA_RUN_DIR", "/run/zfsaga")) / "active"
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / (hashlib.sha256(target(uri).encode()).hexdigest()[:24] + ".json")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        text = os.read(fd, 1 << 16).decode() or "{}"
+        state = {"rw": None, "ro": [], **json.loads(text)}
+        before = dict(state)
+        yield state
+        if state != before:
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(state).encode())
+    finally:
+        os.close(fd)
+
+
+def activate(dbg: str, uri: str, domain: str) -> None:
+    with _record(uri) as state:
+        others = [d for d in state["ro"] if d != domain]
+        if state["rw"] not in (None, domain) or others:
+            holder = state["rw"] or others[0]
+            raise ActivatedElsewhere(f"{target(uri)} is active for domain {holder} on this "
+                                     f"host: deactivate it there first")
+        state["rw"] = domain
+    return None
+
+
+def activate_readonly(dbg: str, uri: str, domain: str) -> None:
+    with _record(uri) as state:
+        if state["rw"] not in (None, domain):
+            raise ActivatedElsewhere(f"{target(uri)} is active read-write for domain "
+                                     f"{state['rw']} on this host")
+        if domain not in state["ro"]:
+            state["ro"] = [*state["ro"], domain]
+    return None
+
+
+def deactivate(dbg: str, uri: str, domain: str) -> None:
+    with _record(uri) as state:
+        if state["rw"] == domain:
+            state["rw"] = None
+        state["ro"] = [d for d in state["ro"] if d != domain]
+    return None
+
+
+def query(dbg: str) -> dict:
+    from zfsaga.plugin.query import VERSION
+
+    return {"plugin": SCHEME, "name": "zfsaga datapath: a zvol's own block device",
+            "description": "hands blkback the zvol's device, checked to be the volume's",
+            "vendor": "zfsaga", "copyright": "zfsaga authors", "version": VERSION,
+            "required_api_version": "5.0", "features": [], "configuration": {},
+            "required_cluster_stack": []}
