@@ -30,7 +30,7 @@ pyzfs-suite: setup
 
 # Figures, not pass/fail: the saga's cost over the bare ZFS commands, model and real.
 bench: setup
-	$(GUEST) sh -c "$(PY) bench/saga_overhead.py && $(PY) bench/entry_points.py"
+	$(GUEST) sh -c "$(PY) bench/saga_overhead.py && $(PY) bench/entry_points.py && $(PY) bench/verbs.py"
 
 # The tree a dom0 takes as it is (tools/install.py says what goes where); DESTDIR for packaging.
 install: setup
