@@ -367,3 +367,23 @@ def test_sr_destroy_collects_what_zfsaga_kept_and_gives_the_dataset_back(host: H
     with pytest.raises(ScriptError) as err:
         host.xapi.call("SR.stat", sr=sr)
     assert err.value.name == "Sr_not_attached"
+
+
+def test_eight_parallel_calls_of_each_kind_all_succeed(host: Host) -> None:
+    """xapi runs the verbs of one SR in parallel: creates, snapshots, clones and destroys,
+    eight at a time, each waits its turn; none fails with busy or a journal error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sr = host.sr()
+    call = host.xapi.call
+    with ThreadPoolExecutor(8) as pool:
+        vols = list(pool.map(lambda i: call("Volume.create", sr=sr, name=f"v{i}",
+                                            description="", size=1 << 20, sharable=False),
+                             range(8)))
+        snaps = list(pool.map(lambda v: call("Volume.snapshot", sr=sr, key=v["key"]), vols))
+        clones = list(pool.map(lambda v: call("Volume.clone", sr=sr, key=v["key"]), vols))
+        assert _listed(host, sr) == {x["key"] for x in vols + snaps + clones}
+        list(pool.map(lambda x: call("Volume.destroy", sr=sr, key=x["key"]),
+                      vols + snaps + clones))
+    assert _listed(host, sr) == set()
+    assert [n for n in host.zfs.list_tree(sr, ["type"]) if n != sr] == []
