@@ -53,6 +53,12 @@ class Busy(SmapiError):
     name = "Busy"
 
 
+class NoSpace(SmapiError):
+    """The SR cannot hold what was asked (a thick volume's whole size)."""
+
+    name = "No_space"
+
+
 class InternalError(SmapiError):
     name = "Internal_error"
 
@@ -74,4 +80,6 @@ def translate(exc: BaseException) -> SmapiError:
         return InvalidArgument(str(exc))
     if kind in ("LockBusy", "SagaBlocked", "ResourceTaken"):
         return Busy(str(exc))
+    if kind == "NoSpace":
+        return NoSpace(str(exc))
     return InternalError(f"{kind}: {exc}")

@@ -3,6 +3,8 @@ key, name and description in the same call, thick or thin as the SR says.
 
     1 create    <sr>/<key>, size rounded up to the volume block size   undo: destroy it (if
                 (a size of 0 becomes one block)                               still ours)
+
+A thick volume that cannot fit in the SR's free space is refused before anything is recorded.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from zfsaga.steps import meta
 from zfsaga.steps.create import CreateVolume
-from zfsaga.steps.errors import InvalidValue
+from zfsaga.steps.errors import InvalidValue, NoSpace
 from zfsaga.steps.zfs import DEFAULT_VOLBLOCKSIZE, MAX_VOLSIZE, Zfs
 
 if TYPE_CHECKING:
@@ -34,10 +36,16 @@ def rounded(size: int, block: int) -> int:
 def resolve(zfs: Zfs, sr: str, sr_guid: str, name: str, description: str, size: int,
             thick: bool, key: str | None = None) -> dict[str, Any]:
     key = key or str(uuidlib.uuid4())
+    size = rounded(size, DEFAULT_VOLBLOCKSIZE)
+    if thick:
+        free = zfs.get_props(sr, ["available"])["available"].value
+        if free is not None and size > int(free):
+            raise NoSpace(sr, f"a thick volume reserves its whole size: {size} bytes do not "
+                              f"fit in the SR's {free} free")
     props = {meta.KEY: key, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description)}
     return {"sr": sr, "sr_guid": sr_guid, "key": key, "target": f"{sr}/{key}",
-            "size": rounded(size, DEFAULT_VOLBLOCKSIZE), "sparse": not thick, "props": props}
+            "size": size, "sparse": not thick, "props": props}
 
 
 def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, name: str, description: str,

@@ -162,6 +162,10 @@ def test_a_thick_resize_that_cannot_fit_is_refused_up_front(destdir, tmp_path) -
         with pytest.raises(ScriptError) as err:
             host.xapi.call("Volume.resize", sr=sr, key=vol["key"], new_size=free + (64 << 20))
         assert err.value.params[0] == "No space" and host.zfs_state() == before
+        with pytest.raises(ScriptError) as err:
+            host.xapi.call("Volume.create", sr=sr, name="huge", description="",
+                           size=free + (64 << 20), sharable=False)
+        assert err.value.params[0] == "No_space" and host.zfs_state() == before
     finally:
         destroy_tree(root)
 
