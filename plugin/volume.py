@@ -3,8 +3,9 @@ one lookup by name at any SR size. create, destroy and the metadata verbs run as
 from __future__ import annotations
 
 from zfsaga.plugin.context import Sr, open_sr
-from zfsaga.plugin.errors import (InvalidArgument, SmapiError, VolumeDoesNotExist,
-                                  saga_failed)
+from zfsaga.plugin.errors import InvalidArgument, SmapiError, VolumeDoesNotExist
+from zfsaga.plugin.errors import NoSpace as NoSpaceLeft
+from zfsaga.plugin.errors import saga_failed
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
@@ -115,7 +116,7 @@ def resize(dbg: str, sr: str, key: str, new_size: int) -> None:
     except InvalidValue as exc:  # xapi's own code and words for a shrink (smapiv3.md 1.7)
         raise ResizeRefused("VDI Invalid size", exc.detail) from None
     except NoSpace as exc:
-        raise ResizeRefused("No space", exc.detail) from None
+        raise NoSpaceLeft(exc.detail) from None
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"Volume.resize of {key}")
     return None

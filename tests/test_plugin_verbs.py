@@ -161,7 +161,7 @@ def test_a_thick_resize_that_cannot_fit_is_refused_up_front(destdir, tmp_path) -
         before = host.zfs_state()
         with pytest.raises(ScriptError) as err:
             host.xapi.call("Volume.resize", sr=sr, key=vol["key"], new_size=free + (64 << 20))
-        assert err.value.params[0] == "No space" and host.zfs_state() == before
+        assert err.value.params[0] == "No_space" and host.zfs_state() == before
         with pytest.raises(ScriptError) as err:
             host.xapi.call("Volume.create", sr=sr, name="huge", description="",
                            size=free + (64 << 20), sharable=False)
