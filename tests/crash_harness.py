@@ -69,7 +69,8 @@ def sr_state(zfs: Zfs, sr: str) -> dict[str, tuple]:
                            p["userrefs"].value, p["defer_destroy"].value, p["volsize"].value,
                            p["refreservation"].value, p[META].local, owner is not None,
                            p[RETIRED].local is not None,
-                           *(p[prop].local for prop in STATE_PROPS[-6:]))
+                           p[srs.SR_MARK].local is not None,  # its value is a guid
+                           *(p[prop].local for prop in STATE_PROPS[-5:]))
     return out
 
 
