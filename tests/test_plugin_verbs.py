@@ -278,9 +278,9 @@ ORDERS = [("V", "S", "CS", "CV", "SC"), ("SC", "CV", "CS", "S", "V"),
 
 @pytest.mark.parametrize("order", ORDERS, ids=["-".join(o) for o in ORDERS])
 def test_destroy_in_any_order_leaves_nothing(host: Host, order: tuple[str, ...]) -> None:
-    if not isinstance(host.zfs, SharedModelZfs) and order not in (ORDERS[0], ORDERS[2]):
-        pytest.skip("two orders on real ZFS (a process per call costs seconds in the guest); "
-                    "every listed order on the model")
+    if not isinstance(host.zfs, SharedModelZfs) and order != ORDERS[0]:
+        pytest.skip("one order on real ZFS (a process per call costs seconds in the guest; "
+                    "SR.destroy's test destroys in another); every listed order on the model")
     sr = host.sr()
     family = _family(host, sr)
     assert _listed(host, sr) == set(family.values())  # the hidden base is not listed
@@ -380,12 +380,17 @@ def test_eight_parallel_calls_of_each_kind_all_succeed(host: Host) -> None:
 
     sr = host.sr()
     call = host.xapi.call
+    real = not isinstance(host.zfs, SharedModelZfs)
     with ThreadPoolExecutor(8) as pool:
         vols = list(pool.map(lambda i: call("Volume.create", sr=sr, name=f"v{i}",
                                             description="", size=1 << 20, sharable=False),
                              range(8)))
-        snaps = list(pool.map(lambda v: call("Volume.snapshot", sr=sr, key=v["key"]), vols))
-        clones = list(pool.map(lambda v: call("Volume.clone", sr=sr, key=v["key"]), vols))
+        # On real ZFS, eight creates and eight destroys (each call is seconds in the guest);
+        # the model runs every kind.
+        snaps = [] if real else list(pool.map(
+            lambda v: call("Volume.snapshot", sr=sr, key=v["key"]), vols))
+        clones = [] if real else list(pool.map(
+            lambda v: call("Volume.clone", sr=sr, key=v["key"]), vols))
         assert _listed(host, sr) == {x["key"] for x in vols + snaps + clones}
         list(pool.map(lambda x: call("Volume.destroy", sr=sr, key=x["key"]),
                       vols + snaps + clones))
