@@ -181,6 +181,15 @@ def exists(zfs: Zfs, name: str) -> bool:
         return False
 
 
+def probe_owned(step: "Step", ctx: StepContext, target: str) -> Probe | None:
+    """The probe of a step that makes `target` tagged as its own: done when it carries this
+    step's tag, foreign when it carries anything else, None when nothing is at the name."""
+    if not exists(ctx.zfs, target):
+        return None
+    tag = ctx.zfs.get_props(target, [OWNER])[OWNER].local
+    return "done" if tag == ctx.owner_tag(step.name)[OWNER] else "foreign"
+
+
 def find_tagged(zfs: Zfs, root: str, tag: str) -> str | None:
     """Where the object carrying this ownership tag is now, under root (one listing): a
     dataset a saga made can have been renamed by a later step the journal lost."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from zfsaga.compensations.clone import destroy_owned
-from zfsaga.steps.base import OWNER, Probe, Step, StepContext, exists, find_tagged, snapshot_now
+from zfsaga.steps.base import (OWNER, Probe, Step, StepContext, exists, find_tagged,
+                               probe_owned, snapshot_now)
 from zfsaga.steps.errors import NotFound
 
 
@@ -17,10 +18,9 @@ class CloneSnapshot(Step):
     undo = destroy_owned
 
     def probe(self, ctx: StepContext) -> Probe:
-        target = self.arg(ctx, "target")
-        if exists(ctx.zfs, target):
-            tag = ctx.zfs.get_props(target, [OWNER])[OWNER].local
-            return "done" if tag == ctx.owner_tag(self.name)[OWNER] else "foreign"
+        at_name = probe_owned(self, ctx, self.arg(ctx, "target"))
+        if at_name is not None:
+            return at_name
         # Not at its name: it may have been made and moved on by a later step (the clone of a
         # revert becomes the VDI) whose record the journal lost. Its tag says where it went.
         return "done" if self._moved_to(ctx) else "absent"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from zfsaga.compensations.create import destroy_created
-from zfsaga.steps.base import OWNER, Probe, Step, StepContext, exists
+from zfsaga.steps.base import Probe, Step, StepContext, probe_owned
 
 
 class CreateVolume(Step):
@@ -15,11 +15,7 @@ class CreateVolume(Step):
     undo = destroy_created
 
     def probe(self, ctx: StepContext) -> Probe:
-        target = self.arg(ctx, "target")
-        if not exists(ctx.zfs, target):
-            return "absent"
-        tag = ctx.zfs.get_props(target, [OWNER])[OWNER].local
-        return "done" if tag == ctx.owner_tag(self.name)[OWNER] else "foreign"
+        return probe_owned(self, ctx, self.arg(ctx, "target")) or "absent"
 
     def act(self, ctx: StepContext) -> None:
         props = {**self.arg(ctx, "props", {}), **ctx.owner_tag(self.name)}

@@ -27,7 +27,9 @@ _PLAIN = "org.zfsaga.k:"
 _HEX = "org.zfsaga.x:"
 _SAFE_KEY = re.compile(r"[a-z0-9_][a-z0-9_.-]*")
 _ENCODED = "b64:"
-MAX_PROP_NAME = 255
+#: The layer's rule for a property name component (names._COMPONENT: 200 characters), stricter
+#: than ZFS's 255.
+MAX_PROP_NAME = 200
 
 
 def key_prop(key: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from zfsaga.compensations.snapshot import destroy_snapshot_owned
-from zfsaga.steps.base import OWNER, Probe, Step, StepContext, exists, find_by_guid
+from zfsaga.steps.base import Probe, Step, StepContext, exists, find_by_guid, probe_owned
 
 
 class TakeSnapshot(Step):
@@ -16,11 +16,7 @@ class TakeSnapshot(Step):
     undo = destroy_snapshot_owned
 
     def probe(self, ctx: StepContext) -> Probe:
-        target = self.arg(ctx, "target")
-        if not exists(ctx.zfs, target):
-            return "absent"
-        tag = ctx.zfs.get_props(target, [OWNER])[OWNER].local
-        return "done" if tag == ctx.owner_tag(self.name)[OWNER] else "foreign"
+        return probe_owned(self, ctx, self.arg(ctx, "target")) or "absent"
 
     def act(self, ctx: StepContext) -> None:
         props = {**self.arg(ctx, "props", {}), **ctx.owner_tag(self.name)}
