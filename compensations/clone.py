@@ -1,4 +1,4 @@
-"""Undo of a step that created a dataset: destroy it, but only if it carries this step's
+"""Undo of a step that created a dataset or took a snapshot: destroy it, but only if it carries this step's
 ownership tag as a local property (and, when recorded, the guid it was born with)."""
 from __future__ import annotations
 
@@ -16,4 +16,7 @@ def destroy_owned(step: Step, ctx: StepContext) -> None:
     if recorded is not None and props["guid"].value != recorded:
         return
     ctx.boundary(f"comp:{step.name}:inside")
-    ctx.zfs.destroy(target)
+    if "@" in target:  # a snapshot the step took (made a moment ago: no clone of it yet)
+        ctx.zfs.destroy_snapshots([target])
+    else:
+        ctx.zfs.destroy(target)

@@ -18,7 +18,9 @@ class Sr:
 
     @property
     def key(self) -> str:
-        return f"sr-{self.guid}"
+        from zfsaga.steps.srs import sr_key
+
+        return sr_key(self.guid)
 
     def engine(self) -> Any:
         """The saga engine over this SR's journal (mutating verbs only)."""

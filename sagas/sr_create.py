@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from zfsaga.steps import meta, names, srs
-from zfsaga.steps.errors import AlreadyExists, InvalidName, NotFound
+from zfsaga.steps.errors import AlreadyExists
 from zfsaga.steps.props import SetUserProps
 from zfsaga.steps.zfs import Zfs
 
@@ -25,37 +25,22 @@ VERSION = 1
 
 def resolve(zfs: Zfs, dataset: str, uuid: str, name: str, description: str,
             provisioning: str) -> dict[str, Any]:
-    names.check_dataset(dataset)
-    if dataset == srs.state_dataset(dataset):
-        raise InvalidName(dataset, "is zfsaga's own state dataset, not an SR")
-    if not zfs.exists(dataset):
-        raise NotFound(dataset, "no such pool or dataset")
-    got = zfs.get_props(dataset, ["guid", "type", srs.SR_MARK, meta.SR_UUID])
-    if got["type"].value != "filesystem":
-        raise InvalidName(dataset, f"is a {got['type'].value}: an SR is a pool or filesystem")
-    if got[srs.SR_MARK].local is not None:
-        if got[meta.SR_UUID].local not in (None, uuid):
-            raise AlreadyExists(dataset, f"is already the SR {got[meta.SR_UUID].local}")
-    elif got[srs.SR_MARK].value is not None:
-        raise InvalidName(dataset, "lies inside another zfsaga SR: an SR cannot be nested")
-    else:
-        inner = [n for n, p in zfs.list_tree(dataset, [srs.SR_MARK]).items()
-                 if n != dataset and p[srs.SR_MARK].local is not None]
-        if inner:
-            raise InvalidName(dataset, f"contains the zfsaga SR {inner[0]}")
+    marks = (meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING)
+    got = srs.adoptable(zfs, dataset, marks)  # the values an undo puts back, in the same read
+    if got[srs.SR_MARK].local is not None and got[meta.SR_UUID].local not in (None, uuid):
+        raise AlreadyExists(dataset, f"is already the SR {got[meta.SR_UUID].local}")
     guid = got["guid"].value
     props = {srs.SR_MARK: guid, meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning}
-    before = zfs.get_props(dataset, list(props))
     return {"sr": dataset, "sr_guid": guid, "dataset": dataset, "guid": guid, "props": props,
-            "before": {p: before[p].local for p in props}}
+            "before": {p: got[p].local for p in props}}
 
 
 def start(engine: "Engine", dataset: str, uuid: str, name: str, description: str,
           provisioning: str):
     names.check_dataset(dataset)
     guid = engine.zfs.get_props(dataset, ["guid"])["guid"].value
-    return engine.run(KIND, f"sr-{guid}",
+    return engine.run(KIND, srs.sr_key(guid),
                       lambda: resolve(engine.zfs, dataset, uuid, name, description,
                                       provisioning))
 

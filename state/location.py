@@ -45,7 +45,7 @@ def state_base(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
 def sr_state_dir_by_guid(zfs: Zfs, sr: str, guid: str) -> Path:
     """The state directory of a dataset about to become an SR (SR.create marks it inside its
     saga, so nothing here may mark it first)."""
-    path = state_base(zfs, sr, create=True) / f"sr-{guid}"
+    path = state_base(zfs, sr, create=True) / srs.sr_key(guid)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -181,6 +181,15 @@ def exists(zfs: Zfs, name: str) -> bool:
         return False
 
 
+def props_at(zfs: Zfs, name: str, guid: str, props: list[str]) -> dict[str, Any] | None:
+    """`props` of the object at `name`, read with its guid in one call; None when nothing is
+    there or another object is (what every guarded probe asks before trusting a name)."""
+    if not exists(zfs, name):
+        return None
+    got = zfs.get_props(name, ["guid", *props])
+    return got if got["guid"].value == guid else None
+
+
 def probe_owned(step: "Step", ctx: StepContext, target: str) -> Probe | None:
     """The probe of a step that makes `target` tagged as its own: done when it carries this
     step's tag, foreign when it carries anything else, None when nothing is at the name."""

@@ -3,15 +3,13 @@ snapshots or clones lived was kept, retired; once its last snapshot is gone it i
 The candidates are the destroyed object's origin chain, resolved when the saga began."""
 from __future__ import annotations
 
-from zfsaga.steps.base import RETIRED, Probe, Step, StepContext, exists
+from zfsaga.steps.base import RETIRED, Probe, Step, StepContext, props_at
 
 
 def collectable(ctx: StepContext, name: str, guid: str) -> bool:
     """Retired, still this guid, and with no snapshot or child left."""
-    if not exists(ctx.zfs, name):
-        return False
-    got = ctx.zfs.get_props(name, ["guid", RETIRED])
-    if got["guid"].value != guid or got[RETIRED].local is None:
+    got = props_at(ctx.zfs, name, guid, [RETIRED])
+    if got is None or got[RETIRED].local is None:
         return False
     return len(ctx.zfs.list_tree(name, ["guid"])) == 1
 

@@ -6,18 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from zfsaga.compensations.props import restore_props
-from zfsaga.steps.base import Probe, Step, StepContext
+from zfsaga.steps.base import Probe, Step, StepContext, props_at
 
 
 def local_values(step: Step, ctx: StepContext, props: list[str]) -> dict[str, Any] | None:
     """The dataset's local values of props, or None when the guid is not at its name."""
-    name, guid = step.arg(ctx, "dataset"), step.arg(ctx, "guid")
-    if not ctx.zfs.exists(name):
-        return None
-    got = ctx.zfs.get_props(name, ["guid", *props])
-    if got["guid"].value != guid:
-        return None
-    return {p: got[p].local for p in props}
+    got = props_at(ctx.zfs, step.arg(ctx, "dataset"), step.arg(ctx, "guid"), props)
+    return None if got is None else {p: got[p].local for p in props}
 
 
 class SetUserProps(Step):

@@ -54,13 +54,14 @@ class RealZfs(Zfs):
         except self._lzc.exceptions.ZFSError as exc:
             raise from_lzc(exc, name) from None
 
-    def _run(self, args: list[str], name: str) -> str:
+    def _run(self, args: list[str], name: str, binary: str = ZFS_BIN) -> str:
         try:
-            proc = subprocess.run([ZFS_BIN, *args], capture_output=True, text=True,
+            proc = subprocess.run([binary, *args], capture_output=True, text=True,
                                   timeout=CLI_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             # Outcome unknown: the step's probe decides whether it happened.
-            raise Busy(name, f"zfs {args[0]} timed out after {CLI_TIMEOUT:.0f}s") from None
+            raise Busy(name, f"{os.path.basename(binary)} {args[0]} timed out after "
+                             f"{CLI_TIMEOUT:.0f}s") from None
         if proc.returncode != 0:
             raise from_cli(name, proc.stderr)
         return proc.stdout
@@ -159,15 +160,7 @@ class RealZfs(Zfs):
         return {prop: value for prop, value in pairs if ":" in prop}
 
     def _pool_health(self, pool):
-        try:
-            proc = subprocess.run([ZPOOL_BIN, "list", "-H", "-o", "health", pool],
-                                  capture_output=True, text=True, timeout=CLI_TIMEOUT,
-                                  check=False)
-        except subprocess.TimeoutExpired:
-            raise Busy(pool, f"zpool list timed out after {CLI_TIMEOUT:.0f}s") from None
-        if proc.returncode != 0:
-            raise from_cli(pool, proc.stderr)
-        return proc.stdout.strip()
+        return self._run(["list", "-H", "-o", "health", pool], pool, ZPOOL_BIN).strip()
 
     def _describe(self, name, props):
         out = self._run(["get", "-Hp", "-o", "property,value,source", "all", name], name)

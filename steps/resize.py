@@ -6,16 +6,13 @@ the old end may already hold a guest's data. Before it starts, an abort has noth
 once it has, the saga only goes forward."""
 from __future__ import annotations
 
-from zfsaga.steps.base import Probe, Step, StepContext
+from zfsaga.steps.base import Probe, Step, StepContext, props_at
 
 
 def volsize(step: Step, ctx: StepContext) -> int | None:
     """The volume's size, or None when its guid is not at its name."""
-    name = step.arg(ctx, "dataset")
-    if not ctx.zfs.exists(name):
-        return None
-    got = ctx.zfs.get_props(name, ["guid", "volsize"])
-    return int(got["volsize"].value) if got["guid"].value == step.arg(ctx, "guid") else None
+    got = props_at(ctx.zfs, step.arg(ctx, "dataset"), step.arg(ctx, "guid"), ["volsize"])
+    return None if got is None else int(got["volsize"].value)
 
 
 class GrowVolume(Step):

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from zfsaga.compensations.snapshot import destroy_snapshot_owned
-from zfsaga.steps.base import Probe, Step, StepContext, exists, find_by_guid, probe_owned
+from zfsaga.steps.base import Probe, Step, StepContext, probe_owned
+from zfsaga.steps.retire import GuardedDestroy
+from zfsaga.steps.zfs import Prop
 
 
 class TakeSnapshot(Step):
@@ -27,30 +29,14 @@ class TakeSnapshot(Step):
         return {"guid": ctx.zfs.get_props(target, ["guid"])["guid"].value, "name": target}
 
 
-class DestroySnapshot(Step):
+class DestroySnapshot(GuardedDestroy):
     """Args: snapshot (name), guid. Destroyed at once, or, while clones need it, marked for
     ZFS to destroy with its last clone. Forward-only: there is no undo of a destroy."""
 
-    kind = "pivot"
-    guards = True  # destroys: the guid at the name must be the one the saga resolved
-    destroyed_here = False
+    ARG, MARK = "snapshot", "defer_destroy"
 
-    def probe(self, ctx: StepContext) -> Probe:
-        name, guid = self.arg(ctx, "snapshot"), self.arg(ctx, "guid")
-        if not exists(ctx.zfs, name):
-            if self.destroyed_here:
-                return "done"
-            where = find_by_guid(ctx.zfs, ctx.params["sr"], guid)
-            return "done" if where is None else self._marked(ctx, where)
-        got = ctx.zfs.get_props(name, ["guid"])
-        if got["guid"].value != guid:
-            return "foreign"
-        return self._marked(ctx, name)
-
-    @staticmethod
-    def _marked(ctx: StepContext, name: str) -> Probe:
-        deferred = ctx.zfs.get_props(name, ["defer_destroy"])["defer_destroy"].value
-        return "done" if deferred == "on" else "absent"
+    def kept(self, ctx: StepContext, mark: Prop) -> bool:
+        return mark.value == "on"
 
     def act(self, ctx: StepContext) -> None:
         ctx.zfs.destroy_snapshots([self.arg(ctx, "snapshot")], defer=True)

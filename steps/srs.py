@@ -29,11 +29,22 @@ class SrIdentity:
 
     @property
     def key(self) -> str:
-        return f"sr-{self.guid}"
+        return sr_key(self.guid)
+
+
+def sr_key(guid: str) -> str:
+    """The name of an SR in locks, the journal's one-active index and its state directory."""
+    return f"sr-{guid}"
 
 
 def state_dataset(sr: str) -> str:
     return f"{sr.split('/')[0]}/{STATE_DATASET}"
+
+
+def is_state_dataset(name: str) -> bool:
+    """Whether `name` is zfsaga's state dataset of its pool, or lies inside it."""
+    state = state_dataset(name)
+    return name == state or name.startswith(state + "/")
 
 
 def identify(zfs: Zfs, sr: str) -> SrIdentity:
@@ -52,26 +63,35 @@ def identify(zfs: Zfs, sr: str) -> SrIdentity:
     return SrIdentity(sr, props["guid"].value)
 
 
-def adopt(zfs: Zfs, sr: str) -> SrIdentity:
-    """Mark `sr` as an SR (idempotent). Refused when it lies inside an SR, contains one, is
-    not a filesystem, or is zfsaga's state dataset. The descendants are listed once, here."""
+def adoptable(zfs: Zfs, sr: str, extra: tuple[str, ...] = ()) -> dict[str, Prop]:
+    """Check that `sr` may be (or already is) an SR, and return its guid, type, mark and the
+    `extra` properties, read together. Refused when it lies inside an SR, contains one, is not
+    a filesystem, or is zfsaga's state dataset; the descendants are listed only when it is not
+    marked yet."""
     names.check_dataset(sr)
-    if sr == state_dataset(sr) or sr.startswith(state_dataset(sr) + "/"):
+    if is_state_dataset(sr):
         raise InvalidName(sr, "is zfsaga's own state dataset, not an SR")
     if not zfs.exists(sr):
-        raise NotFound(sr, "no such dataset")
-    props = zfs.get_props(sr, ["guid", "type", SR_MARK])
+        raise NotFound(sr, "no such pool or dataset")
+    props = zfs.get_props(sr, ["guid", "type", SR_MARK, *extra])
     if props[SR_MARK].local is not None:
-        return SrIdentity(sr, props["guid"].value)
+        return props
     if props["type"].value != "filesystem":
-        raise InvalidName(sr, f"is a {props['type'].value}: an SR is a filesystem")
+        raise InvalidName(sr, f"is a {props['type'].value}: an SR is a pool or filesystem")
     if props[SR_MARK].value is not None:
         raise InvalidName(sr, "lies inside another zfsaga SR: an SR cannot be nested")
     inner = [n for n, p in zfs.list_tree(sr, [SR_MARK]).items()
              if n != sr and p[SR_MARK].local is not None]
     if inner:
         raise InvalidName(sr, f"contains the zfsaga SR {inner[0]}: an SR cannot be nested")
-    zfs.set_props(sr, {SR_MARK: props["guid"].value})
+    return props
+
+
+def adopt(zfs: Zfs, sr: str) -> SrIdentity:
+    """Mark `sr` as an SR (idempotent), after `adoptable`'s checks."""
+    props = adoptable(zfs, sr)
+    if props[SR_MARK].local is None:
+        zfs.set_props(sr, {SR_MARK: props["guid"].value})
     return SrIdentity(sr, props["guid"].value)
 
 
@@ -80,7 +100,7 @@ def vdi_props(zfs: Zfs, sr: str, vdi: str, wanted: list[str]) -> dict[str, Prop]
     inside the SR (never the SR itself), not the state dataset, a volume, and inheriting its
     SR mark (not an SR of its own). NotFound when it does not exist."""
     names.check_inside(sr, vdi)
-    if vdi == state_dataset(sr) or vdi.startswith(state_dataset(sr) + "/"):
+    if is_state_dataset(vdi):
         raise InvalidName(vdi, "is zfsaga's own state dataset, not a VDI")
     if not zfs.exists(vdi):
         raise NotFound(vdi, "no such VDI")

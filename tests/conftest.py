@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -39,6 +40,18 @@ def real_zfs():
 def destroy_tree(root: str) -> None:
     """Test clean-up only: remove a test's whole root, whatever is left in it."""
     subprocess.run(["zfs", "destroy", "-r", "-R", "-f", root], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def destdir(tmp_path_factory):
+    """`make install` into a scratch DESTDIR, once per run: the tree the plugin's tests call
+    as xapi-storage-script would (never changed by a test)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dest = tmp_path_factory.mktemp("destdir")
+    out = subprocess.run([sys.executable, os.path.join(root, "tools", "install.py"), "install",
+                          "--destdir", str(dest)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return dest
 
 
 @pytest.fixture(params=["model", pytest.param("real", marks=pytest.mark.realzfs)])

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -17,15 +15,6 @@ from tests.conftest import POOL, destroy_tree, real_zfs
 from tests.xapi_daemon import Daemon, ScriptError
 from zfsaga.plugin import idl
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def destdir(tmp_path_factory) -> Path:
-    dest = tmp_path_factory.mktemp("destdir")
-    subprocess.run([sys.executable, str(ROOT / "tools" / "install.py"), "install",
-                    "--destdir", str(dest)], check=True, capture_output=True)
-    return dest
 
 
 def datapath(destdir: Path, env: dict[str, str]) -> Daemon:

@@ -21,13 +21,9 @@ PYTHON = "/usr/bin/python3"  # what a dom0 runs the entry points with
 VOLUME = "usr/libexec/xapi-storage-script/volume"
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    dest = tmp_path_factory.mktemp("destdir")
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "install.py"), "install",
-                          "--destdir", str(dest)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return dest
+@pytest.fixture
+def installed(destdir: Path) -> Path:
+    return destdir  # conftest's one install per run
 
 
 def plugin_dir(dest: Path) -> Path:

@@ -7,10 +7,7 @@ to ZFS; the pool's state mapped to xapi's health."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -18,15 +15,6 @@ from tests.conftest import POOL, destroy_tree, real_zfs
 from tests.xapi_daemon import Daemon, ScriptError
 from zfsaga.steps.shared_model import SharedModelZfs
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def destdir(tmp_path_factory) -> Path:
-    dest = tmp_path_factory.mktemp("destdir")
-    subprocess.run([sys.executable, str(ROOT / "tools" / "install.py"), "install",
-                    "--destdir", str(dest)], check=True, capture_output=True)
-    return dest
 
 
 class Host:
@@ -61,12 +49,23 @@ def host(request, destdir, tmp_path) -> Host:
         zfs.create_filesystem(f"{POOL}/p/sr")
         yield Host(zfs, f"{POOL}/p/sr", Daemon(destdir, "zfsaga", env))
         return
+    yield from _real_host(Daemon(destdir, "zfsaga", env))
+
+
+@pytest.fixture
+def real_host(destdir, tmp_path) -> Host:
+    """The real half of `host`, for tests that only make sense on real ZFS."""
+    env = {"ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp_path / "state")}
+    yield from _real_host(Daemon(destdir, "zfsaga", env))
+
+
+def _real_host(daemon: Daemon):
     zfs = real_zfs()
     root = f"{POOL}/p{uuid.uuid4().hex[:10]}"
     zfs.create_filesystem(root)
     zfs.create_filesystem(f"{root}/sr")
     try:
-        yield Host(zfs, f"{root}/sr", Daemon(destdir, "zfsaga", env))
+        yield Host(zfs, f"{root}/sr", daemon)
     finally:
         destroy_tree(root)
 
@@ -146,28 +145,20 @@ def test_resize_grows_rounded_up_and_never_shrinks(host: Host, provisioning: str
 
 
 @pytest.mark.realzfs
-def test_a_thick_resize_that_cannot_fit_is_refused_up_front(destdir, tmp_path) -> None:
-    zfs = real_zfs()
-    root = f"{POOL}/q{uuid.uuid4().hex[:10]}"
-    zfs.create_filesystem(root)
-    zfs.create_filesystem(f"{root}/sr")
-    try:
-        host = Host(zfs, f"{root}/sr", Daemon(destdir, "zfsaga", {
-            "ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp_path / "state")}))
-        sr = host.sr("thick")
-        vol = host.xapi.call("Volume.create", sr=sr, name="big", description="",
-                             size=1 << 20, sharable=False)
-        free = host.xapi.call("SR.stat", sr=sr)["free_space"]
-        before = host.zfs_state()
-        with pytest.raises(ScriptError) as err:
-            host.xapi.call("Volume.resize", sr=sr, key=vol["key"], new_size=free + (64 << 20))
-        assert err.value.params[0] == "No_space" and host.zfs_state() == before
-        with pytest.raises(ScriptError) as err:
-            host.xapi.call("Volume.create", sr=sr, name="huge", description="",
-                           size=free + (64 << 20), sharable=False)
-        assert err.value.params[0] == "No_space" and host.zfs_state() == before
-    finally:
-        destroy_tree(root)
+def test_a_thick_resize_that_cannot_fit_is_refused_up_front(real_host: Host) -> None:
+    host = real_host
+    sr = host.sr("thick")
+    vol = host.xapi.call("Volume.create", sr=sr, name="big", description="",
+                         size=1 << 20, sharable=False)
+    free = host.xapi.call("SR.stat", sr=sr)["free_space"]
+    before = host.zfs_state()
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call("Volume.resize", sr=sr, key=vol["key"], new_size=free + (64 << 20))
+    assert err.value.params[0] == "No_space" and host.zfs_state() == before
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call("Volume.create", sr=sr, name="huge", description="",
+                       size=free + (64 << 20), sharable=False)
+    assert err.value.params[0] == "No_space" and host.zfs_state() == before
 
 
 BAD_INPUTS = [
@@ -309,34 +300,26 @@ def test_a_snapshot_is_cloned_after_its_volume_is_destroyed(host: Host) -> None:
 
 
 @pytest.mark.realzfs
-def test_data_survives_snapshot_clone_and_destroy_by_checksum(destdir, tmp_path) -> None:
+def test_data_survives_snapshot_clone_and_destroy_by_checksum(real_host: Host) -> None:
     """What a guest wrote is what every snapshot and clone reads, before and after the volume
     it came from is destroyed (the zvols' own devices, read and hashed)."""
     from zfsaga.demo import read_hash, write_pattern
 
-    zfs = real_zfs()
-    root = f"{POOL}/d{uuid.uuid4().hex[:10]}"
-    zfs.create_filesystem(root)
-    zfs.create_filesystem(f"{root}/sr")
-    try:
-        host = Host(zfs, f"{root}/sr", Daemon(destdir, "zfsaga", {
-            "ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp_path / "state")}))
-        sr, call = host.sr(), host.xapi.call
-        v = call("Volume.create", sr=sr, name="V", description="", size=4 << 20,
-                 sharable=False)
-        first = write_pattern(zfs.device_path(f"{sr}/{v['key']}"), "version 1")
-        s = call("Volume.snapshot", sr=sr, key=v["key"])
-        second = write_pattern(zfs.device_path(f"{sr}/{v['key']}"), "version 2")
-        cs = call("Volume.clone", sr=sr, key=s["key"])
-        cv = call("Volume.clone", sr=sr, key=v["key"])
-        assert read_hash(zfs.device_path(f"{sr}/{cs['key']}")) == first
-        assert read_hash(zfs.device_path(f"{sr}/{cv['key']}")) == second
-        call("Volume.destroy", sr=sr, key=v["key"])  # its snapshot and clones live on
-        again = call("Volume.clone", sr=sr, key=s["key"])  # the old-style revert
-        assert read_hash(zfs.device_path(f"{sr}/{again['key']}")) == first
-        assert read_hash(zfs.device_path(f"{sr}/{cv['key']}")) == second
-    finally:
-        destroy_tree(root)
+    host, zfs = real_host, real_host.zfs
+    sr, call = host.sr(), host.xapi.call
+    v = call("Volume.create", sr=sr, name="V", description="", size=4 << 20,
+             sharable=False)
+    first = write_pattern(zfs.device_path(f"{sr}/{v['key']}"), "version 1")
+    s = call("Volume.snapshot", sr=sr, key=v["key"])
+    second = write_pattern(zfs.device_path(f"{sr}/{v['key']}"), "version 2")
+    cs = call("Volume.clone", sr=sr, key=s["key"])
+    cv = call("Volume.clone", sr=sr, key=v["key"])
+    assert read_hash(zfs.device_path(f"{sr}/{cs['key']}")) == first
+    assert read_hash(zfs.device_path(f"{sr}/{cv['key']}")) == second
+    call("Volume.destroy", sr=sr, key=v["key"])  # its snapshot and clones live on
+    again = call("Volume.clone", sr=sr, key=s["key"])  # the old-style revert
+    assert read_hash(zfs.device_path(f"{sr}/{again['key']}")) == first
+    assert read_hash(zfs.device_path(f"{sr}/{cv['key']}")) == second
 
 
 def test_probe_finds_the_srs_on_a_pool_or_dataset(host: Host) -> None:

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUSY, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_STUCK = range(7)
-STATUSES = ("pending", "running", "compensating", "succeeded", "compensated", "stuck",
-            "abandoned")  # the lifecycle's (state/lifecycle.py), without importing it
 STEP_STATUS = {None: "pending", "step_started": "started", "step_done": "done",
                "step_failed": "failed", "comp_started": "compensating",
                "comp_done": "compensated", "comp_failed": "comp-failed"}
@@ -436,7 +434,9 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="active sagas (--all: every saga)")
     ls.add_argument("--all", action="store_true")
-    ls.add_argument("--status", choices=STATUSES)
+    from zfsaga.state.lifecycle import STATES  # plain data: transitions loads only on use
+
+    ls.add_argument("--status", choices=STATES)
     ls.add_argument("--limit", type=non_negative_int, default=0,
                     help="show only the newest N (default: all; a note says when some are "
                          "left out)")
