@@ -64,6 +64,12 @@ def test_install_lays_one_executable_per_implemented_verb(installed: Path) -> No
     assert not (lib / "zfsaga/demo.py").exists()
 
 
+def test_the_operator_cli_is_installed_and_runs_from_the_tree(installed: Path) -> None:
+    out = subprocess.run([str(installed / "usr/sbin/zfsaga"), "--help"], capture_output=True,
+                         text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert out.returncode == 0 and "resume" in out.stdout, out.stderr
+
+
 def test_nothing_installed_refers_to_the_checkout_or_the_venv(installed: Path) -> None:
     for path in installed.rglob("*"):
         if path.is_file() and path.suffix != ".pyc":

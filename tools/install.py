@@ -31,6 +31,17 @@ PACKAGES = {"zfsaga": "zfsaga", "sagas": "zfsaga/sagas", "steps": "zfsaga/steps"
 #: What runs on a host besides the package itself (the development tools stay behind).
 HOST_ONLY_SKIP = {"zfsaga/demo.py", "zfsaga/guest"}
 DEPENDENCIES = ("transitions", "six", "tenacity", "loguru")
+OPERATOR_CLI = """#!/usr/bin/python3
+# zfsaga's operator CLI (list, show, resume, abort, abandon, recover, gc): make install laid it.
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))),
+                                "lib", "zfsaga"))
+from zfsaga.cli import main  # noqa: E402
+
+sys.exit(main())
+"""
 VOLUME_DIR = "libexec/xapi-storage-script/volume/org.xen.xapi.storage.zfsaga"
 DATAPATH_DIR = "libexec/xapi-storage-script/datapath/zfsaga"
 ENTRY = "zfsaga-entry"
@@ -88,6 +99,12 @@ def install(dest: Path, prefix: str) -> list[Path]:
                 link.unlink()
             link.symlink_to(ENTRY)
             laid.append(link)
+    # The operator CLI, for the admin at a dom0's shell (`zfsaga --sr POOL/SR list`).
+    cli = base / "sbin" / "zfsaga"
+    cli.parent.mkdir(parents=True, exist_ok=True)
+    cli.write_text(OPERATOR_CLI, encoding="utf-8")
+    os.chmod(cli, 0o755)
+    laid.append(cli)
     manifest = lib / "INSTALLED"
     laid.append(manifest)
     manifest.write_text("".join(f"{p.relative_to(dest).as_posix()}\n" for p in laid),
