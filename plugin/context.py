@@ -31,21 +31,55 @@ class Sr:
         state = sr_state_dir(self.zfs, self.name, create=True)
         return Engine(self.zfs, Journal(state / "journal.db"), state)
 
-    def locate(self, key: str) -> str:
-        """Where the volume with this key lives, by name alone, one lookup at any SR size: a
-        volume's key is the uuid zfsaga named it `<sr>/<key>` by, a snapshot's is
-        `<volume key>@<uuid>` for `<sr>/<volume key>@<uuid>` (no saga of the plugin's moves
-        either off its name: destroy keeps what others need in place, retired)."""
+    def find(self, key: str) -> tuple[str, dict, dict]:
+        """(dataset, native, user properties) of the VDI with this key; Volume_does_not_exist
+        otherwise. One read at home, whatever the SR's size; a snapshot a revert left on a
+        retired head costs two more (the SR's index, then the snapshot). Only a key found in
+        neither place (mid-revert, before recovery, a stale index, an unknown key) lists the
+        SR, and then picks exactly as SR.ls does."""
+        from zfsaga.plugin.volumes import NATIVE, candidates, listed, rank, settled
         from zfsaga.steps import names
+        from zfsaga.steps.errors import NotFound, ZfsError
+        from zfsaga.steps.index import index_prop
+        from zfsaga.steps.meta import KEY
 
+        missing = VolumeDoesNotExist(f"no volume {key!r} in SR {self.name}")
         try:
             volume, _, snap = key.partition("@")
             names.check_component(volume, "volume key")
             if snap:
                 names.check_component(snap, "snapshot key")
-        except Exception:
-            raise VolumeDoesNotExist(f"no volume {key!r} in SR {self.name}") from None
-        return f"{self.name}/{key}"
+            names.check_any(f"{self.name}/{key}")
+        except ZfsError:
+            raise missing from None
+
+        def held_at(name: str) -> tuple[str, dict, dict] | None:
+            try:
+                native, user = self.zfs.describe(name, NATIVE)
+            except (NotFound, ZfsError):
+                return None
+            if listed(name, native, user) and user.get(KEY) == key \
+                    and rank(self.name, name, key) is not None:
+                return name, native, user
+            return None
+
+        found = held_at(f"{self.name}/{key}")
+        if found:
+            return found
+        if snap:
+            try:
+                where = self.zfs.get_props(self.name, [index_prop(key)])[index_prop(key)].local
+            except ZfsError:  # a key too long to have an index entry, so it has none
+                where = None
+            for name in candidates(self.name, key, where)[1:]:
+                found = held_at(name)
+                if found:
+                    return found
+        tree = self.zfs.list_tree(self.name, NATIVE)
+        for name, native, user in settled(self.name, tree, self.zfs.tree_user_props(self.name)):
+            if user[KEY] == key:
+                return name, native, user
+        raise missing
 
 
 def zfs() -> Zfs:

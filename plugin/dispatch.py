@@ -27,6 +27,7 @@ IMPLEMENTATIONS = {
     "Volume.create": "volume:create", "Volume.stat": "volume:stat",
     "Volume.destroy": "volume:destroy", "Volume.resize": "volume:resize",
     "Volume.snapshot": "volume:snapshot", "Volume.clone": "volume:clone",
+    "Volume.revert": "volume:revert",
     "Volume.set": "volume:set_key",
     "Volume.unset": "volume:unset_key", "Volume.set_name": "volume:set_name",
     "Volume.set_description": "volume:set_description",

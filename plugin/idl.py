@@ -82,6 +82,7 @@ VERBS: dict[str, tuple[dict[str, Any], Any]] = {
     "Datapath.deactivate": (DATAPATH_ARGS, UNIT),
     "Datapath.detach": (DATAPATH_ARGS, UNIT),
     "Volume.clone": ({"sr": STR, "key": STR}, VOLUME),
+    "Volume.revert": ({"sr": STR, "snapshot": STR, "key": STR}, UNIT),
     "Volume.set": ({"sr": STR, "key": STR, "k": STR, "v": STR}, UNIT),
     "Volume.unset": ({"sr": STR, "key": STR, "k": STR}, UNIT),
     "Volume.set_name": ({"sr": STR, "key": STR, "new_name": STR}, UNIT),

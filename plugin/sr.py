@@ -139,18 +139,13 @@ def stat(dbg: str, sr: str) -> dict:
 def ls(dbg: str, sr: str) -> list:
     """Every volume of the SR, from two reads whatever its size: the tree's native properties
     and its local user properties. Retired and foreign datasets are not listed."""
-    from zfsaga.plugin.volume import NATIVE, listed
-    from zfsaga.steps import names
+    from zfsaga.plugin.volumes import NATIVE, settled
 
     s = open_sr(sr)
     tree = s.zfs.list_tree(s.name, NATIVE)
     own = s.zfs.tree_user_props(s.name)
-    volumes = []
-    for name, native in tree.items():
-        user = own.get(name, {})
-        if names.parent_of(names.dataset_of(name)) == s.name and listed(name, native, user):
-            volumes.append(volume_record(name, native, user))
-    return volumes
+    return [volume_record(s.name, name, native, user)
+            for name, native, user in settled(s.name, tree, own)]
 
 
 def _set_meta(sr: str, prop: str, value: str) -> None:

@@ -9,31 +9,10 @@ from zfsaga.plugin.errors import saga_failed
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
-NATIVE = ["type", "volsize", "refreservation", "referenced", "defer_destroy"]
-
-
 def _existing(s: Sr, key: str) -> tuple[str, dict, dict]:
-    """The volume's dataset, native and user properties; Volume_does_not_exist otherwise."""
-    from zfsaga.steps.errors import NotFound
-
-    dataset = s.locate(key)
-    try:
-        native, user = s.zfs.describe(dataset, NATIVE)
-    except NotFound:
-        raise VolumeDoesNotExist(f"no volume {key} in SR {s.name}") from None
-    if not listed(dataset, native, user) or user.get(meta.KEY) != key:
-        raise VolumeDoesNotExist(f"no volume {key} in SR {s.name}")
-    return dataset, native, user
-
-
-def listed(name: str, native: dict, user: dict[str, str]) -> bool:
-    """Whether xapi sees this object as a VDI: a volume or snapshot zfsaga keyed, not retired
-    (a destroyed volume others still need) and not marked for deferred destroy."""
-    from zfsaga.steps.base import RETIRED
-
-    kind = "snapshot" if "@" in name else "volume"
-    return (native["type"].value == kind and meta.KEY in user and RETIRED not in user
-            and native["defer_destroy"].value != "on")
+    """The VDI's dataset (or snapshot), native and user properties; Volume_does_not_exist
+    otherwise."""
+    return s.find(key)
 
 
 def create(dbg: str, sr: str, name: str, description: str, size: int,
@@ -56,7 +35,7 @@ def create(dbg: str, sr: str, name: str, description: str, size: int,
 def stat(dbg: str, sr: str, key: str) -> dict:
     s = open_sr(sr)
     dataset, native, user = _existing(s, key)
-    return volume_record(dataset, native, user)
+    return volume_record(s.name, dataset, native, user)
 
 
 def destroy(dbg: str, sr: str, key: str) -> None:
@@ -92,6 +71,24 @@ def clone(dbg: str, sr: str, key: str) -> dict:
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"Volume.clone of {key}")
     return stat(dbg, sr, _new_key(s, outcome, "clone"))
+
+
+def revert(dbg: str, sr: str, snapshot: str, key: str) -> None:
+    """The volume `key` takes the contents of its snapshot `snapshot`, any of them, and keeps
+    its key, metadata and provisioning; every other snapshot stays valid."""
+    from zfsaga.sagas import revert as revert_saga
+
+    s = open_sr(sr)
+    volume, _, _ = _existing(s, key)
+    if "@" in volume:
+        raise InvalidArgument(f"Volume.revert: {key} is a snapshot; revert its volume")
+    snap, _, user = _existing(s, snapshot)
+    if "@" not in snap or user[meta.KEY].partition("@")[0] != key:
+        raise InvalidArgument(f"Volume.revert: {snapshot} is not a snapshot of {key}")
+    outcome = revert_saga.start(s.engine(), s.name, volume, snap)
+    if outcome.status != "succeeded":
+        raise saga_failed(outcome, f"Volume.revert of {key} to {snapshot}")
+    return None
 
 
 def _new_key(s: Sr, outcome, step: str) -> str:

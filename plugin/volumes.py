@@ -1,23 +1,89 @@
 """A volume as xapi sees it (the IDL's `volume` record), built from what ZFS holds: the native
-properties of the zvol and its local user properties (key, name, description, xapi's keys)."""
+properties of the zvol and its local user properties (key, name, description, xapi's keys);
+and where a key is found, the same way for SR.ls and for a lookup of one key.
+
+A volume keyed K lives at `<sr>/K`, its snapshots at `<sr>/K@<uuid>`, unless a revert left a
+snapshot on a retired head (`<sr>/K.old-<token>`): the SR's index (steps/index.py) says where.
+Mid-revert (or after a crash, before recovery) two datasets carry K for a moment, or none at
+`<sr>/K`: every key is still shown exactly once, home first, then the head set aside."""
 from __future__ import annotations
+
+from typing import Iterator
 
 from zfsaga.steps import meta
 from zfsaga.steps.zfs import Prop
 
 #: The URI scheme of zfsaga's datapath (datapath/<scheme>/ once it is installed).
 SCHEME = "zfsaga"
+#: What a record needs of the native properties.
+NATIVE = ["type", "volsize", "refreservation", "referenced", "defer_destroy"]
 
 
-def volume_record(dataset: str, native: dict[str, Prop], user: dict[str, str]) -> dict:
-    """The record of a volume or, for `dataset@snap`, of a read-only snapshot VDI."""
+def volume_record(sr: str, dataset: str, native: dict[str, Prop], user: dict[str, str]) -> dict:
+    """The record of a volume or, for `dataset@snap`, of a read-only snapshot VDI. A volume's
+    URI names its home (`<sr>/<key>`), where a revert puts the new head back."""
     size = int(native["volsize"].value or 0)
     thick = native["refreservation"].value not in (None, "0")
     used = size if thick else int(native["referenced"].value or 0)
     key = user[meta.KEY]
+    device = dataset if "@" in dataset else f"{sr}/{key}"
     return {"key": key, "uuid": key.rpartition("@")[2],
             "name": meta.decode(user.get(meta.NAME, "")),
             "description": meta.decode(user.get(meta.DESCRIPTION, "")),
             "read_write": "@" not in dataset,
             "sharable": False, "virtual_size": size, "physical_utilisation": used,
-            "uri": [f"{SCHEME}:///dev/zvol/{dataset}"], "keys": meta.keys_of(user)}
+            "uri": [f"{SCHEME}:///dev/zvol/{device}"], "keys": meta.keys_of(user)}
+
+
+def listed(name: str, native: dict, user: dict[str, str]) -> bool:
+    """Whether xapi sees this object as a VDI: a volume or snapshot zfsaga keyed, not retired
+    (a destroyed volume others still need) and not marked for deferred destroy."""
+    from zfsaga.steps.base import RETIRED
+
+    kind = "snapshot" if "@" in name else "volume"
+    return (native["type"].value == kind and meta.KEY in user and RETIRED not in user
+            and native["defer_destroy"].value != "on")
+
+
+def rank(sr: str, name: str, key: str) -> int | None:
+    """How well `name` holds the VDI keyed `key`: 0 at home, 1 on a head a revert set aside
+    (the state before it, or a retired head holding newer snapshots), 2 on a revert's fresh
+    clone not yet swapped in; None when the name cannot be that key's at all."""
+    dataset, _, snap = name.partition("@")
+    volume_key, _, snap_key = key.partition("@")
+    home = f"{sr}/{volume_key}"
+    if snap != snap_key:
+        return None
+    if dataset == home:
+        return 0
+    if dataset.startswith(home + ".old-"):
+        return 1
+    if dataset.startswith(home + ".revert-"):
+        return 2
+    return None
+
+
+def settled(sr: str, tree: dict[str, dict[str, Prop]],
+            own: dict[str, dict[str, str]]) -> Iterator[tuple[str, dict, dict]]:
+    """(name, native, user) of every VDI of the SR, each key once (SR.ls's view)."""
+    from zfsaga.steps import names
+
+    best: dict[str, tuple[int, str]] = {}
+    for name, native in tree.items():
+        user = own.get(name, {})
+        if names.parent_of(names.dataset_of(name)) != sr or not listed(name, native, user):
+            continue
+        r = rank(sr, name, user[meta.KEY])
+        if r is not None and (user[meta.KEY] not in best or r < best[user[meta.KEY]][0]):
+            best[user[meta.KEY]] = (r, name)
+    for _, name in best.values():
+        yield name, tree[name], own.get(name, {})
+
+
+def candidates(sr: str, key: str, index: str | None) -> list[str]:
+    """Where to look for `key` before listing anything: home, then the index's word."""
+    volume_key, _, snap = key.partition("@")
+    first = [f"{sr}/{key}"]
+    if snap and index:
+        first.append(f"{sr}/{index}@{snap}")
+    return first

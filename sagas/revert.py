@@ -12,6 +12,13 @@ under the VDI's name, promote it; if promote fails, the clone is rolled back.
     6 retire    destroy the old head, or keep it retired if its    PIVOT: no undo
                 newer snapshots still need it
     7 release   the hold                                           forward only
+    8 collect   the retired head the snapshot came from, if the    forward only
+                promote left it empty
+    9 index     the SR's index of where this VDI's snapshots live  forward only
+
+The snapshot may live on the VDI itself or on one of its retired heads (`<vdi>.old-<token>`,
+where an earlier revert left the snapshots newer than its target): any snapshot, any number of
+reverts. Promote then swaps the clone with that holder, not with the old head.
 """
 from __future__ import annotations
 
@@ -21,8 +28,11 @@ from typing import TYPE_CHECKING, Any
 from zfsaga.steps import names, srs
 from zfsaga.steps.base import OWNER, RETIRED, Step, guid_of
 from zfsaga.steps.clone import CloneSnapshot
+from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.errors import InvalidName, NotFound
+from zfsaga.steps.meta import KEY
 from zfsaga.steps.holds import HoldSnapshot, ReleaseHold
+from zfsaga.steps.index import IndexSnapshots
 from zfsaga.steps.promote import PromoteClone
 from zfsaga.steps.rename import RenameDataset
 from zfsaga.steps.retire import RetireDataset
@@ -39,8 +49,9 @@ def check(sr: str, vdi: str, snapshot: str) -> None:
     """Validate the request's names before anything else (no ZFS call)."""
     names.check_inside(sr, vdi)
     names.check_snapshot(snapshot)
-    if names.dataset_of(snapshot) != vdi:
-        raise InvalidName(snapshot, f"not a snapshot of {vdi}")
+    holder = names.dataset_of(snapshot)
+    if holder != vdi and not holder.startswith(vdi + ".old-"):
+        raise InvalidName(snapshot, f"not a snapshot of {vdi} nor of one of its retired heads")
 
 
 def derived_names(vdi: str, token: str) -> dict[str, str]:
@@ -71,9 +82,18 @@ def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str, sr_guid: str,
     # The new head replaces the VDI: it must carry the VDI's metadata (name, description, keys:
     # local user properties) and stay thick if it was; zfsaga's own bookkeeping stays behind.
     carried = {k: v for k, v in zfs.user_props(vdi).items() if k not in (OWNER, RETIRED)}
+    holder = names.dataset_of(snapshot)
+    # The promote swaps the clone with the dataset holding the snapshot: the old head itself
+    # (by then renamed aside), or a retired head of an earlier revert, which the promote may
+    # empty (then collected).
+    origin = derived["aside"] if holder == vdi else holder
+    retired = [] if holder == vdi else [[holder, guid_of(zfs, holder)]]
     return {"sr": sr, "sr_guid": sr_guid, "vdi": vdi, "snapshot": snapshot,
             "vdi_guid": head["guid"].value, "snapshot_guid": snap_guid, "vdi_props": carried,
-            "thick": head["refreservation"].value not in (None, "0"), **derived}
+            "thick": head["refreservation"].value not in (None, "0"), "origin": origin,
+            "retired_holder": retired, "volume_key": carried.get(KEY),
+            "holders": [vdi, derived["aside"], *([holder] if holder != vdi else [])],
+            **derived}
 
 
 def start(engine: "Engine", sr: str, vdi: str, snapshot: str, token: str | None = None):
@@ -93,8 +113,10 @@ def plan(params: dict[str, Any]) -> list[Step]:
                       target="$fresh", props="$vdi_props", reserve="$thick"),
         RenameDataset("aside", source="$vdi", target="$aside", guid="$vdi_guid"),
         RenameDataset("swap_in", source="$fresh", target="$vdi", guid="@clone.guid"),
-        PromoteClone("promote", clone="$vdi", old="$aside"),
+        PromoteClone("promote", clone="$vdi", old="$origin"),
         RetireDataset("retire", dataset="$aside", guid="$vdi_guid"),
         ReleaseHold("release", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
                     tag="$hold_tag"),
+        CollectRetired("collect", candidates="$retired_holder"),
+        IndexSnapshots("index", sr="$sr", volume_key="$volume_key", holders="$holders"),
     ]

@@ -2,7 +2,9 @@
 it: the SR is marked, named and described, atomically, in one step.
 
     1 mark      org.zfsaga:sr, the SR's uuid, name, description       undo: remove them
-                and provisioning, as local user properties
+                and provisioning, as local user properties; and
+                snapdev=visible, so snapshot VDIs have a read-only
+                device for vm-copy and export (no clone per snapshot)
 
 The checks come first, in resolve: a filesystem, not zfsaga's state dataset, not inside an SR
 and not containing one (srs.adopt's rules), and not already an SR of another uuid.
@@ -25,13 +27,14 @@ VERSION = 1
 
 def resolve(zfs: Zfs, dataset: str, uuid: str, name: str, description: str,
             provisioning: str) -> dict[str, Any]:
-    marks = (meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING)
+    marks = (meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING, "snapdev")
     got = srs.adoptable(zfs, dataset, marks)  # the values an undo puts back, in the same read
     if got[srs.SR_MARK].local is not None and got[meta.SR_UUID].local not in (None, uuid):
         raise AlreadyExists(dataset, f"is already the SR {got[meta.SR_UUID].local}")
     guid = got["guid"].value
     props = {srs.SR_MARK: guid, meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
-             meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning}
+             meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
+             "snapdev": "visible"}
     return {"sr": dataset, "sr_guid": guid, "dataset": dataset, "guid": guid, "props": props,
             "before": {p: got[p].local for p in props}}
 

@@ -26,10 +26,11 @@ class PromoteClone(Step):
         clone_origin = origin_of(self, ctx, "clone")
         if (clone_origin or "").startswith(old + "@"):
             return "absent"
-        if clone_origin is None and exists(ctx.zfs, clone) and not exists(ctx.zfs, old):
-            # Promoted, and the old dataset since retired by the next step (a journal that
-            # lost those records is resumed from here): the plan runs in order, so the clone
-            # at this name is the one the earlier steps put there.
+        if exists(ctx.zfs, clone) and not exists(ctx.zfs, old):
+            # Promoted, and the old dataset since retired or collected by a later step (a
+            # journal that lost those records is resumed from here): before the promote the
+            # clone depended on it, and ZFS destroys nothing a clone depends on. The plan runs
+            # in order, so the clone at this name is the one the earlier steps put there.
             return "done"
         return "foreign"
 

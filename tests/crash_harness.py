@@ -28,6 +28,7 @@ from zfsaga.state.journal import Journal
 from zfsaga.state.lifecycle import IllegalMove
 from zfsaga.steps import meta, srs
 from zfsaga.steps.base import OWNER, RETIRED
+from zfsaga.steps.index import INDEX_PREFIX
 from zfsaga.steps.model_zfs import ModelZfs
 from zfsaga.steps.zfs import Zfs, ZfsHooks
 
@@ -71,6 +72,9 @@ def sr_state(zfs: Zfs, sr: str) -> dict[str, tuple]:
                            p[RETIRED].local is not None,
                            p[srs.SR_MARK].local is not None,  # its value is a guid
                            *(p[prop].local for prop in STATE_PROPS[-5:]))
+    # The SR's index of snapshots away from home (steps/index.py) is part of its state.
+    out["<index>"] = tuple(sorted((k, v) for k, v in zfs.user_props(sr).items()
+                                  if k.startswith(INDEX_PREFIX)))
     return out
 
 
@@ -82,6 +86,8 @@ class Scenario:
     kind: str
     build: Callable[[Zfs, str], dict[str, str]]
     start: Callable[[Engine, dict[str, str]], object]
+    #: What a reader must see at every crash point, before recovery and after it: problems.
+    view: Callable[[Zfs, dict[str, str]], list[str]] | None = None
 
 
 REVERT = Scenario("vdi.revert", build_fixture,
@@ -193,12 +199,15 @@ class Harness:
             with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
                 state_dir = Path(tmp)
                 crashed, _ = self._start(zfs, fixture, state_dir, crash_at)
+                seen = self._view(zfs, fixture, "after the crash")
                 if crashed:
                     crashed2, recovery_seen = self._recover(zfs, state_dir, mode,
                                                             recovery_crash_at)
+                    seen += self._view(zfs, fixture, "after a recovery")
                     if crashed2:
                         self._recover(zfs, state_dir, mode, None)
                 case.problems, case.status = self.check(zfs, fixture["sr"], state_dir)
+                case.problems += seen + self._view(zfs, fixture, "at the end")
         except Exception as exc:  # a harness case must report, not stop the enumeration
             case.problems.append(f"{type(exc).__name__}: {exc}")
         finally:
@@ -241,6 +250,15 @@ class Harness:
             zfs.hooks = ZfsHooks()
             self.cleanup(zfs, root)
         return case, False, False
+
+    def _view(self, zfs: Zfs, fixture: dict[str, str], when: str) -> list[str]:
+        if self.scenario.view is None:
+            return []
+        hooks, zfs.hooks = zfs.hooks, ZfsHooks()  # a reader is another process: no faults
+        try:
+            return [f"{when}: {p}" for p in self.scenario.view(zfs, fixture)]
+        finally:
+            zfs.hooks = hooks
 
     def check(self, zfs: Zfs, sr: str, state_dir: Path) -> tuple[list[str], str]:
         problems = []

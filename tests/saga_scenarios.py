@@ -3,7 +3,7 @@ each starts from and the call that starts it, with fixed names so every run make
 datasets. A saga added to sagas/catalog.py without a scenario here fails test_crash_points."""
 from __future__ import annotations
 
-from tests.crash_harness import BORN, META, MiB, REVERT, Scenario, build_fixture
+from tests.crash_harness import BORN, META, TOKEN, MiB, REVERT, Scenario, build_fixture
 from zfsaga.sagas import (set_meta, sr_create, sr_destroy, volume_clone, volume_create,
                           volume_destroy, volume_resize, volume_snapshot)
 from zfsaga.steps import meta, srs
@@ -102,6 +102,73 @@ def _emptied(zfs: Zfs, root: str) -> dict[str, str]:
     return {"sr": sr}
 
 
+def _keyed_family(zfs: Zfs, root: str) -> dict[str, str]:
+    """A VDI keyed as the plugin keys it, with three snapshots keyed as Volume.snapshot keys
+    them and a VM cloned from the oldest, beside a dataset zfsaga never made."""
+    sr = f"{root}/sr"
+    zfs.create_filesystem(sr, {BORN: "sr"})
+    srs.adopt(zfs, sr)
+    vdi = f"{sr}/vdi"
+    zfs.create_zvol(vdi, 4 * MiB, sparse=False,
+                    props={BORN: "vdi", META: "vdi metadata", meta.KEY: "vdi"})
+    for snap in ("s1", "s2", "s3"):
+        zfs.snapshot([f"{vdi}@{snap}"], {BORN: snap, meta.KEY: f"vdi@{snap}"})
+    zfs.clone(f"{vdi}@s1", f"{sr}/vm", {BORN: "vm", meta.KEY: "vm"})
+    zfs.create_zvol(f"{sr}/other", 2 * MiB, props={BORN: "other"})
+    return {"sr": sr, "vdi": vdi, "snapshot": f"{vdi}@s1",
+            "keys": "vdi vdi@s1 vdi@s2 vdi@s3 vm"}
+
+
+def _reverted_once(zfs: Zfs, root: str) -> dict[str, str]:
+    """What a revert of that VDI to s1 leaves, built by hand (a saga run here would be a
+    stranger to the harness's fresh journal): s2 and s3 on the retired old head, which is a
+    clone of vdi@s1, and the SR's index saying so."""
+    from zfsaga.steps.base import RETIRED
+    from zfsaga.steps.index import index_prop
+
+    sr = f"{root}/sr"
+    zfs.create_filesystem(sr, {BORN: "sr"})
+    srs.adopt(zfs, sr)
+    old, vdi = f"{sr}/vdi.old-t9", f"{sr}/vdi"
+    zfs.create_zvol(old, 4 * MiB, sparse=False,
+                    props={BORN: "vdi-before", META: "vdi metadata", meta.KEY: "vdi"})
+    for snap in ("s1", "s2", "s3"):
+        zfs.snapshot([f"{old}@{snap}"], {BORN: snap, meta.KEY: f"vdi@{snap}"})
+    zfs.clone(f"{old}@s1", vdi, {BORN: "vdi", META: "vdi metadata", meta.KEY: "vdi"},
+              reserve=True)
+    zfs.promote(vdi)
+    zfs.set_props(old, {RETIRED: "an-earlier-revert"})
+    zfs.set_props(sr, {index_prop("vdi@s2"): "vdi.old-t9", index_prop("vdi@s3"): "vdi.old-t9"})
+    zfs.create_zvol(f"{sr}/other", 2 * MiB, props={BORN: "other"})
+    return {"sr": sr, "vdi": vdi, "snapshot": f"{old}@s3", "keys": "vdi vdi@s1 vdi@s2 vdi@s3"}
+
+
+def each_key_once(zfs: Zfs, fx: dict[str, str]) -> list[str]:
+    """What xapi reads at this moment: SR.ls shows every key exactly once, and a lookup by
+    key (Volume.stat) finds each, whatever step a saga stopped at."""
+    from zfsaga.plugin.context import Sr
+    from zfsaga.plugin.volumes import NATIVE, settled
+    from zfsaga.steps.base import guid_of
+
+    sr, want = fx["sr"], sorted(fx["keys"].split())
+    shown = sorted(user[meta.KEY] for _, _, user in
+                   settled(sr, zfs.list_tree(sr, NATIVE), zfs.tree_user_props(sr)))
+    problems = [] if shown == want else [f"SR.ls shows {shown}, not each of {want} once"]
+    reader = Sr(zfs, sr, guid_of(zfs, sr) or "")
+    for key in want:
+        try:
+            reader.find(key)
+        except Exception as exc:
+            problems.append(f"Volume.stat {key}: {type(exc).__name__}: {exc}")
+    return problems
+
+
+def _revert(engine, fx):
+    from zfsaga.sagas import revert
+
+    return revert.start(engine, fx["sr"], fx["vdi"], fx["snapshot"], TOKEN)
+
+
 def _sr_destroy(engine, fx):
     key, guid = _sr(engine, fx)
     return sr_destroy.start(engine, key, fx["sr"], guid)
@@ -116,7 +183,11 @@ SCENARIOS = {
                               _keyed, _clone("/vdi"))],
     "volume.resize": [Scenario("volume.resize (thick: the reservation grows too)",
                                build_fixture, _resize)],
-    "vdi.revert": [REVERT],
+    "vdi.revert": [REVERT,
+                   Scenario("vdi.revert (by key, to the oldest of three snapshots)",
+                            _keyed_family, _revert, each_key_once),
+                   Scenario("vdi.revert (by key, to a snapshot on a retired head)",
+                            _reverted_once, _revert, each_key_once)],
     "volume.create": [Scenario("volume.create", build_fixture, _create)],
     "volume.destroy": [Scenario("volume.destroy", _with_plain_volume, _destroy("plain")),
                        Scenario("volume.destroy (with dependents: retired, kept)",

@@ -1,0 +1,82 @@
+"""The SR's index of snapshots that live away from home. A snapshot keyed `<volume key>@<uuid>`
+is born at `<sr>/<volume key>@<uuid>`; a revert to an older snapshot leaves the newer ones on
+the retired old head (`<sr>/<volume key>.old-<token>`), and a later revert can move them again.
+Finding one by key must not list the SR, so the SR dataset carries one local user property per
+snapshot away from home, `org.zfsaga:at:<volume key>.<uuid>` = the dataset now holding it
+(relative to the SR). Only sagas that move snapshots write it; readers trust it only after
+checking the key on the snapshot it points at.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from zfsaga.steps.base import Probe, Step, StepContext, exists
+from zfsaga.steps.meta import KEY
+from zfsaga.steps.zfs import Zfs
+
+INDEX_PREFIX = "org.zfsaga:at:"
+
+
+def index_prop(key: str) -> str:
+    """The SR property that says where the snapshot `key` (`<volume key>@<uuid>`) lives."""
+    volume, _, snap = key.partition("@")
+    return f"{INDEX_PREFIX}{volume}.{snap}"
+
+
+def changes(zfs: Zfs, sr: str, volume_key: str, holders: list[str]) -> dict[str, str | None]:
+    """What the index must change (property -> new value, None to remove) so that each
+    snapshot of `volume_key` found on `holders` is indexed where it is, and entries pointing
+    into `holders` at snapshots no longer there are removed. Entries pointing elsewhere are
+    not this call's to judge."""
+    home = f"{sr}/{volume_key}"
+    want: dict[str, str | None] = {}
+    scanned: set[str] = set()
+    for holder in holders:
+        if not exists(zfs, holder):
+            continue
+        scanned.add(holder[len(sr) + 1:])
+        for name, user in zfs.tree_user_props(holder).items():
+            key = user.get(KEY, "")
+            if "@" not in name or not key.startswith(volume_key + "@"):
+                continue
+            dataset = name.partition("@")[0]
+            want[index_prop(key)] = None if dataset == home else dataset[len(sr) + 1:]
+    prefix = index_prop(volume_key + "@")
+    now = {p: v for p, v in zfs.user_props(sr).items() if p.startswith(prefix)}
+    out: dict[str, str | None] = {}
+    for prop, where in want.items():
+        if now.get(prop) != where:
+            out[prop] = where
+    for prop, where in now.items():
+        if prop not in want and where in scanned:
+            out[prop] = None  # it pointed into a holder we read, and is not there any more
+    return out
+
+
+class IndexSnapshots(Step):
+    """Args: sr, volume_key, holders (datasets that may hold that volume's snapshots now).
+    Forward-only: the index describes where things are, so after a pivot it is only ever
+    brought up to date, never rolled back. Readers that find it stale fall back to a scan."""
+
+    kind = "retriable"
+
+    def _changes(self, ctx: StepContext) -> dict[str, str | None]:
+        key = self.arg(ctx, "volume_key")
+        if not key:
+            return {}  # a dataset zfsaga's plugin did not key (an operator's revert): no index
+        return changes(ctx.zfs, self.arg(ctx, "sr"), key, list(self.arg(ctx, "holders")))
+
+    def probe(self, ctx: StepContext) -> Probe:
+        return "absent" if self._changes(ctx) else "done"
+
+    def act(self, ctx: StepContext) -> None:
+        todo = self._changes(ctx)
+        sr = self.arg(ctx, "sr")
+        setting = {p: v for p, v in todo.items() if v is not None}
+        if setting:
+            ctx.zfs.set_props(sr, setting)
+        for prop in sorted(p for p, v in todo.items() if v is None):
+            ctx.zfs.inherit(sr, prop)
+
+    def facts(self, ctx: StepContext) -> dict[str, Any]:
+        return {}
