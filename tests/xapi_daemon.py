@@ -35,6 +35,7 @@ class ScriptError(Exception):
 
 class Daemon:
     def __init__(self, destdir: Path, plugin: str, env: dict[str, str]) -> None:
+        self.destdir = destdir
         self.dir = destdir / VOLUME_ROOT / f"org.xen.xapi.storage.{plugin}"
         self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **env}
         self.calls: list[str] = []
