@@ -30,7 +30,6 @@ from zfsaga.steps.base import OWNER, RETIRED, Step, guid_of
 from zfsaga.steps.clone import CloneSnapshot
 from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.errors import InvalidName, NotFound
-from zfsaga.steps.meta import KEY
 from zfsaga.steps.holds import HoldSnapshot, ReleaseHold
 from zfsaga.steps.index import IndexSnapshots
 from zfsaga.steps.promote import PromoteClone
@@ -91,7 +90,7 @@ def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str, sr_guid: str,
     return {"sr": sr, "sr_guid": sr_guid, "vdi": vdi, "snapshot": snapshot,
             "vdi_guid": head["guid"].value, "snapshot_guid": snap_guid, "vdi_props": carried,
             "thick": head["refreservation"].value not in (None, "0"), "origin": origin,
-            "retired_holder": retired, "volume_key": carried.get(KEY),
+            "retired_holder": retired,
             "holders": [vdi, derived["aside"], *([holder] if holder != vdi else [])],
             **derived}
 
@@ -118,5 +117,5 @@ def plan(params: dict[str, Any]) -> list[Step]:
         ReleaseHold("release", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
                     tag="$hold_tag"),
         CollectRetired("collect", candidates="$retired_holder"),
-        IndexSnapshots("index", sr="$sr", volume_key="$volume_key", holders="$holders"),
+        IndexSnapshots("index", sr="$sr", holders="$holders"),
     ]

@@ -9,6 +9,9 @@ still need, and collecting what nothing needs any more:
                           with its last clone (deferred)
               2 collect   its volume, if retired and now empty, and   forward only
                           that volume's origin chain
+              3 index     the SR's index forgets what a revert had     forward only
+                          left away from home on what is now gone
+                          (steps/index.py)
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from zfsaga.steps import names
 from zfsaga.steps.collect import CollectRetired
+from zfsaga.steps.index import IndexSnapshots
 from zfsaga.steps.retire import RetireDataset
 from zfsaga.steps.snapshot import DestroySnapshot
 from zfsaga.steps.zfs import Zfs
@@ -50,6 +54,8 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, target: str) -> dict[str, Any]:
         params["candidates"] = [[volume, volume_guid], *origin_chain(zfs, volume)]
     else:
         params["candidates"] = origin_chain(zfs, target)
+    own = [] if params["snapshot"] else [target]
+    params["holders"] = own + [name for name, _ in params["candidates"]]
     return params
 
 
@@ -62,4 +68,5 @@ def plan(params: dict[str, Any]) -> list:
         first = DestroySnapshot("destroy", snapshot="$target", guid="$guid")
     else:
         first = RetireDataset("retire", dataset="$target", guid="$guid")
-    return [first, CollectRetired("collect", candidates="$candidates")]
+    return [first, CollectRetired("collect", candidates="$candidates"),
+            IndexSnapshots("index", sr="$sr", holders="$holders")]

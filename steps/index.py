@@ -23,26 +23,26 @@ def index_prop(key: str) -> str:
     return f"{INDEX_PREFIX}{volume}.{snap}"
 
 
-def changes(zfs: Zfs, sr: str, volume_key: str, holders: list[str]) -> dict[str, str | None]:
-    """What the index must change (property -> new value, None to remove) so that each
-    snapshot of `volume_key` found on `holders` is indexed where it is, and entries pointing
-    into `holders` at snapshots no longer there are removed. Entries pointing elsewhere are
-    not this call's to judge."""
-    home = f"{sr}/{volume_key}"
+def changes(zfs: Zfs, sr: str, holders: list[str]) -> dict[str, str | None]:
+    """What the index must change (property -> new value, None to remove) so that each keyed
+    snapshot found on `holders` is indexed where it is (no entry at home), and entries
+    pointing into `holders` at snapshots no longer there are removed: a holder that is gone
+    (destroyed, collected) holds nothing. Entries pointing elsewhere are not this call's to
+    judge."""
     want: dict[str, str | None] = {}
     scanned: set[str] = set()
     for holder in holders:
+        scanned.add(holder[len(sr) + 1:])
         if not exists(zfs, holder):
             continue
-        scanned.add(holder[len(sr) + 1:])
         for name, user in zfs.tree_user_props(holder).items():
             key = user.get(KEY, "")
-            if "@" not in name or not key.startswith(volume_key + "@"):
+            if "@" not in name or "@" not in key:
                 continue
             dataset = name.partition("@")[0]
+            home = f"{sr}/{key.partition('@')[0]}"
             want[index_prop(key)] = None if dataset == home else dataset[len(sr) + 1:]
-    prefix = index_prop(volume_key + "@")
-    now = {p: v for p, v in zfs.user_props(sr).items() if p.startswith(prefix)}
+    now = {p: v for p, v in zfs.user_props(sr).items() if p.startswith(INDEX_PREFIX)}
     out: dict[str, str | None] = {}
     for prop, where in want.items():
         if now.get(prop) != where:
@@ -54,17 +54,14 @@ def changes(zfs: Zfs, sr: str, volume_key: str, holders: list[str]) -> dict[str,
 
 
 class IndexSnapshots(Step):
-    """Args: sr, volume_key, holders (datasets that may hold that volume's snapshots now).
+    """Args: sr, holders (the datasets a saga moved snapshots between, or destroyed).
     Forward-only: the index describes where things are, so after a pivot it is only ever
     brought up to date, never rolled back. Readers that find it stale fall back to a scan."""
 
     kind = "retriable"
 
     def _changes(self, ctx: StepContext) -> dict[str, str | None]:
-        key = self.arg(ctx, "volume_key")
-        if not key:
-            return {}  # a dataset zfsaga's plugin did not key (an operator's revert): no index
-        return changes(ctx.zfs, self.arg(ctx, "sr"), key, list(self.arg(ctx, "holders")))
+        return changes(ctx.zfs, self.arg(ctx, "sr"), list(self.arg(ctx, "holders")))
 
     def probe(self, ctx: StepContext) -> Probe:
         return "absent" if self._changes(ctx) else "done"

@@ -92,7 +92,24 @@ class RealZfs(Zfs):
         self._lzc_call(target, self._lzc.lzc_clone, _b(target), _b(snapshot), props=nv)
 
     def _promote(self, name):
+        origin = self._run(["get", "-H", "-o", "value", "origin", name], name).strip()
         self._lzc_call(name, self._lzc.lzc_promote, _b(name))
+        # OpenZFS 2.1 moves the snapshots but not their /dev/zvol nodes (snapdev=visible): a
+        # snapshot VDI's read-only device would be missing at its new name. Setting snapdev
+        # again makes ZFS create the minors of every snapshot as named now; the value set is
+        # the one in effect, so a crash in between changes nothing a reader sees.
+        for dataset in (name, origin.partition("@")[0]):
+            if dataset and dataset != "-":
+                self._refresh_snapshot_devices(dataset)
+
+    def _refresh_snapshot_devices(self, name):
+        out = self._run(["get", "-H", "-o", "value,source", "snapdev", name], name)
+        value, _, source = out.strip().partition("\t")
+        if value != "visible":
+            return
+        self._run(["set", "snapdev=visible", name], name)
+        if source != "local":
+            self._run(["inherit", "snapdev", name], name)
 
     def _rename(self, old, new):
         self._lzc_call(old, self._lzc.lzc_rename, _b(old), _b(new))

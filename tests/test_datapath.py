@@ -1,6 +1,7 @@
 """The datapath entry points (datapath/zfsaga/), as xapi-storage-script runs them after
 Volume.stat: Plugin.query registers the scheme; attach hands over the zvol's own device,
-proven by the BLKZNAME ioctl (real ZFS in the guest: devices exist there); activate is
+proven by the BLKZNAME ioctl (real ZFS in the guest: devices exist there), and a
+snapshot's own read-only device; activate is
 exclusive per host, activate_readonly shared, every verb idempotent."""
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from tests.conftest import POOL, destroy_tree, real_zfs
 from tests.xapi_daemon import Daemon, ScriptError
 from zfsaga.plugin import idl
+from zfsaga.plugin.datapath import zvol_name
 
 
 
@@ -97,7 +99,6 @@ def test_attach_hands_over_the_volumes_own_device(destdir: Path, tmp_path: Path)
             (tag1, disk), (tag2, block) = backend["implementations"]
             assert (tag1, tag2) == ("XenDisk", "BlockDevice")
             assert disk["params"] == block["path"] and block["path"].startswith("/dev/zd")
-            from zfsaga.plugin.datapath import zvol_name
             assert zvol_name(block["path"]) == f"{sr}/{vol['key']}"  # this volume's, proven
             data = hashlib.sha256(vol["key"].encode()).digest() * 1024
             with open(block["path"], "r+b") as dev:
@@ -110,8 +111,13 @@ def test_attach_hands_over_the_volumes_own_device(destdir: Path, tmp_path: Path)
             dp.call("Datapath.deactivate", uri=uri, domain="3")
             assert dp.call("Datapath.detach", uri=uri, domain="3") is None
         snap = xapi.call("Volume.snapshot", sr=sr, key=vols[0]["key"])
-        with pytest.raises(ScriptError) as err:
-            dp.call("Datapath.attach", uri=snap["uri"][0], domain="3")
-        assert err.value.name == "Unimplemented"
+        (_, disk), (_, block) = dp.call("Datapath.attach", uri=snap["uri"][0],
+                                        domain="3")["implementations"]
+        assert zvol_name(block["path"]) == f"{sr}/{snap['key']}"  # the snapshot's own
+        with open(block["path"], "rb") as dev:  # it reads as the volume did when taken
+            assert dev.read(len(data)) == hashlib.sha256(vols[0]["key"].encode()).digest() \
+                * 1024
+        with pytest.raises(OSError):
+            open(block["path"], "r+b").close()  # and is read-only
     finally:
         destroy_tree(root)

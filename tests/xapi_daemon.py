@@ -15,6 +15,7 @@ from typing import Any
 from zfsaga.plugin import idl
 
 VOLUME_ROOT = "usr/libexec/xapi-storage-script/volume"
+DATAPATH_ROOT = "usr/libexec/xapi-storage-script/datapath"
 
 
 @dataclass
@@ -77,3 +78,28 @@ def parse_error(out: subprocess.CompletedProcess) -> ScriptError:
     assert set(bt) == {"error", "files", "lines"} and isinstance(bt["error"], str), doc
     assert isinstance(bt["files"], list) and isinstance(bt["lines"], list), doc
     return ScriptError(doc["code"], doc["params"], out.stderr)
+
+
+class Disks:
+    """Reads and writes a VDI's data through the datapath, as a VM (or vm-copy) would."""
+
+    def __init__(self, host: Any, run_dir: Path) -> None:
+        self.host = host
+        self.dp = Daemon(host.xapi.destdir, "zfsaga", {**host.xapi.env,
+                                                      "ZFSAGA_RUN_DIR": str(run_dir)})
+        self.dp.dir = host.xapi.destdir / DATAPATH_ROOT / "zfsaga"
+
+    def device(self, sr: str, key: str) -> str:
+        uri = self.host.xapi.call("Volume.stat", sr=sr, key=key)["uri"][0]
+        got = self.dp.call("Datapath.attach", uri=uri, domain="0")
+        return dict(got["implementations"])["BlockDevice"]["path"]
+
+    def write(self, sr: str, key: str, label: str) -> str:
+        from zfsaga.demo import write_pattern
+
+        return write_pattern(self.device(sr, key), label)
+
+    def read(self, sr: str, key: str) -> str:
+        from zfsaga.demo import read_hash
+
+        return read_hash(self.device(sr, key))
