@@ -30,7 +30,7 @@ from zfsaga.steps import srs  # noqa: E402
 from zfsaga.sagas.engine import Engine  # noqa: E402
 from zfsaga.state.journal import Journal  # noqa: E402
 from zfsaga.steps.base import OWNER, RETIRED  # noqa: E402
-from zfsaga.steps.zfs import Zfs, ZfsHooks  # noqa: E402
+from zfsaga.steps.zfs.interface import Zfs, ZfsHooks  # noqa: E402
 
 MiB = 1 << 20
 POOL = os.environ.get("ZFSAGA_TEST_POOL", "zfsagatest")
@@ -136,7 +136,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("ZFSAGA_LOG_LEVEL", "WARNING")
 
-    from zfsaga.steps.model_zfs import ModelZfs
+    from zfsaga.steps.zfs.model import ModelZfs
 
     model = ModelZfs(pools=(POOL,))
     model.create_filesystem(f"{POOL}/bench")
@@ -146,7 +146,7 @@ def main() -> int:
     if os.path.exists("/dev/zfs"):
         import subprocess
 
-        from zfsaga.steps.real_zfs import RealZfs
+        from zfsaga.steps.zfs.real import RealZfs
 
         root = f"{POOL}/bench-{uuid.uuid4().hex[:6]}"
         real = RealZfs()

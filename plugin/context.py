@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zfsaga.plugin.errors import InvalidArgument, SrNotAttached, VolumeDoesNotExist
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Sr:
         """The saga engine over this SR's journal (mutating verbs only)."""
         from zfsaga.sagas.engine import Engine
         from zfsaga.state.journal import Journal
-        from zfsaga.state.location import sr_state_dir
+        from zfsaga.location import sr_state_dir
 
         state = sr_state_dir(self.zfs, self.name, create=True)
         return Engine(self.zfs, Journal(state / "journal.db"), state)
@@ -38,8 +38,8 @@ class Sr:
         neither place (mid-revert, before recovery, a stale index, an unknown key) lists the
         SR, and then picks exactly as SR.ls does."""
         from zfsaga.plugin.volumes import NATIVE, candidates, listed, rank, settled
-        from zfsaga.steps import names
-        from zfsaga.steps.errors import NotFound, ZfsError
+        from zfsaga.steps.zfs import names
+        from zfsaga.steps.zfs.errors import NotFound, ZfsError
         from zfsaga.steps.index import index_prop
         from zfsaga.steps.meta import KEY
 
@@ -90,8 +90,9 @@ def zfs() -> Zfs:
 
 def open_sr(sr: str) -> Sr:
     """The SR behind xapi's `sr` string; Sr_not_attached when it is not a zfsaga SR now."""
-    from zfsaga.steps import names, srs
-    from zfsaga.steps.errors import ZfsError
+    from zfsaga.steps import srs
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import ZfsError
 
     try:
         names.check_dataset(sr)

@@ -34,8 +34,8 @@ class ActivatedElsewhere(SmapiError):
 
 def target(uri: str) -> str:
     """The dataset a URI of zfsaga's names (validated: never a path outside /dev/zvol)."""
-    from zfsaga.steps import names
-    from zfsaga.steps.errors import ZfsError
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import ZfsError
 
     parts = urlsplit(uri)
     if parts.scheme != SCHEME or parts.netloc or not parts.path.startswith(PREFIX):

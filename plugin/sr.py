@@ -26,9 +26,9 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
     from zfsaga.sagas import sr_create
     from zfsaga.sagas.engine import Engine
     from zfsaga.state.journal import Journal
-    from zfsaga.state.location import sr_state_dir_by_guid
-    from zfsaga.steps import names
-    from zfsaga.steps.errors import NotFound, ZfsError
+    from zfsaga.location import sr_state_dir_by_guid
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import NotFound, ZfsError
 
     unknown = sorted(set(configuration) - set(CONFIGURATION))
     if unknown:
@@ -59,8 +59,9 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
 def probe(dbg: str, configuration: dict) -> list:
     """The zfsaga SRs at or below the configuration's dataset (a pool, or any filesystem): one
     listing of user properties finds the marks, then each SR's stat."""
-    from zfsaga.steps import names, srs
-    from zfsaga.steps.errors import NotFound, ZfsError
+    from zfsaga.steps import srs
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import NotFound, ZfsError
 
     dataset = configuration.get("dataset")
     if not dataset:

@@ -102,7 +102,7 @@ def _thick(s: Sr) -> bool:
 
 def resize(dbg: str, sr: str, key: str, new_size: int) -> None:
     from zfsaga.sagas import volume_resize
-    from zfsaga.steps.errors import InvalidValue, NoSpace
+    from zfsaga.steps.zfs.errors import InvalidValue, NoSpace
 
     s = open_sr(sr)
     dataset, _, _ = _existing(s, key)

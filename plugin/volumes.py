@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from zfsaga.steps import meta
-from zfsaga.steps.zfs import Prop
+from zfsaga.steps.zfs.interface import Prop
 
 #: The URI scheme of zfsaga's datapath (datapath/<scheme>/ once it is installed).
 SCHEME = "zfsaga"
@@ -66,7 +66,7 @@ def rank(sr: str, name: str, key: str) -> int | None:
 def settled(sr: str, tree: dict[str, dict[str, Prop]],
             own: dict[str, dict[str, str]]) -> Iterator[tuple[str, dict, dict]]:
     """(name, native, user) of every VDI of the SR, each key once (SR.ls's view)."""
-    from zfsaga.steps import names
+    from zfsaga.steps.zfs import names
 
     best: dict[str, tuple[int, str]] = {}
     for name, native in tree.items():

@@ -24,9 +24,9 @@ from zfsaga.state.lifecycle import IllegalMove, next_status
 from zfsaga.state.locks import ResourceLock
 from zfsaga.steps.base import OWNER, Step, StepContext
 from zfsaga.steps.catalog import UnknownPlan, rebuild
-from zfsaga.steps.errors import ZfsError
-from zfsaga.steps.retry import retry_transient
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.errors import ZfsError
+from zfsaga.steps.zfs.retry import retry_transient
+from zfsaga.steps.zfs.interface import Zfs
 
 STEP_EVENTS = ("step_started", "step_done", "step_failed", "comp_started", "comp_done",
                "comp_failed")

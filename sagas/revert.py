@@ -25,17 +25,18 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from zfsaga.steps import names, srs
+from zfsaga.steps import srs
+from zfsaga.steps.zfs import names
 from zfsaga.steps.base import OWNER, RETIRED, Step, guid_of
 from zfsaga.steps.clone import CloneSnapshot
 from zfsaga.steps.collect import CollectRetired
-from zfsaga.steps.errors import InvalidName, NotFound
+from zfsaga.steps.zfs.errors import InvalidName, NotFound
 from zfsaga.steps.holds import HoldSnapshot, ReleaseHold
 from zfsaga.steps.index import IndexSnapshots
 from zfsaga.steps.promote import PromoteClone
 from zfsaga.steps.rename import RenameDataset
 from zfsaga.steps.retire import RetireDataset
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 if TYPE_CHECKING:
     from zfsaga.sagas.engine import Engine

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zfsaga.steps import meta, names, srs
-from zfsaga.steps.errors import AlreadyExists
+from zfsaga.steps import meta, srs
+from zfsaga.steps.zfs import names
+from zfsaga.steps.zfs.errors import AlreadyExists
 from zfsaga.steps.props import SetUserProps
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 if TYPE_CHECKING:
     from zfsaga.sagas.engine import Engine

@@ -16,7 +16,7 @@ from zfsaga.steps import meta, srs
 from zfsaga.steps.base import RETIRED
 from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.props import SetUserProps
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 if TYPE_CHECKING:
     from zfsaga.sagas.engine import Engine

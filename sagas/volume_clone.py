@@ -17,7 +17,7 @@ from zfsaga.steps import meta
 from zfsaga.steps.base import guid_of
 from zfsaga.steps.clone import CloneSnapshot
 from zfsaga.steps.snapshot import ReleaseSnapshot, TakeSnapshot
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 if TYPE_CHECKING:
     from zfsaga.sagas.engine import Engine

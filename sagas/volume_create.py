@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from zfsaga.steps import meta
 from zfsaga.steps.create import CreateVolume
-from zfsaga.steps.errors import InvalidValue, NoSpace
-from zfsaga.steps.zfs import DEFAULT_VOLBLOCKSIZE, MAX_VOLSIZE, Zfs
+from zfsaga.steps.zfs.errors import InvalidValue, NoSpace
+from zfsaga.steps.zfs.interface import DEFAULT_VOLBLOCKSIZE, MAX_VOLSIZE, Zfs
 
 if TYPE_CHECKING:
     from zfsaga.sagas.engine import Engine

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zfsaga.steps import names
+from zfsaga.steps.zfs import names
 from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.index import IndexSnapshots
 from zfsaga.steps.retire import RetireDataset
 from zfsaga.steps.snapshot import DestroySnapshot
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 if TYPE_CHECKING:
     from zfsaga.sagas.engine import Engine

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from zfsaga.sagas.volume_create import rounded
-from zfsaga.steps.errors import InvalidValue, NoSpace
+from zfsaga.steps.zfs.errors import InvalidValue, NoSpace
 from zfsaga.steps.resize import GrowVolume
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 if TYPE_CHECKING:
     from zfsaga.sagas.engine import Engine

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from zfsaga.steps import meta
 from zfsaga.steps.snapshot import TakeSnapshot
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 if TYPE_CHECKING:
     from zfsaga.sagas.engine import Engine

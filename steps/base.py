@@ -12,8 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal
 
-from zfsaga.steps.errors import InvalidName, ZfsError
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.errors import InvalidName, ZfsError
+from zfsaga.steps.zfs.interface import Zfs
 
 Probe = Literal["done", "absent", "foreign"]
 #: The ownership tag, a user property set atomically at creation: "<saga id>/<step name>".

@@ -6,7 +6,7 @@ from typing import Any
 from zfsaga.compensations.clone import destroy_owned
 from zfsaga.steps.base import (OWNER, Probe, Step, StepContext, exists, find_tagged,
                                probe_owned, snapshot_now)
-from zfsaga.steps.errors import NotFound
+from zfsaga.steps.zfs.errors import NotFound
 
 
 class CloneSnapshot(Step):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zfsaga.compensations.holds import release_hold
 from zfsaga.steps.base import Probe, Step, StepContext, snapshot_now
-from zfsaga.steps.errors import NotFound
+from zfsaga.steps.zfs.errors import NotFound
 
 
 def _held(step: Step, ctx: StepContext) -> bool:

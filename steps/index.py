@@ -12,7 +12,7 @@ from typing import Any
 
 from zfsaga.steps.base import Probe, Step, StepContext, exists
 from zfsaga.steps.meta import KEY
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 INDEX_PREFIX = "org.zfsaga:at:"
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import re
 
-from zfsaga.steps.errors import InvalidValue
-from zfsaga.steps.zfs import MAX_USER_VALUE
+from zfsaga.steps.zfs.errors import InvalidValue
+from zfsaga.steps.zfs.interface import MAX_USER_VALUE
 
 KEY = "org.zfsaga:key"            # a volume's key (its identity for xapi; never changes)
 NAME = "org.zfsaga:name"

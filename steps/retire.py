@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from zfsaga.steps.base import RETIRED, Probe, Step, StepContext, exists, find_by_guid, props_at
-from zfsaga.steps.zfs import Prop
+from zfsaga.steps.zfs.interface import Prop
 
 
 class GuardedDestroy(Step):

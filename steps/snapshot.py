@@ -8,7 +8,7 @@ from typing import Any
 from zfsaga.compensations.snapshot import destroy_snapshot_owned
 from zfsaga.steps.base import Probe, Step, StepContext, probe_owned
 from zfsaga.steps.retire import GuardedDestroy
-from zfsaga.steps.zfs import Prop
+from zfsaga.steps.zfs.interface import Prop
 
 
 class TakeSnapshot(Step):

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zfsaga.steps import names
-from zfsaga.steps.errors import InvalidName, NotFound
-from zfsaga.steps.zfs import Prop, Zfs
+from zfsaga.steps.zfs import names
+from zfsaga.steps.zfs.errors import InvalidName, NotFound
+from zfsaga.steps.zfs.interface import Prop, Zfs
 
 SR_MARK = "org.zfsaga:sr"
 #: zfsaga's own filesystem on each pool (journals, locks): never an SR, never a VDI.

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from zfsaga.steps.model_zfs import ModelZfs
+from zfsaga.steps.zfs.model import ModelZfs
 
 POOL = os.environ.get("ZFSAGA_TEST_POOL", "zfsagatest")
 #: How many random sequences the differential test compared, for the run's summary.
@@ -29,7 +29,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 
 def real_zfs():
     """A RealZfs, or a clear error: a real-ZFS test never skips silently."""
-    from zfsaga.steps.real_zfs import RealZfs
+    from zfsaga.steps.zfs.real import RealZfs
 
     if not os.path.exists("/dev/zfs"):
         pytest.fail("realzfs tests need /dev/zfs: run them through the guest "

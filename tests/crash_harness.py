@@ -29,8 +29,8 @@ from zfsaga.state.lifecycle import IllegalMove
 from zfsaga.steps import meta, srs
 from zfsaga.steps.base import OWNER, RETIRED
 from zfsaga.steps.index import INDEX_PREFIX
-from zfsaga.steps.model_zfs import ModelZfs
-from zfsaga.steps.zfs import Zfs, ZfsHooks
+from zfsaga.steps.zfs.model import ModelZfs
+from zfsaga.steps.zfs.interface import Zfs, ZfsHooks
 
 MiB = 1 << 20
 BORN = "test:born"

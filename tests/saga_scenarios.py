@@ -7,7 +7,7 @@ from tests.crash_harness import BORN, META, TOKEN, MiB, REVERT, Scenario, build_
 from zfsaga.sagas import (set_meta, sr_create, sr_destroy, volume_clone, volume_create,
                           volume_destroy, volume_resize, volume_snapshot)
 from zfsaga.steps import meta, srs
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 
 def _sr(engine, fx: dict[str, str]) -> tuple[str, str]:

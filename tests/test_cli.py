@@ -18,7 +18,7 @@ from tests.conftest import POOL, destroy_tree, real_zfs
 from tests.crash_harness import build_fixture, sr_state
 from zfsaga.state.locks import ResourceLock
 from zfsaga.steps import srs
-from zfsaga.steps.shared_model import SharedModelZfs
+from zfsaga.steps.zfs.shared_model import SharedModelZfs
 
 
 class Pool:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import POOL
 from tests.test_cli import Pool
-from zfsaga.steps.shared_model import SharedModelZfs
+from zfsaga.steps.zfs.shared_model import SharedModelZfs
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from zfsaga.sagas import revert
 from zfsaga.sagas.engine import Engine, SagaBlocked
 from zfsaga.state.journal import Journal
 from zfsaga.steps.base import OWNER, RETIRED
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 
 class World:
@@ -169,7 +169,7 @@ def test_an_orphan_whose_step_failed_is_compensated_not_retried(world: World) ->
 @pytest.mark.realzfs
 def test_state_lives_on_the_pool_outside_every_sr(tmp_path, monkeypatch) -> None:
     from tests.conftest import POOL, real_zfs
-    from zfsaga.state.location import META_DATASET, ROLE, sr_state_dir
+    from zfsaga.location import META_DATASET, ROLE, sr_state_dir
 
     monkeypatch.delenv("ZFSAGA_STATE_DIR", raising=False)
     z = real_zfs()
@@ -198,8 +198,8 @@ def test_state_lives_on_the_pool_outside_every_sr(tmp_path, monkeypatch) -> None
 def test_state_location_mounts_the_state_dataset(monkeypatch) -> None:
     """On the model (no files are written): an unmounted state dataset is mounted, a foreign
     one is refused, and without create nothing is made."""
-    from zfsaga.state.location import META_DATASET, ROLE, state_base
-    from zfsaga.steps.model_zfs import ModelZfs
+    from zfsaga.location import META_DATASET, ROLE, state_base
+    from zfsaga.steps.zfs.model import ModelZfs
 
     monkeypatch.delenv("ZFSAGA_STATE_DIR", raising=False)
     z = ModelZfs(pools=("tank",))
@@ -228,7 +228,7 @@ def test_a_clone_step_recorded_without_props_or_reserve_still_runs() -> None:
     sparse clone carrying only its ownership tag."""
     from zfsaga.steps.base import StepContext
     from zfsaga.steps.clone import CloneSnapshot
-    from zfsaga.steps.model_zfs import ModelZfs
+    from zfsaga.steps.zfs.model import ModelZfs
 
     z = ModelZfs(pools=("tank",))
     z.create_filesystem("tank/sr")

@@ -17,7 +17,7 @@ from zfsaga.sagas.engine import JournalLost, SagaBlocked
 from zfsaga.state.journal import Journal, JournalError
 from zfsaga.steps import srs
 from zfsaga.steps.base import OWNER, StepContext
-from zfsaga.steps.errors import InvalidName
+from zfsaga.steps.zfs.errors import InvalidName
 from zfsaga.steps.retire import RetireDataset
 
 
@@ -51,7 +51,7 @@ def test_a_filesystem_inside_the_sr_is_refused_as_a_vdi(world: World) -> None:
 
 
 def test_the_state_dataset_is_never_a_vdi_nor_an_sr() -> None:
-    from zfsaga.steps.model_zfs import ModelZfs
+    from zfsaga.steps.zfs.model import ModelZfs
 
     z = ModelZfs(pools=("tank",))
     srs.adopt(z, "tank")  # an SR on a whole pool: zfsaga's state dataset lies inside it

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zfsaga.steps import meta
-from zfsaga.steps.errors import InvalidValue
-from zfsaga.steps.zfs import check_props, is_user_prop
+from zfsaga.steps.zfs.errors import InvalidValue
+from zfsaga.steps.zfs.interface import check_props, is_user_prop
 
 
 @settings(derandomize=True, max_examples=300)  # the same examples in every CI run

@@ -1,8 +1,8 @@
 """Name validation: hostile or misparsable names are refused before any ZFS call."""
 import pytest
 
-from zfsaga.steps import names
-from zfsaga.steps.errors import InvalidName
+from zfsaga.steps.zfs import names
+from zfsaga.steps.zfs.errors import InvalidName
 
 HOSTILE = ["a;rm -rf /", "x@y@z", "../etc", "tank/../x", "tank/-o", "tank/.hidden/..", "",
            "tank//a", "tank/a b", "tank/a\nb", "/tank", "tank/", "tank/$(id)", "a" * 300,

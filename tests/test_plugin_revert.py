@@ -9,7 +9,7 @@ import pytest
 
 from tests.test_plugin_verbs import Host, host, real_host  # noqa: F401 (fixtures)
 from tests.xapi_daemon import Disks
-from zfsaga.steps.shared_model import SharedModelZfs
+from zfsaga.steps.zfs.shared_model import SharedModelZfs
 
 MiB = 1 << 20
 
@@ -92,8 +92,8 @@ def test_finding_a_key_costs_the_same_at_any_sr_size() -> None:
     from zfsaga.sagas.engine import Engine
     from zfsaga.state.journal import Journal
     from zfsaga.steps import srs
-    from zfsaga.steps.model_zfs import ModelZfs
-    from zfsaga.steps.zfs import ZfsHooks
+    from zfsaga.steps.zfs.model import ModelZfs
+    from zfsaga.steps.zfs.interface import ZfsHooks
     import tempfile
     from pathlib import Path
 

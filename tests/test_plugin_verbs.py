@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import POOL, destroy_tree, real_zfs
 from tests.xapi_daemon import Daemon, ScriptError
-from zfsaga.steps.shared_model import SharedModelZfs
+from zfsaga.steps.zfs.shared_model import SharedModelZfs
 
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.test_plugin_verbs import Host, host  # noqa: F401 (fixture)
 from tests.xapi_daemon import Disks
-from zfsaga.steps.shared_model import SharedModelZfs
+from zfsaga.steps.zfs.shared_model import SharedModelZfs
 
 MiB = 1 << 20
 

@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import DIFF_KEY, POOL, destroy_tree, real_zfs
-from zfsaga.steps.errors import ZfsError
-from zfsaga.steps.model_zfs import ModelZfs
-from zfsaga.steps.retry import retry_transient
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.errors import ZfsError
+from zfsaga.steps.zfs.model import ModelZfs
+from zfsaga.steps.zfs.retry import retry_transient
+from zfsaga.steps.zfs.interface import Zfs
 
 MiB = 1 << 20
 DATASETS = ["a", "b", "c", "d", "f", "f/a", "f/b"]

@@ -2,7 +2,7 @@
 docs/zfs-semantics.md part A that the plugin relies on."""
 import pytest
 
-from zfsaga.steps.errors import (AlreadyExists, HasDependents, InvalidName, InvalidValue,
+from zfsaga.steps.zfs.errors import (AlreadyExists, HasDependents, InvalidName, InvalidValue,
                                  NotAClone, NotFound, SnapshotHeld, ZfsError)
 
 MiB = 1 << 20

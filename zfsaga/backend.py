@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 
-from zfsaga.steps.zfs import Zfs, ZfsHooks
+from zfsaga.steps.zfs.interface import Zfs, ZfsHooks
 
 
 def open_zfs(hooks: ZfsHooks | None = None) -> Zfs:
     spec = os.environ.get("ZFSAGA_ZFS", "real")
     if spec.startswith("model:"):
-        from zfsaga.steps.shared_model import SharedModelZfs
+        from zfsaga.steps.zfs.shared_model import SharedModelZfs
 
         pools = tuple(os.environ.get("ZFSAGA_MODEL_POOLS", "tank").split(","))
         return SharedModelZfs(spec[len("model:"):], pools=pools, hooks=hooks)
-    from zfsaga.steps.real_zfs import RealZfs
+    from zfsaga.steps.zfs.real import RealZfs
 
     return RealZfs(hooks)

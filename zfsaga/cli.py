@@ -36,7 +36,7 @@ def state_dir(args: argparse.Namespace) -> Path:
         return Path(args.state_dir)
     if args.sr:
         from zfsaga.backend import open_zfs
-        from zfsaga.state.location import sr_state_dir
+        from zfsaga.location import sr_state_dir
 
         return sr_state_dir(open_zfs(), args.sr, create=args.command == "revert")
     raise CliError(EXIT_USAGE, "say which SR: --sr POOL/SR or --state-dir DIR")
@@ -272,7 +272,7 @@ def make_engine(args: argparse.Namespace, journal, zfs=None):
 def dry_run(args: argparse.Namespace, engine, row, direction: str) -> int:
     """What the command would do, by the saga's own status: probes for a forward run, the
     compensations for a backward one, the leftovers for an abandon. Touches nothing."""
-    from zfsaga.steps.errors import ZfsError
+    from zfsaga.steps.zfs.errors import ZfsError
 
     if direction == "abandon":
         left = engine.left_behind(row)

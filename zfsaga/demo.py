@@ -17,8 +17,8 @@ import os
 import sys
 import uuid
 
-from zfsaga.steps.real_zfs import RealZfs
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.real import RealZfs
+from zfsaga.steps.zfs.interface import Zfs
 
 MiB = 1024**2
 SHOWN = ("type", "guid", "origin", "volsize", "org.zfsaga:name")
@@ -63,7 +63,7 @@ def revert_by_saga(zfs: RealZfs, sr: str, vdi: str, snapshot: str) -> dict:
     from zfsaga.sagas import revert
     from zfsaga.sagas.engine import Engine
     from zfsaga.state.journal import Journal
-    from zfsaga.state.location import sr_state_dir
+    from zfsaga.location import sr_state_dir
 
     state = sr_state_dir(zfs, sr, create=True)
     journal = Journal(state / "journal.db")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from zfsaga.steps.errors import Busy, ZfsFailure
-from zfsaga.steps.zfs import ZfsHooks
+from zfsaga.steps.zfs.errors import Busy, ZfsFailure
+from zfsaga.steps.zfs.interface import ZfsHooks
 
 CRASH_EXIT = 137
 

@@ -8,8 +8,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
-from zfsaga.steps import names
-from zfsaga.steps.errors import InvalidName, InvalidValue
+from zfsaga.steps.zfs import names
+from zfsaga.steps.zfs.errors import InvalidName, InvalidValue
 
 T = TypeVar("T")
 
@@ -167,7 +167,7 @@ class Zfs(ABC):
         names.check_dataset(old)
         names.check_dataset(new)
         if new.startswith(old + "/"):
-            from zfsaga.steps.errors import InvalidName
+            from zfsaga.steps.zfs.errors import InvalidName
             raise InvalidName(new, "cannot rename a dataset below itself")
         self._call("rename", old, True, lambda: self._rename(old, new))
 

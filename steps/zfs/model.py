@@ -9,10 +9,10 @@ import itertools
 import random
 from dataclasses import dataclass, field
 
-from zfsaga.steps import names
-from zfsaga.steps.errors import (AlreadyExists, HasDependents, InvalidName, InvalidValue,
+from zfsaga.steps.zfs import names
+from zfsaga.steps.zfs.errors import (AlreadyExists, HasDependents, InvalidName, InvalidValue,
                                  NotAClone, NotFound, SnapshotHeld)
-from zfsaga.steps.zfs import DEFAULT_VOLBLOCKSIZE, Prop, Zfs, ZfsHooks
+from zfsaga.steps.zfs.interface import DEFAULT_VOLBLOCKSIZE, Prop, Zfs, ZfsHooks
 
 _INHERITABLE_NATIVE = {"snapdev": "hidden"}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-from zfsaga.steps.errors import ZfsError
+from zfsaga.steps.zfs.errors import ZfsError
 
 T = TypeVar("T")
 

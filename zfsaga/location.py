@@ -3,14 +3,18 @@ survive a reinstall of the host, yet outside every dataset a saga renames, rolls
 destroys. That is a filesystem of its own, `<pool>/zfsaga-state`, tagged as zfsaga's, with one
 directory per SR named by the SR dataset's guid (which survives renames of the SR).
 
-ZFSAGA_STATE_DIR overrides the base (tests, hosts whose pool is not mounted)."""
+ZFSAGA_STATE_DIR overrides the base (tests, hosts whose pool is not mounted).
+
+It lives in zfsaga/, where the layers are put together (beside backend.py), not in state/:
+finding the journal's home creates and mounts a filesystem, a ZFS call, and state/ (the
+journal and the locks) makes none."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 from zfsaga.steps import srs
-from zfsaga.steps.zfs import Zfs
+from zfsaga.steps.zfs.interface import Zfs
 
 META_DATASET = srs.STATE_DATASET
 ROLE = "org.zfsaga:role"

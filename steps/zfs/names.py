@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from zfsaga.steps.errors import InvalidName
+from zfsaga.steps.zfs.errors import InvalidName
 
 # ZFS allows [A-Za-z0-9_.:-] (and space in newer releases); we drop space, and forbid a
 # leading '-' or '.', so a component can never read as an option or as '.'/'..'.

@@ -9,8 +9,8 @@ import pickle
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from zfsaga.steps.model_zfs import ModelZfs
-from zfsaga.steps.zfs import ZfsHooks
+from zfsaga.steps.zfs.model import ModelZfs
+from zfsaga.steps.zfs.interface import ZfsHooks
 
 T = TypeVar("T")
 _STATE = ("_objs", "_txg", "_rand", "_health")

@@ -7,10 +7,10 @@ import os
 import subprocess
 import time
 
-from zfsaga.steps import names
-from zfsaga.steps.errors import (AlreadyExists, Busy, HasDependents, NotFound,
+from zfsaga.steps.zfs import names
+from zfsaga.steps.zfs.errors import (AlreadyExists, Busy, HasDependents, NotFound,
                                  ZfsUnavailable, from_cli, from_lzc)
-from zfsaga.steps.zfs import Prop, Zfs, ZfsHooks
+from zfsaga.steps.zfs.interface import Prop, Zfs, ZfsHooks
 
 ZFS_BIN = os.environ.get("ZFSAGA_ZFS_BIN", "/sbin/zfs")
 ZPOOL_BIN = os.environ.get("ZFSAGA_ZPOOL_BIN", "/sbin/zpool")
