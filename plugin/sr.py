@@ -14,7 +14,19 @@ CONFIGURATION = {
                "it must not lie inside another zfsaga SR nor contain one",
     "provisioning": "thin (default: volumes reserve nothing, the pool's free space is shared "
                     "and can be overcommitted) or thick (each volume reserves its whole size)",
+    "compression": "ZFS compression of every volume: on, off, lz4, zstd, zstd-1..19, gzip, "
+                   "gzip-1..9, zle or lzjb (default: inherited from the pool)",
+    "sync": "standard, always or disabled (default: inherited; disabled loses the last "
+            "seconds of guest writes on a power cut)",
+    "logbias": "latency or throughput (default: inherited)",
+    "primarycache": "all, metadata or none: what the ARC caches of volumes (default: inherited)",
+    "volblocksize": "block size of new volumes in bytes (or with K), a power of two from the "
+                    "pool's sector size (2^ashift; 4K when ashift is unset) to 128K; default "
+                    "ZFS's 8K. Volume sizes round up to it",
 }
+#: An unset pool ashift: ZFS picks each vdev's from its devices; 4K sectors are the norm, so
+#: a volume block must be at least that (a smaller one would be padded to it anyway).
+ASSUMED_ASHIFT = 12
 #: ZFS pool state -> xapi health (README: why each). sr-scan refuses all but Healthy, and
 #: retries only Unreachable.
 HEALTH = {"ONLINE": "Healthy", "DEGRADED": "Healthy", "SUSPENDED": "Unreachable",
@@ -41,6 +53,7 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
     if provisioning not in ("thin", "thick"):
         raise InvalidArgument(f"SR.create: provisioning is thin or thick, not {provisioning!r}")
     backend = zfs()
+    tuning = _tuning(backend, dataset, configuration)
     try:
         names.check_dataset(dataset)
         guid = backend.get_props(dataset, ["guid"])["guid"].value
@@ -50,10 +63,44 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
         raise InvalidArgument(f"SR.create: dataset {exc}") from None
     state = sr_state_dir_by_guid(backend, dataset, guid)
     engine = Engine(backend, Journal(state / "journal.db"), state)
-    outcome = sr_create.start(engine, dataset, uuid, name, description, provisioning)
+    outcome = sr_create.start(engine, dataset, uuid, name, description, provisioning, tuning)
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"SR.create on {dataset}")
-    return {"dataset": dataset, "provisioning": provisioning}
+    return {**{k: v for k, v in configuration.items() if k in CONFIGURATION},
+            "dataset": dataset, "provisioning": provisioning}
+
+
+def _tuning(backend, dataset: str, configuration: dict) -> dict[str, str]:
+    """The admin's per-SR ZFS tuning, checked before anything is recorded: the native
+    properties every volume inherits, and the volume block size (a user property)."""
+    from zfsaga.steps.zfs.errors import ZfsError
+    from zfsaga.steps.zfs.interface import TUNABLE
+
+    out = {}
+    for key, allowed in TUNABLE.items():
+        if key in configuration:
+            if configuration[key] not in allowed:
+                raise InvalidArgument(f"SR.create: {key} is one of {', '.join(allowed)}; "
+                                      f"not {configuration[key]!r}")
+            out[key] = configuration[key]
+    if "volblocksize" in configuration:
+        text = str(configuration["volblocksize"]).strip().upper()
+        scale = 1024 if text.endswith("K") else 1
+        digits = text[:-1] if scale > 1 else text
+        size = int(digits) * scale if digits.isdigit() else 0
+        if size < 512 or size > 131072 or size & (size - 1):
+            raise InvalidArgument(f"SR.create: volblocksize is a power of two from 512 to 128K, "
+                                  f"not {configuration['volblocksize']!r}")
+        try:
+            ashift = backend.pool_ashift(dataset.split("/")[0]) or ASSUMED_ASHIFT
+        except ZfsError as exc:
+            raise InvalidArgument(f"SR.create: cannot read the pool's ashift: {exc}") from None
+        if size < 1 << ashift:
+            raise InvalidArgument(f"SR.create: volblocksize {size} is below the pool's sector "
+                                  f"size {1 << ashift} (ashift {ashift}): ZFS would pad each "
+                                  f"block to it, wasting space")
+        out[meta.VOLBLOCKSIZE] = str(size)
+    return out
 
 
 def probe(dbg: str, configuration: dict) -> list:

@@ -24,8 +24,11 @@ def create(dbg: str, sr: str, name: str, description: str, size: int,
     if size < 0:
         raise InvalidArgument(f"Volume.create: size {size} is negative")
     s = open_sr(sr)
+    got = s.zfs.get_props(s.name, [meta.PROVISIONING, meta.VOLBLOCKSIZE])
+    block = got[meta.VOLBLOCKSIZE].local
     outcome = volume_create.start(s.engine(), s.key, s.name, s.guid, name, description, size,
-                                  _thick(s))
+                                  got[meta.PROVISIONING].local == "thick",
+                                  volblocksize=int(block) if block else None)
     if outcome.status != "succeeded":
         raise saga_failed(outcome, "Volume.create")
     key = outcome.facts["create"]["name"].rsplit("/", 1)[1]

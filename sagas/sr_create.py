@@ -4,7 +4,10 @@ it: the SR is marked, named and described, atomically, in one step.
     1 mark      org.zfsaga:sr, the SR's uuid, name, description       undo: remove them
                 and provisioning, as local user properties; and
                 snapdev=visible, so snapshot VDIs have a read-only
-                device for vm-copy and export (no clone per snapshot)
+                device for vm-copy and export (no clone per snapshot);
+                and the admin's tuning (compression, sync, logbias,
+                primarycache: inherited by every volume; volblocksize:
+                a user property Volume.create reads)
 
 The checks come first, in resolve: a filesystem, not zfsaga's state dataset, not inside an SR
 and not containing one (srs.adopt's rules), and not already an SR of another uuid.
@@ -27,26 +30,29 @@ VERSION = 1
 
 
 def resolve(zfs: Zfs, dataset: str, uuid: str, name: str, description: str,
-            provisioning: str) -> dict[str, Any]:
-    marks = (meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING, "snapdev")
+            provisioning: str, tuning: dict[str, str] | None = None) -> dict[str, Any]:
+    tuning = dict(tuning or {})
+    marks = (meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING, "snapdev", *tuning)
     got = srs.adoptable(zfs, dataset, marks)  # the values an undo puts back, in the same read
     if got[srs.SR_MARK].local is not None and got[meta.SR_UUID].local not in (None, uuid):
         raise AlreadyExists(dataset, f"is already the SR {got[meta.SR_UUID].local}")
     guid = got["guid"].value
     props = {srs.SR_MARK: guid, meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
-             "snapdev": "visible"}
+             "snapdev": "visible", **tuning}
     return {"sr": dataset, "sr_guid": guid, "dataset": dataset, "guid": guid, "props": props,
             "before": {p: got[p].local for p in props}}
 
 
 def start(engine: "Engine", dataset: str, uuid: str, name: str, description: str,
-          provisioning: str):
+          provisioning: str, tuning: dict[str, str] | None = None):
+    """`tuning`: native tunables (steps/zfs/interface.py TUNABLE) and meta.VOLBLOCKSIZE, each
+    checked by the caller; set on the SR dataset in the same step as its mark."""
     names.check_dataset(dataset)
     guid = engine.zfs.get_props(dataset, ["guid"])["guid"].value
     return engine.run(KIND, srs.sr_key(guid),
                       lambda: resolve(engine.zfs, dataset, uuid, name, description,
-                                      provisioning))
+                                      provisioning, tuning))
 
 
 def plan(params: dict[str, Any]) -> list:

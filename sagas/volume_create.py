@@ -34,9 +34,10 @@ def rounded(size: int, block: int) -> int:
 
 
 def resolve(zfs: Zfs, sr: str, sr_guid: str, name: str, description: str, size: int,
-            thick: bool, key: str | None = None) -> dict[str, Any]:
+            thick: bool, key: str | None = None, volblocksize: int | None = None
+            ) -> dict[str, Any]:
     key = key or str(uuidlib.uuid4())
-    size = rounded(size, DEFAULT_VOLBLOCKSIZE)
+    size = rounded(size, volblocksize or DEFAULT_VOLBLOCKSIZE)
     if thick:
         free = zfs.get_props(sr, ["available"])["available"].value
         if free is not None and size > int(free):
@@ -45,17 +46,18 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, name: str, description: str, size: 
     props = {meta.KEY: key, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description)}
     return {"sr": sr, "sr_guid": sr_guid, "key": key, "target": f"{sr}/{key}",
-            "size": size, "sparse": not thick, "props": props}
+            "size": size, "sparse": not thick, "props": props, "volblocksize": volblocksize}
 
 
 def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, name: str, description: str,
-          size: int, thick: bool, key: str | None = None):
-    """`key`: the new volume's key, random unless a test fixes it."""
-    rounded(size, DEFAULT_VOLBLOCKSIZE)  # refused before any lock or journal
+          size: int, thick: bool, key: str | None = None, volblocksize: int | None = None):
+    """`key`: the new volume's key, random unless a test fixes it; `volblocksize`: the SR's
+    (None: ZFS's default)."""
+    rounded(size, volblocksize or DEFAULT_VOLBLOCKSIZE)  # refused before any lock or journal
     return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, name, description,
-                                                    size, thick, key))
+                                                    size, thick, key, volblocksize))
 
 
 def plan(params: dict[str, Any]) -> list:
     return [CreateVolume("create", target="$target", size="$size", sparse="$sparse",
-                         props="$props")]
+                         props="$props", volblocksize=params.get("volblocksize"))]

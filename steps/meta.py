@@ -23,6 +23,7 @@ NAME = "org.zfsaga:name"
 DESCRIPTION = "org.zfsaga:description"
 SR_UUID = "org.zfsaga:sr-uuid"    # the uuid xapi gave SR.create
 PROVISIONING = "org.zfsaga:provisioning"
+VOLBLOCKSIZE = "org.zfsaga:volblocksize"  # the SR's block size for new volumes (bytes)
 _PLAIN = "org.zfsaga.k:"
 _HEX = "org.zfsaga.x:"
 _SAFE_KEY = re.compile(r"[a-z0-9_][a-z0-9_.-]*")

@@ -379,3 +379,35 @@ def test_eight_parallel_calls_of_each_kind_all_succeed(host: Host) -> None:
                       vols + snaps + clones))
     assert _listed(host, sr) == set()
     assert [n for n in host.zfs.list_tree(sr, ["type"]) if n != sr] == []
+
+
+def test_an_srs_tuning_reaches_every_volume(host: Host) -> None:
+    """compression, sync, logbias and primarycache set on the SR are what each volume and
+    clone runs with; volblocksize makes new volumes' blocks (sizes round up to it)."""
+    tuning = {"compression": "lz4", "sync": "always", "logbias": "throughput",
+              "primarycache": "metadata", "volblocksize": "16K"}
+    config = host.xapi.call("SR.create", uuid=str(uuid.uuid4()), name="tuned", description="",
+                            configuration={"dataset": host.dataset, **tuning})
+    sr = host.xapi.call("SR.attach", configuration=config)
+    vol = host.xapi.call("Volume.create", sr=sr, name="v", description="", size=1,
+                         sharable=False)
+    assert vol["virtual_size"] == 16384  # one block of the SR's size
+    clone = host.xapi.call("Volume.clone", sr=sr, key=vol["key"])
+    for key in (vol["key"], clone["key"]):
+        got = host.zfs.get_props(f"{sr}/{key}", ["compression", "sync", "logbias",
+                                                   "primarycache", "volblocksize"])
+        assert {p: got[p].value for p in tuning if p != "volblocksize"} == \
+            {p: v for p, v in tuning.items() if p != "volblocksize"}
+        assert int(got["volblocksize"].value) == 16384
+
+
+@pytest.mark.parametrize("bad", [{"compression": "bogus"}, {"sync": "sometimes"},
+                                 {"volblocksize": "1000"}, {"volblocksize": "256K"},
+                                 {"volblocksize": "2048"}, {"logbias": "a;rm -rf /"}])
+def test_bad_tuning_is_refused_before_anything(host: Host, bad: dict) -> None:
+    before = host.zfs_state()
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call("SR.create", uuid=str(uuid.uuid4()), name="x", description="",
+                       configuration={"dataset": host.dataset, **bad})
+    assert err.value.name == "Invalid_argument" and list(bad)[0] in err.value.params[1]
+    assert host.zfs_state() == before

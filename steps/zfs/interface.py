@@ -17,9 +17,19 @@ T = TypeVar("T")
 #: the real backend; the model does not simulate it and answers None.
 NATIVE_PROPS = ("type", "guid", "createtxg", "origin", "volsize", "volblocksize",
                 "refreservation", "defer_destroy", "userrefs", "snapdev", "mountpoint",
-                "mounted", "used", "available", "referenced")
+                "mounted", "used", "available", "referenced", "compression", "sync", "logbias",
+                "primarycache")
+#: The inheritable dataset properties an admin tunes per SR, each with its allowed values
+#: (OpenZFS 2.1's, less the deprecated and the exotic).
+TUNABLE = {
+    "compression": ("on", "off", "lz4", "zstd", "zle", "lzjb", "gzip",
+                    *(f"gzip-{n}" for n in range(1, 10)), *(f"zstd-{n}" for n in range(1, 20))),
+    "sync": ("standard", "always", "disabled"),
+    "logbias": ("latency", "throughput"),
+    "primarycache": ("all", "none", "metadata"),
+}
 #: Native properties the layer may set (user properties, "module:name", are always allowed).
-SETTABLE_NATIVE = ("volsize", "snapdev")
+SETTABLE_NATIVE = ("volsize", "snapdev", *TUNABLE)
 DEFAULT_VOLBLOCKSIZE = 8192  # OpenZFS 2.1; 2.2 moved to 16K
 MAX_VOLSIZE = 2**63 - 1
 #: ZFS's limit for a user property value (ZAP_MAXVALUELEN in bytes, 8192 in OpenZFS 2.1).
@@ -277,6 +287,12 @@ class Zfs(ABC):
         names.check_component(pool, "pool name")
         return self._call("pool_health", pool, False, lambda: self._pool_health(pool))
 
+    def pool_ashift(self, pool: str) -> int:
+        """The pool's ashift property: 0 when unset (ZFS then picks each vdev's from its
+        devices' sector size)."""
+        names.check_component(pool, "pool name")
+        return self._call("pool_ashift", pool, False, lambda: self._pool_ashift(pool))
+
     def holds(self, snapshot: str) -> set[str]:
         """The user hold tags on a snapshot."""
         names.check_snapshot(snapshot)
@@ -325,6 +341,9 @@ class Zfs(ABC):
     def _user_props(self, name: str) -> dict[str, str]: ...
     @abstractmethod
     def _pool_health(self, pool: str) -> str: ...
+
+    @abstractmethod
+    def _pool_ashift(self, pool: str) -> int: ...
     @abstractmethod
     def _describe(self, name: str, props: list[str]) -> tuple[dict[str, Prop],
                                                               dict[str, str]]: ...

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import (AlreadyExists, HasDependents, InvalidName, InvalidValue,
                                  NotAClone, NotFound, SnapshotHeld)
-from zfsaga.steps.zfs.interface import DEFAULT_VOLBLOCKSIZE, Prop, Zfs, ZfsHooks
+from zfsaga.steps.zfs.interface import TUNABLE, DEFAULT_VOLBLOCKSIZE, Prop, Zfs, ZfsHooks
 
-_INHERITABLE_NATIVE = {"snapdev": "hidden"}
+_INHERITABLE_NATIVE = {"snapdev": "hidden", "compression": "off", "sync": "standard",
+                       "logbias": "latency", "primarycache": "all"}
 
 
 @dataclass(eq=False)
@@ -220,8 +221,10 @@ class ModelZfs(Zfs):
                 raise InvalidValue(value, "volume size must be a multiple of volblocksize")
             if key == "snapdev" and value not in ("hidden", "visible"):
                 raise InvalidValue(value, "bad snapdev value")
-            if key == "snapdev" and obj.type == "snapshot":
-                raise InvalidValue(name, "snapdev cannot be set on a snapshot")
+            if key in TUNABLE and value not in TUNABLE[key]:
+                raise InvalidValue(value, f"bad {key} value")
+            if key in _INHERITABLE_NATIVE and obj.type == "snapshot":
+                raise InvalidValue(name, f"{key} cannot be set on a snapshot")
         for key, value in props.items():
             if key == "volsize":
                 obj.volsize = int(value)
@@ -313,6 +316,10 @@ class ModelZfs(Zfs):
 
     def _user_props(self, name):
         return {k: v for k, v in self._get(name).local.items() if ":" in k}
+
+    def _pool_ashift(self, pool):
+        self._get(pool)
+        return 0  # unset, as `zpool create` leaves it without -o ashift
 
     def _pool_health(self, pool):
         self._get(pool)

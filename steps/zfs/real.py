@@ -179,6 +179,10 @@ class RealZfs(Zfs):
     def _pool_health(self, pool):
         return self._run(["list", "-H", "-o", "health", pool], pool, ZPOOL_BIN).strip()
 
+    def _pool_ashift(self, pool):
+        out = self._run(["get", "-Hp", "-o", "value", "ashift", pool], pool, ZPOOL_BIN)
+        return int(out.strip() or 0)
+
     def _describe(self, name, props):
         out = self._run(["get", "-Hp", "-o", "property,value,source", "all", name], name)
         native: dict[str, Prop] = {}
