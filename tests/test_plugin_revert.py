@@ -38,23 +38,26 @@ def test_volume_revert_to_any_snapshot_keeps_every_key(host: Host, tmp_path) -> 
     head = disks.write(sr, key, "version 4") if disks else None
     by_name = dict(zip(["s1", "s2", "s3"], snaps))
     # Not only the latest: the oldest first (s2 and s3 are left on the retired head), then
-    # one of those, then back and forth; the real tier runs the first three.
+    # one of those, then back and forth. The real tier runs the first two (the two kinds of
+    # revert: from the VDI's own snapshot, from a retired head's) and reads every snapshot's
+    # device once, at the end: a process per call costs seconds in the emulated guest.
     sequence = ["s1", "s3", "s2", "s1", "s3", "s3"]
-    for target in sequence[:3] if real else sequence:
+    for target in sequence[:2] if real else sequence:
         assert call("Volume.revert", sr=sr, snapshot=by_name[target], key=key) is None
         after = call("Volume.stat", sr=sr, key=key)
         assert (after["key"], after["name"], after["description"]) == (key, "V", "the disk")
         assert after["keys"] == {"vdi-type": "user"} and after["read_write"]
         assert after["uri"] == v["uri"]  # the VDI's device is where xapi last saw it
-        assert _listed(host, sr) == sorted([key, *snaps])  # each exactly once
-        for name, snap in by_name.items():
-            got = call("Volume.stat", sr=sr, key=snap)
-            assert got["key"] == snap and not got["read_write"]
-            if disks:  # every snapshot still reads as it was taken, wherever it lives now
-                assert disks.read(sr, snap) == data[name], (target, name)
+        listed = host.xapi.call("SR.ls", sr=sr)
+        assert sorted(x["key"] for x in listed) == sorted([key, *snaps])  # each exactly once
+        assert all(not x["read_write"] for x in listed if x["key"] in snaps)
         if disks:
             assert disks.read(sr, key) == data[target]
             assert disks.read(sr, key) != head
+    for name, snap in by_name.items():
+        assert call("Volume.stat", sr=sr, key=snap)["key"] == snap
+        if disks:  # every snapshot still reads as it was taken, wherever it lives now
+            assert disks.read(sr, snap) == data[name], name
     with pytest.raises(Exception) as err:  # a snapshot of another VDI is refused
         other = call("Volume.create", sr=sr, name="W", description="", size=MiB,
                      sharable=False)["key"]
@@ -76,9 +79,10 @@ def test_revert_refuses_what_is_not_a_volume_and_its_snapshot(host: Host) -> Non
     v = call("Volume.create", sr=sr, name="V", description="", size=MiB, sharable=False)
     s = call("Volume.snapshot", sr=sr, key=v["key"])
     before = host.zfs_state()
-    for snapshot, key in [(v["key"], v["key"]), (s["key"], s["key"]),
-                          (s["key"], "no-such-key"), ("no-such@x", v["key"]),
-                          (s["key"], "../x"), ("a;rm -rf /", v["key"])]:
+    cases = [(v["key"], v["key"]), (s["key"], s["key"]), ("no-such@x", v["key"]),
+             (s["key"], "no-such-key"), (s["key"], "../x"), ("a;rm -rf /", v["key"])]
+    real = not isinstance(host.zfs, SharedModelZfs)
+    for snapshot, key in cases[:3] if real else cases:  # all on the model
         with pytest.raises(Exception):
             call("Volume.revert", sr=sr, snapshot=snapshot, key=key)
     assert host.zfs_state() == before
