@@ -55,9 +55,9 @@ def main() -> int:
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ZFSAGA_SYSLOG": "0",
                "ZFSAGA_STATE_DIR": f"{tmp}/state"}
 
-        def verb(name: str, **a) -> object:
-            return json.loads(run([str(here / name), "--json"], json.dumps({"dbg": "b", **a}),
-                                  env))
+        def verb(script: str, /, **a) -> object:
+            return json.loads(run([str(here / script), "--json"],
+                                  json.dumps({"dbg": "b", **a}), env))
 
         sr = verb("SR.attach", configuration=verb(
             "SR.create", uuid=str(uuid.uuid4()), name="b", description="",

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from zfsaga.state.journal import Journal, ResourceTaken, SagaRow
 from zfsaga.state.lifecycle import IllegalMove, next_status
-from zfsaga.state.locks import ResourceLock
+from zfsaga.state.locks import NestedLock, ResourceLock, lock_for
 from zfsaga.steps.base import OWNER, Step, StepContext
 from zfsaga.steps.catalog import UnknownPlan, rebuild
 from zfsaga.steps.zfs.errors import ZfsError
@@ -111,7 +111,8 @@ class Engine:
         if module is None:
             raise ValueError(f"unknown saga kind {kind!r}")
         with self._lock(resource).acquire(self.lock_wait):
-            self._rekey_legacy(resource)
+            if not isinstance(self._lock(resource), NestedLock):
+                self._rekey_legacy(resource)  # to the SR's key, which a narrow saga lacks
             self._recover_all(holding=resource)
             blocking = self.journal.active(resource)
             if blocking and blocking[0].status == "stuck":
@@ -243,7 +244,11 @@ class Engine:
         for row in self.journal.active():
             if row.status == "stuck":
                 continue  # waits for an operator; it blocks its own resource only
-            if row.resource == holding:
+            if row.resource == holding or (holding and isinstance(self._lock(row.resource),
+                                                                    NestedLock)
+                                           and row.resource.startswith(holding + "/")):
+                # Ours, or a narrow saga of the SR whose lock we hold exclusive: no narrow
+                # saga of it can be running (each holds the SR's lock shared).
                 outcomes.append(self._recover_one(row))
                 continue
             lock = self._lock(row.resource)
@@ -451,8 +456,8 @@ class Engine:
             raise SagaNotFound(saga_id)
         return row
 
-    def _lock(self, resource: str) -> ResourceLock:
-        return ResourceLock(self.state_dir, resource)
+    def _lock(self, resource: str) -> ResourceLock | NestedLock:
+        return lock_for(self.state_dir, resource)
 
     def _log(self, row: SagaRow, step: str = "-") -> Any:
         from zfsaga.log import get_logger

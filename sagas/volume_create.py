@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 KIND = "volume.create"
 VERSION = 1
+#: Locks `<SR key>/new-<key>` (state/locks.py NestedLock), not the whole SR.
+NARROW = True
 
 
 def rounded(size: int, block: int) -> int:
@@ -54,8 +56,12 @@ def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, name: str, descr
     """`key`: the new volume's key, random unless a test fixes it; `volblocksize`: the SR's
     (None: ZFS's default)."""
     rounded(size, volblocksize or DEFAULT_VOLBLOCKSIZE)  # refused before any lock or journal
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, name, description,
-                                                    size, thick, key, volblocksize))
+    key = key or str(uuidlib.uuid4())
+    # A new volume touches nothing that exists: its saga locks only its own name (and the SR
+    # shared), so creates run side by side, and a stuck saga elsewhere in the SR blocks none.
+    return engine.run(KIND, f"{sr_key}/new-{key}",
+                      lambda: resolve(engine.zfs, sr, sr_guid, name, description, size, thick,
+                                      key, volblocksize))
 
 
 def plan(params: dict[str, Any]) -> list:

@@ -28,18 +28,21 @@ def lock_file_name(resource: str) -> str:
 
 
 class ResourceLock:
-    """An exclusive flock on one resource; a context manager. Held for a whole saga."""
+    """An exclusive flock on one resource (shared, for the SR under a narrow saga); a context
+    manager. Held for a whole saga."""
 
-    def __init__(self, directory: str | os.PathLike[str], resource: str) -> None:
+    def __init__(self, directory: str | os.PathLike[str], resource: str,
+                 shared: bool = False) -> None:
         self.resource = resource
         self.path = Path(directory, "locks", lock_file_name(resource))
+        self.mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, self.mode | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
@@ -48,15 +51,7 @@ class ResourceLock:
 
     def acquire(self, wait: float) -> "ResourceLock":
         """Wait up to `wait` seconds (polling with backoff), then raise LockBusy."""
-        start = time.monotonic()
-        delay = 0.01
-        while not self.try_acquire():
-            waited = time.monotonic() - start
-            if waited >= wait:
-                raise LockBusy(self.resource, waited)
-            time.sleep(min(delay, max(0.0, wait - waited)))
-            delay = min(delay * 2, 0.25)
-        return self
+        return _acquire(self, wait)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -90,3 +85,63 @@ class ResourceLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _acquire(lock, wait: float):
+    start = time.monotonic()
+    delay = 0.01
+    while not lock.try_acquire():
+        waited = time.monotonic() - start
+        if waited >= wait:
+            raise LockBusy(lock.resource, waited)
+        time.sleep(min(delay, max(0.0, wait - waited)))
+        delay = min(delay * 2, 0.25)
+    return lock
+
+
+class NestedLock:
+    """A narrow resource inside an SR (`sr-<guid>/<what>`, e.g. one new volume): the SR's lock
+    shared, so any number of narrow sagas run side by side while an SR-wide saga (which takes
+    the SR's lock exclusive) waits for them and they for it; then the resource's own lock."""
+
+    def __init__(self, directory: str | os.PathLike[str], resource: str) -> None:
+        self.resource = resource
+        self.outer = ResourceLock(directory, resource.partition("/")[0], shared=True)
+        self.inner = ResourceLock(directory, resource)
+
+    def try_acquire(self) -> bool:
+        if not self.outer.try_acquire():
+            return False
+        if not self.inner.try_acquire():
+            self.outer.release()
+            return False
+        return True
+
+    def acquire(self, wait: float) -> "NestedLock":
+        return _acquire(self, wait)
+
+    def release(self) -> None:
+        self.inner.release()
+        self.outer.release()
+
+    @property
+    def held(self) -> bool:
+        return self.inner.held
+
+    def is_free(self) -> bool:
+        return self.inner.is_free()
+
+    def __enter__(self) -> "NestedLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_for(directory: str | os.PathLike[str], resource: str) -> ResourceLock | NestedLock:
+    """The lock a saga on `resource` holds: nested for `sr-<guid>/<what>`, else exclusive
+    (an SR key, or a legacy key that named the SR as typed, slashes included)."""
+    sr, sep, _ = resource.partition("/")
+    if sep and sr.startswith("sr-"):
+        return NestedLock(directory, resource)
+    return ResourceLock(directory, resource)

@@ -93,6 +93,38 @@ def test_an_error_after_the_effect_is_seen_as_done(world: World) -> None:
     assert out.status == "succeeded"
 
 
+def test_a_stuck_saga_blocks_its_srs_other_sagas_but_no_create(world: World) -> None:
+    """A revert parked at its pivot waits for an operator; meanwhile the SR's other VDIs are
+    still created (a new volume touches nothing the stuck saga does)."""
+    from zfsaga.sagas import volume_create
+    from zfsaga.steps import srs
+
+    out = world.revert(world.engine("fail:set_props:permanent"))
+    assert out.status == "stuck"
+    ident = srs.identify(world.zfs, world.fx["sr"])
+    made = volume_create.start(world.engine(), ident.key, world.fx["sr"], ident.guid, "new",
+                               "", 1 << 20, False, key="n1")
+    assert made.status == "succeeded" and world.zfs.exists(f"{world.fx['sr']}/n1")
+    with pytest.raises(SagaBlocked, match=out.saga_id):
+        world.revert(world.engine(), token="t1")
+
+
+def test_narrow_sagas_run_side_by_side_and_an_sr_wide_one_excludes_them(tmp_path) -> None:
+    from zfsaga.state.locks import LockBusy, NestedLock, ResourceLock, lock_for
+
+    first, second = lock_for(tmp_path, "sr-1/new-a"), lock_for(tmp_path, "sr-1/new-b")
+    assert isinstance(first, NestedLock) and isinstance(lock_for(tmp_path, "tank/sr"),
+                                                        ResourceLock)
+    with first.acquire(1), second.acquire(1):  # two creates at once
+        assert not lock_for(tmp_path, "sr-1/new-a").try_acquire()  # but not the same one
+        with pytest.raises(LockBusy):
+            lock_for(tmp_path, "sr-1").acquire(0.2)  # an SR-wide saga waits for them
+        assert lock_for(tmp_path, "sr-2").try_acquire()  # another SR's is its own
+    with lock_for(tmp_path, "sr-1").acquire(1):
+        with pytest.raises(LockBusy):
+            lock_for(tmp_path, "sr-1/new-c").acquire(0.2)  # and they wait for it
+
+
 def test_permanent_failure_before_the_pivot_compensates(world: World) -> None:
     out = world.revert(world.engine("fail:promote:permanent"))
     assert out.status == "compensated"

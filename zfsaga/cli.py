@@ -78,11 +78,11 @@ def step_rows(row) -> list[dict[str, Any]]:
 
 def liveness(args: argparse.Namespace, row) -> str:
     from zfsaga.state.journal import boot_id
-    from zfsaga.state.locks import ResourceLock
+    from zfsaga.state.locks import lock_for
 
     if row.terminal:
         return "-"
-    if not ResourceLock(state_dir(args), row.resource).is_free():
+    if not lock_for(state_dir(args), row.resource).is_free():
         return f"running (pid {row.owner_pid})"
     if row.owner_boot_id and row.owner_boot_id != boot_id():
         return "orphaned (previous boot)"
