@@ -1,38 +1,25 @@
-"""`make demo`: an xe-like session against real ZFS, printing each call and its JSON result.
+"""`make demo`: an xe-like session on real ZFS through the installed entry points, exactly as
+xapi-storage-script runs them: `make install` into a scratch DESTDIR, then one process per
+verb, JSON on stdin, the result JSON on stdout. Each step prints the xe command it stands for,
+the verb and its result. A guest's writes go through the datapath's own device and are read
+back by checksum after snapshot, clone, revert to an older snapshot and copy, so the demo fails
+loudly if anything is not what the session expects.
 
-Until the SMAPIv3 plugin exists, each xe step is carried out by the ZFS-layer calls the plugin
-will make for it; the printed call names say which SMAPIv3 verb they stand for. The revert runs
-as the sample saga, through the engine, journaled on the pool as in production. Data written to
-the VDI is read back after snapshot, clone and revert, so the demo fails loudly if ZFS does not
-do what the session expects.
-
-Runs where /dev/zfs exists: inside the guest (`python -m zfsaga.guest -- ... -m zfsaga.demo`) or
-on a ZFS host, on the pool named by ZFSAGA_TEST_POOL.
+Runs where /dev/zfs exists: inside the guest (`make demo`) or on a ZFS host, on the pool named
+by ZFSAGA_TEST_POOL.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import uuid
-
-from zfsaga.steps.zfs.real import RealZfs
-from zfsaga.steps.zfs.interface import Zfs
+from pathlib import Path
 
 MiB = 1024**2
-SHOWN = ("type", "guid", "origin", "volsize", "org.zfsaga:name")
-
-
-def show(verb: str, args: dict, result: object) -> None:
-    print(f"\n>>> {verb} {json.dumps(args, sort_keys=True)}")
-    print(json.dumps(result, indent=2, sort_keys=True))
-    sys.stdout.flush()
-
-
-def describe(zfs: Zfs, name: str) -> dict[str, str | None]:
-    props = zfs.get_props(name, SHOWN)
-    return {"name": name, **{k: p.value for k, p in props.items()}}
 
 
 def write_pattern(path: str, label: str) -> str:
@@ -58,78 +45,96 @@ def expect(what: str, got: str, want: str) -> None:
         raise SystemExit(f"demo: {what}: data does not match ({got} != {want})")
 
 
-def revert_by_saga(zfs: RealZfs, sr: str, vdi: str, snapshot: str) -> dict:
-    """Run the revert saga through the engine, with the SR's journal where production keeps it."""
-    from zfsaga.sagas import revert
-    from zfsaga.sagas.engine import Engine
-    from zfsaga.state.journal import Journal
-    from zfsaga.location import sr_state_dir
+class Host:
+    """The installed plugin, called the way xapi-storage-script calls it."""
 
-    state = sr_state_dir(zfs, sr, create=True)
-    journal = Journal(state / "journal.db")
-    try:
-        outcome = revert.start(Engine(zfs, journal, state), sr, vdi, snapshot)
-        row = journal.get(outcome.saga_id)
-        done = [e.step for e in row.events if e.type == "step_done"]
-        return {"saga": outcome.saga_id, "status": outcome.status, "steps": done,
-                "journal": str(state / "journal.db")}
-    finally:
-        journal.close()
+    def __init__(self, destdir: Path, state: Path) -> None:
+        base = destdir / "usr/libexec/xapi-storage-script"
+        self.volume = base / "volume/org.xen.xapi.storage.zfsaga"
+        self.datapath = base / "datapath/zfsaga"
+        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ZFSAGA_SYSLOG": "0",
+                    "ZFSAGA_STATE_DIR": str(state), "ZFSAGA_RUN_DIR": str(state / "run")}
+
+    def call(self, xe: str, verb: str, **args: object) -> object:
+        where = self.datapath if verb.startswith("Datapath.") else self.volume
+        out = subprocess.run([str(where / verb), "--json"], capture_output=True, text=True,
+                             input=json.dumps({"dbg": "demo", **args}), env=self.env)
+        result = json.loads(out.stdout) if out.stdout.strip() else None
+        print(f"\n$ {xe}\n>>> {verb} {json.dumps(args, sort_keys=True)}")
+        print(json.dumps(result, indent=2, sort_keys=True))
+        sys.stdout.flush()
+        if out.returncode != 0:
+            raise SystemExit(f"demo: {verb} failed: {out.stdout}{out.stderr}")
+        return result
+
+    def device(self, sr: str, key: str) -> str:
+        """Volume.stat then Datapath.attach, as xapi does before a VM (or dom0) uses a disk."""
+        uri = self.call("(attach)", "Volume.stat", sr=sr, key=key)["uri"][0]
+        got = self.call("(attach)", "Datapath.attach", uri=uri, domain="0")
+        return dict(got["implementations"])["BlockDevice"]["path"]
 
 
 def main() -> int:
     pool = os.environ.get("ZFSAGA_TEST_POOL", "zfsagatest")
-    zfs = RealZfs()
-    print(f"zfs: {zfs.version()}")
-    sr = f"{pool}/demo-sr-{uuid.uuid4().hex[:8]}"
-
-    zfs.create_filesystem(sr, {"org.zfsaga:sr": "demo"})
-    zfs.set_props(sr, {"snapdev": "visible"})  # snapshots get /dev/zvol nodes, for reading back
-    show("SR.create", {"name": "demo", "uri": sr}, describe(zfs, sr))
-
-    vdi = f"{sr}/vdi-1"
-    zfs.create_zvol(vdi, 64 * MiB, sparse=True, props={"org.zfsaga:name": "disk-1"})
-    show("Volume.create", {"sr": sr, "name": "disk-1", "size": 64 * MiB}, describe(zfs, vdi))
-
-    v1 = write_pattern(zfs.device_path(vdi), "version 1")
-    show("(guest writes)", {"volume": vdi, "bytes": MiB}, {"sha256": v1})
-
-    zfs.snapshot([f"{vdi}@snap-1"], {"org.zfsaga:name": "before upgrade"})
-    show("Volume.snapshot", {"sr": sr, "key": vdi}, describe(zfs, f"{vdi}@snap-1"))
-
-    v2 = write_pattern(zfs.device_path(vdi), "version 2")
-    show("(guest writes)", {"volume": vdi, "bytes": MiB}, {"sha256": v2})
-    expect("snapshot still holds version 1", read_hash(zfs.device_path(f"{vdi}@snap-1")), v1)
-
-    clone = f"{sr}/vdi-2"
-    zfs.clone(f"{vdi}@snap-1", clone, {"org.zfsaga:name": "disk-1 clone"})
-    show("Volume.clone", {"sr": sr, "key": f"{vdi}@snap-1"}, describe(zfs, clone))
-    expect("clone reads version 1", read_hash(zfs.device_path(clone)), v1)
-
-    # Revert to snap-1 without losing anything, as a saga: journaled on the pool (in its
-    # zfsaga-state filesystem), every step probed, the old head retired at the pivot.
-    outcome = revert_by_saga(zfs, sr, vdi, f"{vdi}@snap-1")
-    show("VDI.revert (saga: hold, clone, aside, swap in, promote, retire, release)",
-         {"sr": sr, "key": vdi, "snapshot": "snap-1"},
-         {"saga": outcome["saga"], "status": outcome["status"], "steps": outcome["steps"],
-          "journal": outcome["journal"], "volume": describe(zfs, vdi)})
-    if outcome["status"] != "succeeded":
-        raise SystemExit(f"demo: the revert saga ended {outcome['status']}")
-    expect("reverted VDI reads version 1", read_hash(zfs.device_path(vdi)), v1)
-
-    tree = zfs.list_tree(sr, ("type", "origin"))
-    show("SR.ls", {"sr": sr},
-         [{"name": n, "type": p["type"].value, "origin": p["origin"].value} for n, p in tree.items()])
-
-    zfs.destroy(clone)
-    zfs.destroy_snapshots([f"{vdi}@snap-1"])
-    zfs.destroy(vdi)
-    show("Volume.destroy", {"sr": sr, "keys": [clone, f"{vdi}@snap-1", vdi]},
-         {"remaining": sorted(zfs.list_tree(sr, ("type",)))})
-    zfs.destroy(sr)
-    show("SR.destroy", {"sr": sr}, {"exists": zfs.exists(sr)})
+    root = Path(__file__).resolve().parent.parent
+    dataset = f"{pool}/demo-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["zfs", "create", dataset], check=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, str(root / "tools/install.py"), "install",
+                            "--destdir", tmp], check=True, capture_output=True)
+            session(Host(Path(tmp), Path(tmp) / "state"), dataset)
+    finally:
+        subprocess.run(["zfs", "destroy", "-r", dataset], capture_output=True)
     print("\ndemo: ok")
     return 0
+
+
+def session(host: Host, dataset: str) -> None:
+    call = host.call
+    config = call("xe sr-create type=zfsaga device-config:dataset=" + dataset, "SR.create",
+                  uuid=str(uuid.uuid4()), name="demo SR", description="made by make demo",
+                  configuration={"dataset": dataset, "compression": "lz4"})
+    sr = call("(xapi plugs the PBD)", "SR.attach", configuration=config)
+    call("(sr-scan)", "SR.stat", sr=sr)
+    vdi = call("xe vdi-create sr-uuid=$SR name-label=disk-1 virtual-size=64MiB",
+               "Volume.create", sr=sr, name="disk-1", description="", size=64 * MiB,
+               sharable=False)["key"]
+    call("(vdi-create, then)", "Volume.set", sr=sr, key=vdi, k="vdi-type", v="user")
+    v1 = write_pattern(host.device(sr, vdi), "version 1")
+    print(f"    guest wrote version 1 (sha256 {v1[:12]})")
+    s1 = call("xe vdi-snapshot uuid=$VDI", "Volume.snapshot", sr=sr, key=vdi)["key"]
+    v2 = write_pattern(host.device(sr, vdi), "version 2")
+    print(f"    guest wrote version 2 (sha256 {v2[:12]})")
+    s2 = call("xe vdi-snapshot uuid=$VDI", "Volume.snapshot", sr=sr, key=vdi)["key"]
+    write_pattern(host.device(sr, vdi), "version 3")
+    clone = call("xe vm-clone (the live disk)", "Volume.clone", sr=sr, key=vdi)["key"]
+    expect("the clone of the live disk reads version 3", read_hash(host.device(sr, clone)),
+           read_hash(host.device(sr, vdi)))
+    call("xe snapshot-revert (to the OLDER snapshot)", "Volume.revert", sr=sr, snapshot=s1,
+         key=vdi)
+    expect("the VDI, same key, reads version 1", read_hash(host.device(sr, vdi)), v1)
+    expect("the newer snapshot still reads version 2", read_hash(host.device(sr, s2)), v2)
+    call("xe snapshot-revert (to the newer one, left on the retired head)", "Volume.revert",
+         sr=sr, snapshot=s2, key=vdi)
+    expect("the VDI reads version 2", read_hash(host.device(sr, vdi)), v2)
+    copy = call("xe vdi-copy uuid=$SNAP1 (a new VDI ...)", "Volume.create", sr=sr,
+                name="copy of snap 1", description="", size=64 * MiB,
+                sharable=False)["key"]
+    with open(host.device(sr, s1), "rb") as src, open(host.device(sr, copy), "r+b") as dst:
+        dst.write(src.read(MiB))  # (... the snapshot attached read-only, copied)
+    expect("the copy reads version 1", read_hash(host.device(sr, copy)), v1)
+    call("xe vdi-resize uuid=$VDI disk-size=128MiB", "Volume.resize", sr=sr, key=vdi,
+         new_size=128 * MiB)
+    call("xe sr-scan uuid=$SR", "SR.ls", sr=sr)
+    for key, xe in [(vdi, "xe vdi-destroy uuid=$VDI (its snapshots stay)"),
+                    (s1, "xe vdi-destroy uuid=$SNAP1"), (clone, "xe vdi-destroy uuid=$CLONE"),
+                    (s2, "xe vdi-destroy uuid=$SNAP2"), (copy, "xe vdi-destroy uuid=$COPY")]:
+        call(xe, "Volume.destroy", sr=sr, key=key)
+    left = call("xe sr-scan uuid=$SR", "SR.ls", sr=sr)
+    if left:
+        raise SystemExit(f"demo: VDIs left after destroying them all: {left}")
+    call("xe sr-destroy uuid=$SR", "SR.destroy", sr=sr)
 
 
 if __name__ == "__main__":
