@@ -21,14 +21,19 @@ def _shown(host: Host, sr: str) -> list[str]:
     return sorted(v["key"] for v in vols if v["key"] not in temps)
 
 
-def test_a_reset_on_boot_disk_starts_fresh_every_boot(host: Host, tmp_path) -> None:
+def _one_disk(host: Host, tmp_path, label: str):
+    """An SR with one 4 MiB VDI the guest wrote `label` into (real ZFS only: the model has
+    no devices): (real, sr, call, disks, key, the data's hash or None)."""
     real = not isinstance(host.zfs, SharedModelZfs)
     sr, call = host.sr(), host.xapi.call
     disks = Disks(host, tmp_path / "run")
-    v = call("Volume.create", sr=sr, name="golden", description="", size=4 * MiB,
-             sharable=False)
-    key = v["key"]
-    golden = disks.write(sr, key, "the golden image") if real else None
+    key = call("Volume.create", sr=sr, name=label, description="", size=4 * MiB,
+               sharable=False)["key"]
+    return real, sr, call, disks, key, disks.write(sr, key, label) if real else None
+
+
+def test_a_reset_on_boot_disk_starts_fresh_every_boot(host: Host, tmp_path) -> None:
+    real, sr, call, disks, key, golden = _one_disk(host, tmp_path, "the golden image")
     for boot in range(1 if real else 3):  # a process per call costs seconds in the guest
         # epoch_begin: destroy any old temporary, clone, remember it on the VDI.
         temp = call("Volume.clone", sr=sr, key=key)["key"]
@@ -55,12 +60,8 @@ def test_a_reset_on_boot_disk_starts_fresh_every_boot(host: Host, tmp_path) -> N
 
 
 def test_vm_copy_from_a_snapshot_reads_it_read_only(host: Host, tmp_path) -> None:
-    real = not isinstance(host.zfs, SharedModelZfs)
-    sr, call = host.sr(), host.xapi.call
-    disks = Disks(host, tmp_path / "run")
-    v = call("Volume.create", sr=sr, name="vm disk", description="", size=4 * MiB,
-             sharable=False)
-    taken = disks.write(sr, v["key"], "at snapshot time") if real else None
+    real, sr, call, disks, key, taken = _one_disk(host, tmp_path, "at snapshot time")
+    v = {"key": key}
     snap = call("Volume.snapshot", sr=sr, key=v["key"])
     if real:
         disks.write(sr, v["key"], "written after the snapshot")
