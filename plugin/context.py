@@ -3,18 +3,25 @@ to be a zfsaga SR, and for mutating verbs the engine over that SR's journal. Rea
 stop at the SR: no journal, no lock, no engine import."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zfsaga.plugin.errors import InvalidArgument, SrNotAttached, VolumeDoesNotExist
-from zfsaga.steps.zfs.interface import Zfs
+
+if TYPE_CHECKING:
+    from zfsaga.steps.zfs.interface import Zfs
 
 
-@dataclass
 class Sr:
-    zfs: Zfs
-    name: str
-    guid: str
+    """An SR found at xapi's `sr` string, and what the read that found it also saw (`seen`:
+    objects described in the same call, so a verb on one volume pays for one `zfs get`).
+    A plain class: every call is a new process, and dataclasses cost an import of inspect."""
+
+    def __init__(self, zfs: "Zfs", name: str, guid: str,
+                 seen: dict[str, tuple[dict, dict] | None] | None = None,
+                 props: dict | None = None) -> None:
+        self.zfs, self.name, self.guid = zfs, name, guid
+        self.seen = seen or {}
+        self.props = props or {}  # the SR dataset's own, from that read
 
     @property
     def key(self) -> str:
@@ -54,10 +61,16 @@ class Sr:
             raise missing from None
 
         def held_at(name: str) -> tuple[str, dict, dict] | None:
-            try:
-                native, user = self.zfs.describe(name, NATIVE)
-            except (NotFound, ZfsError):
-                return None
+            if name in self.seen:
+                found = self.seen.pop(name)
+                if found is None:
+                    return None
+                native, user = found
+            else:
+                try:
+                    native, user = self.zfs.describe(name, NATIVE)
+                except (NotFound, ZfsError):
+                    return None
             if listed(name, native, user) and user.get(KEY) == key \
                     and rank(self.name, name, key) is not None:
                 return name, native, user
@@ -82,14 +95,48 @@ class Sr:
         raise missing
 
 
-def zfs() -> Zfs:
+def zfs() -> "Zfs":
     from zfsaga.backend import open_zfs
 
     return open_zfs()
 
 
-def open_sr(sr: str) -> Sr:
-    """The SR behind xapi's `sr` string; Sr_not_attached when it is not a zfsaga SR now."""
+def open_sr(sr: str, key: str | None = None, extra: tuple[str, ...] = ()) -> Sr:
+    """The SR behind xapi's `sr` string; Sr_not_attached when it is not a zfsaga SR now. With
+    `key`, the key's home (`<sr>/<key>`) is described in the same `zfs get` (Volume.stat is one
+    process of ZFS's); `extra`: more of the SR's own properties to read in it."""
+    from zfsaga.plugin.volumes import NATIVE
+    from zfsaga.steps import srs
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import ZfsError
+
+    try:
+        names.check_dataset(sr)
+    except ZfsError:
+        raise InvalidArgument(f"{sr!r} is not an SR this plugin returned") from None
+    home = None
+    if key:
+        try:
+            home = names.check_any(f"{sr}/{key}")
+        except ZfsError:
+            home = None  # not a name ZFS could hold: find() says Volume_does_not_exist
+    backend = zfs()
+    wanted = list(dict.fromkeys([*NATIVE, "guid", srs.SR_MARK, *extra]))
+    try:
+        got = backend.describe_many([sr, *([home] if home else [])], wanted)
+        if sr not in got:
+            raise SrNotAttached(f"{sr}: no such SR")
+        ident = srs.identity_from(sr, got[sr][0])
+    except ZfsError as exc:
+        raise SrNotAttached(f"{sr}: {exc.detail or exc}") from None
+    seen = {home: got.get(home)} if home else {}  # None: read, and not there
+    return Sr(backend, sr, ident.guid, seen, got[sr][0])
+
+
+def open_sr_tree(sr: str) -> tuple[Sr, dict[str, tuple[dict, dict]]]:
+    """The SR and everything in it, described in one `zfs get -r` (SR.ls): the SR's identity
+    is read from the same output as its volumes."""
+    from zfsaga.plugin.volumes import NATIVE
     from zfsaga.steps import srs
     from zfsaga.steps.zfs import names
     from zfsaga.steps.zfs.errors import ZfsError
@@ -100,7 +147,8 @@ def open_sr(sr: str) -> Sr:
         raise InvalidArgument(f"{sr!r} is not an SR this plugin returned") from None
     backend = zfs()
     try:
-        ident = srs.identify(backend, sr)
+        tree = backend.describe_tree(sr, [*NATIVE, "guid", srs.SR_MARK])
+        ident = srs.identity_from(sr, tree[sr][0])
     except ZfsError as exc:
         raise SrNotAttached(f"{sr}: {exc.detail or exc}") from None
-    return Sr(backend, sr, ident.guid)
+    return Sr(backend, sr, ident.guid, props=tree[sr][0]), tree

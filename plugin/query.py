@@ -3,9 +3,6 @@ host it runs on. Read-only; they touch no journal and take no lock."""
 from __future__ import annotations
 
 import os
-import platform
-import shutil
-import subprocess
 
 from zfsaga.plugin.dispatch import IMPLEMENTATIONS, PLUGIN_TYPE
 from zfsaga.plugin.sr import CONFIGURATION  # the keys SR.create takes, in words
@@ -32,6 +29,10 @@ def query(dbg: str) -> dict:
 def diagnostics(dbg: str) -> str:
     """A short report for `xe host-call-plugin`-style triage: versions and whether ZFS is
     reachable. Bounded: the one zfs command it may run has a timeout."""
+    import platform  # here, not at the top: Plugin.query runs often and needs none of them
+    import shutil
+    import subprocess
+
     import zfsaga
 
     lines = [f"zfsaga {VERSION} on Python {platform.python_version()} "

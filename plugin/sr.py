@@ -167,9 +167,8 @@ def detach(dbg: str, sr: str) -> None:
 
 
 def stat(dbg: str, sr: str) -> dict:
-    s = open_sr(sr)
-    props = s.zfs.get_props(s.name, ["used", "available", meta.NAME, meta.DESCRIPTION,
-                                     meta.SR_UUID])
+    s = open_sr(sr, extra=("used", "available", meta.NAME, meta.DESCRIPTION, meta.SR_UUID))
+    props = s.props
     used, free = int(props["used"].value or 0), int(props["available"].value or 0)
     pool = s.name.split("/")[0]
     state = s.zfs.pool_health(pool)
@@ -185,15 +184,17 @@ def stat(dbg: str, sr: str) -> dict:
 
 
 def ls(dbg: str, sr: str) -> list:
-    """Every volume of the SR, from two reads whatever its size: the tree's native properties
-    and its local user properties. Retired and foreign datasets are not listed."""
-    from zfsaga.plugin.volumes import NATIVE, settled
+    """Every volume of the SR, from one read whatever its size (the SR's identity, the tree's
+    native properties and its local user properties, in one `zfs get -r`). Retired and
+    foreign datasets are not listed."""
+    from zfsaga.plugin.context import open_sr_tree
+    from zfsaga.plugin.volumes import settled
 
-    s = open_sr(sr)
-    tree = s.zfs.list_tree(s.name, NATIVE)
-    own = s.zfs.tree_user_props(s.name)
-    return [volume_record(s.name, name, native, user)
-            for name, native, user in settled(s.name, tree, own)]
+    s, tree = open_sr_tree(sr)
+    native = {name: got[0] for name, got in tree.items()}
+    own = {name: got[1] for name, got in tree.items() if got[1]}
+    return [volume_record(s.name, name, props, user)
+            for name, props, user in settled(s.name, native, own)]
 
 
 def _set_meta(sr: str, prop: str, value: str) -> None:

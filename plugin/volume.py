@@ -23,8 +23,8 @@ def create(dbg: str, sr: str, name: str, description: str, size: int,
         raise InvalidArgument("Volume.create: zfsaga volumes are not sharable")
     if size < 0:
         raise InvalidArgument(f"Volume.create: size {size} is negative")
-    s = open_sr(sr)
-    got = s.zfs.get_props(s.name, [meta.PROVISIONING, meta.VOLBLOCKSIZE])
+    s = open_sr(sr, extra=(meta.PROVISIONING, meta.VOLBLOCKSIZE))
+    got = s.props
     block = got[meta.VOLBLOCKSIZE].local
     outcome = volume_create.start(s.engine(), s.key, s.name, s.guid, name, description, size,
                                   got[meta.PROVISIONING].local == "thick",
@@ -36,7 +36,7 @@ def create(dbg: str, sr: str, name: str, description: str, size: int,
 
 
 def stat(dbg: str, sr: str, key: str) -> dict:
-    s = open_sr(sr)
+    s = open_sr(sr, key)
     dataset, native, user = _existing(s, key)
     return volume_record(s.name, dataset, native, user)
 
@@ -44,7 +44,7 @@ def stat(dbg: str, sr: str, key: str) -> dict:
 def destroy(dbg: str, sr: str, key: str) -> None:
     from zfsaga.sagas import volume_destroy
 
-    s = open_sr(sr)
+    s = open_sr(sr, key)
     target, _, _ = _existing(s, key)
     outcome = volume_destroy.start(s.engine(), s.key, s.name, s.guid, target)
     if outcome.status != "succeeded":
@@ -55,7 +55,7 @@ def destroy(dbg: str, sr: str, key: str) -> None:
 def snapshot(dbg: str, sr: str, key: str) -> dict:
     from zfsaga.sagas import volume_snapshot
 
-    s = open_sr(sr)
+    s = open_sr(sr, key)
     volume, _, _ = _existing(s, key)
     if "@" in volume:
         raise InvalidArgument(f"Volume.snapshot: {key} is a snapshot; snapshot its volume")
@@ -68,7 +68,7 @@ def snapshot(dbg: str, sr: str, key: str) -> dict:
 def clone(dbg: str, sr: str, key: str) -> dict:
     from zfsaga.sagas import volume_clone
 
-    s = open_sr(sr)
+    s = open_sr(sr, key, extra=(meta.PROVISIONING,))
     source, _, _ = _existing(s, key)
     outcome = volume_clone.start(s.engine(), s.key, s.name, s.guid, source, _thick(s))
     if outcome.status != "succeeded":
@@ -81,7 +81,7 @@ def revert(dbg: str, sr: str, snapshot: str, key: str) -> None:
     its key, metadata and provisioning; every other snapshot stays valid."""
     from zfsaga.sagas import revert as revert_saga
 
-    s = open_sr(sr)
+    s = open_sr(sr, key)
     volume, _, _ = _existing(s, key)
     if "@" in volume:
         raise InvalidArgument(f"Volume.revert: {key} is a snapshot; revert its volume")
@@ -100,6 +100,8 @@ def _new_key(s: Sr, outcome, step: str) -> str:
 
 
 def _thick(s: Sr) -> bool:
+    if meta.PROVISIONING in s.props:
+        return s.props[meta.PROVISIONING].local == "thick"
     return s.zfs.get_props(s.name, [meta.PROVISIONING])[meta.PROVISIONING].local == "thick"
 
 
@@ -107,7 +109,7 @@ def resize(dbg: str, sr: str, key: str, new_size: int) -> None:
     from zfsaga.sagas import volume_resize
     from zfsaga.steps.zfs.errors import InvalidValue, NoSpace
 
-    s = open_sr(sr)
+    s = open_sr(sr, key)
     dataset, _, _ = _existing(s, key)
     if "@" in dataset:
         raise InvalidArgument(f"Volume.resize: {key} is a snapshot, which is read-only")
@@ -133,7 +135,7 @@ class ResizeRefused(SmapiError):
 def _set(sr: str, key: str, props: dict[str, str | None]) -> None:
     from zfsaga.sagas import set_meta
 
-    s = open_sr(sr)
+    s = open_sr(sr, key)
     dataset, _, _ = _existing(s, key)
     outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, dataset, props)
     if outcome.status != "succeeded":

@@ -11,7 +11,7 @@ root, or change under a stuck saga, and either would split or free the key.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import InvalidName, NotFound
@@ -22,8 +22,7 @@ SR_MARK = "org.zfsaga:sr"
 STATE_DATASET = "zfsaga-state"
 
 
-@dataclass(frozen=True)
-class SrIdentity:
+class SrIdentity(NamedTuple):
     name: str
     guid: str
 
@@ -55,6 +54,11 @@ def identify(zfs: Zfs, sr: str) -> SrIdentity:
         props = zfs.get_props(sr, ["guid", SR_MARK])
     except NotFound:
         raise NotFound(sr, "no such SR") from None
+    return identity_from(sr, props)
+
+
+def identity_from(sr: str, props: dict[str, Prop]) -> SrIdentity:
+    """`identify` on properties already read (guid and the mark, with its source)."""
     mark = props[SR_MARK]
     if mark.local is None:
         if mark.value is not None:

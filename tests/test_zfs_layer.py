@@ -141,7 +141,13 @@ def test_props_set_inherit_and_volsize(zfs):
     with pytest.raises(InvalidValue):
         z.set_volsize(f"{root}/fs/v", 16 * MiB + 512)
     with pytest.raises(InvalidValue):
-        z.set_props(f"{root}/fs/v", {"compression": "off"})
+        z.set_props(f"{root}/fs/v", {"quota": "1G"})  # not a property the layer sets
+    with pytest.raises(InvalidValue):
+        z.set_props(f"{root}/fs", {"compression": "fastest"})  # not a value ZFS takes
+    z.set_props(f"{root}/fs", {"compression": "lz4", "logbias": "throughput"})
+    tuned = z.get_props(f"{root}/fs/v", ["compression", "logbias", "sync"])
+    assert [(p.value, p.source) for p in tuned.values()] == [
+        ("lz4", "inherited"), ("throughput", "inherited"), ("standard", "default")]
     z.set_props(f"{root}/fs", {"snapdev": "visible"})
     snapdev = z.get_props(f"{root}/fs/v", ["snapdev"])["snapdev"]
     assert (snapdev.value, snapdev.source) == ("visible", "inherited")
@@ -294,3 +300,25 @@ def test_describe_is_get_props_and_user_props_in_one_call(zfs):
         assert native == z.get_props(name, wanted) and user == z.user_props(name)
     with pytest.raises(NotFound):
         z.describe(f"{root}/nope", ["type"])
+
+
+def test_several_objects_are_described_in_one_call(zfs):
+    """describe_many (an SR and a volume: Volume.stat) and describe_tree (SR.ls): one call
+    each, the requested properties with their sources, every local user property, and what
+    does not exist left out (not an error)."""
+    z, root = zfs
+    fs, v = f"{root}/fs", f"{root}/fs/v"
+    z.create_filesystem(fs, props={"org.zfsaga:sr": "yes"})
+    z.create_zvol(v, 8 * MiB, props={"org.zfsaga:name": "n"})
+    z.snapshot([f"{v}@s"], {"org.zfsaga:key": "k"})
+    before = z.hooks.calls
+    got = z.describe_many([fs, v, f"{fs}/missing"], ["type", "org.zfsaga:sr"])
+    tree = z.describe_tree(fs, ["type", "volsize"])
+    assert z.hooks.calls - before == 2
+    assert set(got) == {fs, v}
+    assert got[v][0]["org.zfsaga:sr"] == ("yes", "inherited") and got[fs][0]["type"].value \
+        == "filesystem"
+    assert got[v][1] == {"org.zfsaga:name": "n"} and got[fs][1] == {"org.zfsaga:sr": "yes"}
+    assert set(tree) == {fs, v, f"{v}@s"}
+    assert tree[f"{v}@s"][1] == {"org.zfsaga:key": "k"}
+    assert tree[fs][0]["volsize"].value is None and tree[v][0]["volsize"].value == str(8 * MiB)

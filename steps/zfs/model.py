@@ -333,6 +333,14 @@ class ModelZfs(Zfs):
     def _describe(self, name, props):
         return self._get_props(name, props), self._user_props(name)
 
+    def _describe_many(self, names_, props):
+        return {n: self._describe(n, props) for n in names_ if n in self._objs}
+
+    def _describe_tree(self, root, props):
+        self._get(root)
+        return {n: self._describe(n, props) for n in sorted(self._objs)
+                if names.is_within(root, n)}
+
     def _tree_user_props(self, root):
         self._get(root)
         out = {}

@@ -32,6 +32,24 @@ def _source(raw: str) -> str:
     return "none" if raw == "-" else raw
 
 
+def _parse_all(out: str, props: list[str], names_: list[str] = ()
+               ) -> dict[str, tuple[dict[str, Prop], dict[str, str]]]:
+    """`zfs get -o name,property,value,source all` output, per object: the requested properties
+    (native or user, with their sources; one `all` does not print for a type, such as volsize
+    of a filesystem, reads as unset) and every local user property."""
+    seen: dict[str, tuple[dict[str, Prop], dict[str, str]]] = {n: ({}, {}) for n in names_}
+    for line in out.splitlines():
+        ds, prop, value, source = line.split("\t")
+        native, user = seen.setdefault(ds, ({}, {}))
+        src = _source(source)
+        if prop in props:
+            native[prop] = Prop(None if value == "-" and src == "none" else value, src)
+        if ":" in prop and src == "local":
+            user[prop] = value
+    return {ds: ({p: native.get(p, Prop(None, "none")) for p in props}, user)
+            for ds, (native, user) in seen.items()}
+
+
 class RealZfs(Zfs):
     """ZFS on this host (needs /dev/zfs: a real ZFS host, an XCP-ng dom0 or the test guest)."""
 
@@ -40,9 +58,15 @@ class RealZfs(Zfs):
         if not os.path.exists("/dev/zfs"):
             raise ZfsUnavailable("/dev/zfs", "no ZFS kernel module on this host "
                                  "(run the real-ZFS tier through the guest: make test)")
-        import libzfs_core  # deferred: read-only CLI paths never pay for cffi
 
-        self._lzc = libzfs_core
+    @property
+    def _lzc(self):
+        """pyzfs, imported at the first mutation: its cffi bindings cost several times a bare
+        interpreter's start (0.1 s here, seconds in the emulated guest), and read-only verbs
+        (Volume.stat before every datapath call, SR.ls, SR.stat) never mutate."""
+        import libzfs_core
+
+        return libzfs_core
 
     def version(self) -> str:
         return "real " + self._run(["version"], "version").replace("\n", " ").strip()
@@ -184,20 +208,27 @@ class RealZfs(Zfs):
         return int(out.strip() or 0)
 
     def _describe(self, name, props):
-        out = self._run(["get", "-Hp", "-o", "property,value,source", "all", name], name)
-        native: dict[str, Prop] = {}
-        user: dict[str, str] = {}
-        for line in out.splitlines():
-            prop, value, source = line.split("\t")
-            src = _source(source)
-            if ":" in prop:
-                if src == "local":
-                    user[prop] = value
-            elif prop in props:
-                native[prop] = Prop(None if value == "-" and src == "none" else value, src)
-        # A property `all` does not print for this type (volsize of a filesystem) reads as
-        # unset, as `zfs get` of that property alone prints it.
-        return {p: native.get(p, Prop(None, "none")) for p in props}, user
+        out = self._run(["get", "-Hp", "-o", "name,property,value,source", "all", name], name)
+        return _parse_all(out, props, [name])[name]
+
+    def _describe_many(self, names_, props):
+        # One process for all: `zfs get` prints what exists and complains of the rest (exit 1).
+        try:
+            proc = subprocess.run([ZFS_BIN, "get", "-Hp", "-o", "name,property,value,source",
+                                   "all", *names_], capture_output=True, text=True,
+                                  timeout=CLI_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            raise Busy(names_[0], f"zfs get timed out after {CLI_TIMEOUT:.0f}s") from None
+        if proc.returncode != 0:
+            for line in proc.stderr.splitlines():
+                if line.strip() and not line.rstrip().endswith("dataset does not exist"):
+                    raise from_cli(names_[0], proc.stderr)
+        return _parse_all(proc.stdout, props)
+
+    def _describe_tree(self, root, props):
+        out = self._run(["get", "-r", "-Hp", "-t", "filesystem,volume,snapshot", "-o",
+                         "name,property,value,source", "all", root], root)
+        return _parse_all(out, props)
 
     def _tree_user_props(self, root):
         out = self._run(["get", "-r", "-Hp", "-s", "local", "-t", "filesystem,volume,snapshot",
