@@ -15,6 +15,7 @@ under the VDI's name, promote it; if promote fails, the clone is rolled back.
     8 collect   the retired head the snapshot came from, if the    forward only
                 promote left it empty
     9 index     the SR's index of where this VDI's snapshots live  forward only
+                (a VDI the plugin keyed only)
 
 The snapshot may live on the VDI itself or on one of its retired heads (`<vdi>.old-<token>`,
 where an earlier revert left the snapshots newer than its target): any snapshot, any number of
@@ -33,6 +34,7 @@ from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.zfs.errors import InvalidName, NotFound
 from zfsaga.steps.holds import HoldSnapshot, ReleaseHold
 from zfsaga.steps.index import IndexSnapshots
+from zfsaga.steps.meta import KEY
 from zfsaga.steps.promote import PromoteClone
 from zfsaga.steps.rename import RenameDataset
 from zfsaga.steps.retire import RetireDataset
@@ -91,7 +93,7 @@ def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str, sr_guid: str,
     return {"sr": sr, "sr_guid": sr_guid, "vdi": vdi, "snapshot": snapshot,
             "vdi_guid": head["guid"].value, "snapshot_guid": snap_guid, "vdi_props": carried,
             "thick": head["refreservation"].value not in (None, "0"), "origin": origin,
-            "retired_holder": retired,
+            "retired_holder": retired, "indexed": KEY in carried,
             "holders": [vdi, derived["aside"], *([holder] if holder != vdi else [])],
             **derived}
 
@@ -118,5 +120,8 @@ def plan(params: dict[str, Any]) -> list[Step]:
         ReleaseHold("release", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
                     tag="$hold_tag"),
         CollectRetired("collect", candidates="$retired_holder"),
-        IndexSnapshots("index", sr="$sr", holders="$holders"),
+        # Only a VDI the plugin keyed has snapshots to index (an operator's revert of another
+        # dataset skips the reads it would cost).
+        *([IndexSnapshots("index", sr="$sr", holders="$holders")]
+          if params.get("indexed", True) else []),
     ]

@@ -9,7 +9,8 @@ still need, and collecting what nothing needs any more:
                           with its last clone (deferred)
               2 collect   its volume, if retired and now empty, and   forward only
                           that volume's origin chain
-              3 index     the SR's index forgets what a revert had     forward only
+              3 index     (an SR with an index only) the SR's index    forward only
+                          forgets what a revert had
                           left away from home on what is now gone
                           (steps/index.py)
 """
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from zfsaga.steps.zfs import names
 from zfsaga.steps.collect import CollectRetired
-from zfsaga.steps.index import IndexSnapshots
+from zfsaga.steps.index import INDEX_PREFIX, IndexSnapshots
 from zfsaga.steps.retire import RetireDataset
 from zfsaga.steps.snapshot import DestroySnapshot
 from zfsaga.steps.zfs.interface import Zfs
@@ -55,7 +56,10 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, target: str) -> dict[str, Any]:
     else:
         params["candidates"] = origin_chain(zfs, target)
     own = [] if params["snapshot"] else [target]
-    params["holders"] = own + [name for name, _ in params["candidates"]]
+    # Only an SR with snapshots away from home (a revert left some) has an index to keep: the
+    # SR's lock, held from here to the end, keeps any revert from adding one meanwhile.
+    indexed = any(p.startswith(INDEX_PREFIX) for p in zfs.user_props(sr))
+    params["holders"] = own + [name for name, _ in params["candidates"]] if indexed else []
     return params
 
 
@@ -68,5 +72,6 @@ def plan(params: dict[str, Any]) -> list:
         first = DestroySnapshot("destroy", snapshot="$target", guid="$guid")
     else:
         first = RetireDataset("retire", dataset="$target", guid="$guid")
-    return [first, CollectRetired("collect", candidates="$candidates"),
-            IndexSnapshots("index", sr="$sr", holders="$holders")]
+    index = [IndexSnapshots("index", sr="$sr", holders="$holders")] if params.get(
+        "holders", [None]) else []
+    return [first, CollectRetired("collect", candidates="$candidates"), *index]

@@ -52,10 +52,11 @@ def test_crash_points_on_real_zfs(request: pytest.FixtureRequest) -> None:
         return real, root
 
     # On real ZFS, the points where ZFS's own state differs: just before and just after every
-    # ZFS mutation, in both modes. A journal-only boundary leaves ZFS as the nearest ZFS
-    # boundary does (the journal is the same SQLite on both backends), and the model crashes
-    # at every one of those, and at every pair. For every 4th point the recovery is crashed
-    # too, at its middle boundary (a real case costs ~10 s in the emulated guest).
+    # ZFS mutation, recovered forward (resume). A journal-only boundary leaves ZFS as the
+    # nearest ZFS boundary does (the journal is the same SQLite on both backends), and the
+    # model crashes at every one of those, in both modes, and at every pair. For every 4th
+    # point the recovery is crashed too, at its middle boundary (a real case costs ~10 s in
+    # the emulated guest, and CI has an hour).
     # ZFSAGA_REAL_CRASH_POINTS=all takes every boundary and every pair here too.
     cases = itertools.count(1)
 
@@ -65,6 +66,7 @@ def test_crash_points_on_real_zfs(request: pytest.FixtureRequest) -> None:
     every = os.environ.get("ZFSAGA_REAL_CRASH_POINTS") == "all"
     harness = Harness(backend, "real ZFS", cleanup=lambda z, root: destroy_tree(root))
     report = harness.enumerate(
+        modes=("resume", "abort") if every else ("resume",),
         first_level=(lambda label: True) if every else (lambda label: label.startswith("zfs:")),
         second_level=None if every else sample)
     assert report.points >= 14  # both sides of the 7 mutations of a clean revert
@@ -88,8 +90,7 @@ def test_every_journal_cut_on_the_model_converges(request: pytest.FixtureRequest
 def test_journal_cuts_on_real_zfs(request: pytest.FixtureRequest) -> None:
     """A deterministic sample on real ZFS (each case costs ~15 s in the emulated guest; the
     model runs every point and every cut): a crash just after the clone, just after the
-    pivot, and none, with the journal cut back to no record, to the saga's creation, halfway,
-    and one record short."""
+    pivot, and none, with the journal cut back to the saga's creation and to halfway."""
     def backend():
         real = real_zfs()
         root = f"{POOL}/j{uuid.uuid4().hex[:10]}"
@@ -101,8 +102,7 @@ def test_journal_cuts_on_real_zfs(request: pytest.FixtureRequest) -> None:
     after_mutations = [k for k, label in enumerate(labels, 1) if label.startswith("zfs:after:")]
     # After the clone (a second clone is the risk), after the pivot, and no crash at all.
     points = [after_mutations[1], after_mutations[5], len(labels) + 1]
-    report = enumerate_cuts(harness, points=points,
-                            keeps=lambda n: sorted({0, 1, n // 2, n - 1}))
+    report = enumerate_cuts(harness, points=points, keeps=lambda n: sorted({1, n // 2}))
     _record(request, cut_summary(report))
     assert not report.failures, describe_failures(report)  # type: ignore[arg-type]
     assert report.row_lost_reported == report.row_lost
