@@ -88,8 +88,10 @@ class Sr:
                 found = held_at(name)
                 if found:
                     return found
-        tree = self.zfs.list_tree(self.name, NATIVE)
-        for name, native, user in settled(self.name, tree, self.zfs.tree_user_props(self.name)):
+        tree = self.zfs.describe_tree(self.name, NATIVE)  # one read, as SR.ls makes
+        natives = {name: got[0] for name, got in tree.items()}
+        own = {name: got[1] for name, got in tree.items() if got[1]}
+        for name, native, user in settled(self.name, natives, own):
             if user[KEY] == key:
                 return name, native, user
         raise missing
