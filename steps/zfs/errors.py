@@ -126,6 +126,8 @@ _CLI_MESSAGES: tuple[tuple[str, type[ZfsError]], ...] = (
     ("does not apply to datasets of this type", InvalidValue),
     ("invalid property", InvalidValue),
     ("bad property", InvalidValue),
+    ("must be one of", InvalidValue),
+    ("must be a power of 2", InvalidValue),
     ("invalid character", InvalidName),
     ("name is too long", InvalidName),
     ("out of space", NoSpace),
