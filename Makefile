@@ -2,7 +2,8 @@
 PY := .venv/bin/python
 GUEST := $(PY) -m zfsaga.guest --
 
-.PHONY: setup demo test unit guestboot realzfs pyzfs-suite bench install uninstall clean
+.PHONY: setup demo test unit guestboot realzfs pyzfs-suite powerloss powercut-soak bench install \
+	uninstall clean
 DESTDIR ?= /
 PREFIX ?= /usr
 setup:
@@ -27,6 +28,17 @@ realzfs:
 # pyzfs's own shipped suite in the guest, then the real tier (about 12 minutes more).
 pyzfs-suite: setup
 	ZFSAGA_PYZFS_SUITE=1 $(GUEST) sh tests/guest-tier.sh
+
+# Power loss, in full (CI replays a sample): every flush point of every saga scenario, then the
+# same with the journal's SQLite at synchronous=OFF (reported, not counted).
+powerloss: setup
+	$(GUEST) sh -c "$(PY) -m tests.power_harness; $(PY) -m tests.power_harness --synchronous OFF"
+
+# The guest killed at random moments of random sagas, N times (a boot per cut, ~1 min each).
+N ?= 10
+SEED ?= 1
+powercut-soak: setup
+	$(PY) -m tests.test_power_cut $(N) $(SEED)
 
 # Figures, not pass/fail: the saga's cost over the bare ZFS commands, model and real.
 bench: setup

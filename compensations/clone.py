@@ -2,15 +2,15 @@
 ownership tag as a local property (and, when recorded, the guid it was born with)."""
 from __future__ import annotations
 
-from zfsaga.steps.base import OWNER, Step, StepContext, exists
+from zfsaga.steps.base import OWNER, Step, StepContext, exists, half_born
 
 
 def destroy_owned(step: Step, ctx: StepContext) -> None:
     target = step.arg(ctx, "target")
     if not exists(ctx.zfs, target):  # never made (a name ZFS could not hold counts as absent)
         return
-    props = ctx.zfs.get_props(target, [OWNER, "guid"])
-    if props[OWNER].local != ctx.owner_tag(step.name)[OWNER]:
+    props = ctx.zfs.get_props(target, [OWNER, "guid", "creation"])
+    if props[OWNER].local != ctx.owner_tag(step.name)[OWNER] and not half_born(step, ctx, props):
         return  # someone else's: not ours to destroy
     recorded = ctx.facts.get(step.name, {}).get("guid")
     if recorded is not None and props["guid"].value != recorded:

@@ -17,10 +17,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 INIT = Path(__file__).with_name("init.sh")
 POOL = "zfsagatest"
 DISK_SIZE = 2 * 1024**3
+#: Spare disks for the fault harnesses (tests/power_harness.py): a pool's disk, the
+#: log-writes log, the replay's copy of the pool's disk. Sparse, so free until written.
+FAULT_DISKS = (("pool", 512 * 1024**2), ("log", 2 * 1024**3), ("copy", 512 * 1024**2))
 
 
 class GuestError(RuntimeError):
@@ -43,7 +47,8 @@ def debian_kernel(modules: str = "/lib/modules", boot: str = "/boot") -> str:
                                         for x in v.replace("-", ".").split(".")])[-1]
 
 
-def qemu_argv(kernel: str, outdir: Path, disk: Path, memory: int, cpus: int) -> list[str]:
+def qemu_argv(kernel: str, outdir: Path, disk: Path, memory: int, cpus: int,
+              spares: tuple[Path, ...] = ()) -> list[str]:
     """The verified command line: TCG (a KVM guest hangs in firmware here), host root over 9p."""
     append = ("root=hostroot rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 "
               f"ro init={INIT.resolve()} console=ttyS0 panic=-1 quiet")
@@ -54,7 +59,9 @@ def qemu_argv(kernel: str, outdir: Path, disk: Path, memory: int, cpus: int) -> 
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
                        "multidevs=remap",
             "-virtfs", f"local,path={outdir},mount_tag=out,security_model=none",
-            "-drive", f"file={disk},if=virtio,format=raw"]
+            "-drive", f"file={disk},if=virtio,format=raw",
+            *(arg for spare in spares
+              for arg in ("-drive", f"file={spare},if=virtio,format=raw"))]
 
 
 def _follow(path: Path, stop: threading.Event, sink) -> None:
@@ -81,10 +88,21 @@ def forwarded_env() -> dict[str, str]:
             if k.startswith("ZFSAGA_") and k not in ("ZFSAGA_TEST_POOL", "ZFSAGA_WORKDIR")}
 
 
+#: run_in_guest's status when `cut` killed the guest.
+KILLED = -9
+
+
 def run_in_guest(command: list[str], *, timeout: float = 3000, memory: int = 3072,
                  cpus: int | None = None, workdir: str | None = None,
-                 env: dict[str, str] | None = None) -> int:
-    """Boot the guest, run `command` (argv) in `workdir`, stream its output, return its status."""
+                 env: dict[str, str] | None = None, spares_dir: Path | None = None,
+                 cut: Callable[[Path], bool] | None = None,
+                 keep: tuple[str, ...] = (), keep_to: Path | None = None) -> int:
+    """Boot the guest, run `command` (argv) in `workdir`, stream its output, return its status.
+
+    For the power-cut tests: the spare disks live in `spares_dir` (kept between boots) when
+    given; `cut(outdir)` is polled while the guest runs, and when it says so QEMU is killed at
+    once (no shutdown, no sync: the host keeps every write QEMU accepted), returning KILLED;
+    the files named in `keep` are copied from the guest's out share to `keep_to`."""
     if shutil.which("qemu-system-x86_64") is None:
         raise GuestError("qemu-system-x86_64 is not installed: run make setup")
     kernel = debian_kernel()
@@ -95,9 +113,18 @@ def run_in_guest(command: list[str], *, timeout: float = 3000, memory: int = 307
         disk = Path(tmp, "disk.img")
         with open(disk, "wb") as f:
             f.truncate(DISK_SIZE)  # sparse
+        spares = tuple(Path(spares_dir or tmp, f"{role}.img") for role, _ in FAULT_DISKS)
+        for spare, (_, size) in zip(spares, FAULT_DISKS):
+            if not spare.exists():
+                with open(spare, "wb") as f:
+                    f.truncate(size)
         guest_env = {"ZFSAGA_TEST_POOL": POOL, "ZFSAGA_WORKDIR": workdir or os.getcwd(),
                      "ZFSAGA_IN_GUEST": "1", "HOME": "/root", "LANG": "C.UTF-8",
-                     "PYTHONDONTWRITEBYTECODE": "1", **forwarded_env(), **(env or {})}
+                     "PYTHONDONTWRITEBYTECODE": "1",
+                     # virtio disks take the letters in order: vda is the test pool's.
+                     "ZFSAGA_FAULT_DISKS": " ".join(f"/dev/vd{chr(ord('b') + i)}"
+                                                    for i in range(len(spares))),
+                     **forwarded_env(), **(env or {})}
         (outdir / "env.sh").write_text("".join(
             f"export {k}={shlex.quote(v)}\n" for k, v in guest_env.items()))
         (outdir / "cmd.sh").write_text(shlex.join(command) + "\n")
@@ -107,21 +134,34 @@ def run_in_guest(command: list[str], *, timeout: float = 3000, memory: int = 307
         follower = threading.Thread(target=_follow, args=(outdir / "log", stop, sys.stdout),
                                     daemon=True)
         follower.start()
-        proc = subprocess.Popen(qemu_argv(kernel, outdir, disk, memory, cpus),
+        proc = subprocess.Popen(qemu_argv(kernel, outdir, disk, memory, cpus, spares),
                                 stdin=subprocess.DEVNULL, stdout=console, stderr=console)
+        killed = False
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            while proc.poll() is None:
+                if cut is not None and cut(outdir):
+                    proc.kill()  # SIGKILL: the power cut
+                    killed = True
+                    break
+                if time.monotonic() - started > timeout:
+                    proc.kill()
+                    proc.wait()
+                    stop.set()
+                    follower.join()
+                    raise GuestError(f"guest did not power off within {timeout:.0f}s\n"
+                                     + _tail(outdir, "boot.log") + _tail(outdir, "console.log"))
+                time.sleep(0.02 if cut is not None else 0.5)
             proc.wait()
-            stop.set()
-            follower.join()
-            raise GuestError(f"guest did not power off within {timeout:.0f}s\n"
-                             + _tail(outdir, "boot.log") + _tail(outdir, "console.log"))
         finally:
             console.close()
         stop.set()
         follower.join()
+        for name in keep:
+            if (outdir / name).exists() and keep_to is not None:
+                shutil.copy(outdir / name, keep_to / name)
+        if killed:
+            print(f"guest: killed after {time.monotonic() - started:.1f}s", file=sys.stderr)
+            return KILLED
         rc_file = outdir / "rc"
         if not rc_file.exists():
             raise GuestError("guest powered off without running the command\n"

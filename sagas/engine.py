@@ -391,14 +391,20 @@ class Engine:
         last: dict[str, str] = {}
         attempts: dict[str, int] = {}
         facts: dict[str, dict[str, Any]] = {}
+        # Steps whose last attempt was started and never answered: the process died in the
+        # act, which may have left its effect half made (steps/base.py: half_born).
+        cut_off: dict[str, float] = {}
         for ev in events:
             if ev.step is not None and ev.type in STEP_EVENTS:
                 last[ev.step] = ev.type
                 if ev.type == "step_started":
                     attempts[ev.step] = ev.attempt or attempts.get(ev.step, 0) + 1
+                    cut_off[ev.step] = ev.ts
+                if ev.type in ("step_done", "step_failed"):
+                    cut_off.pop(ev.step, None)
                 if ev.type == "step_done":
                     facts[ev.step] = ev.data
-        ctx = StepContext(self.zfs, row.id, row.params, facts, self.boundary)
+        ctx = StepContext(self.zfs, row.id, row.params, facts, self.boundary, cut_off)
         # Recovery bookkeeping does not change what the saga last said about itself.
         said = [ev.type for ev in events if ev.type != "recovery_started"]
         return _Run(row, steps, ctx, last, attempts, said[-1] if said else "")

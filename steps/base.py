@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal
 
 from zfsaga.steps.zfs.errors import InvalidName, ZfsError
-from zfsaga.steps.zfs.interface import Zfs
+from zfsaga.steps.zfs.interface import Prop, Zfs
 
 Probe = Literal["done", "absent", "foreign"]
-#: The ownership tag, a user property set atomically at creation: "<saga id>/<step name>".
+#: The ownership tag, a user property set at creation: "<saga id>/<step name>". Atomic against a
+#: crash of the process (one ioctl), not against a power cut: see `half_born`.
 OWNER = "org.zfsaga:saga"
 #: Marks a dataset a saga retired but could not destroy (others depend on it): hidden, kept.
 RETIRED = "org.zfsaga:retired"
@@ -39,6 +40,9 @@ class StepContext:
     params: dict[str, Any]
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     boundary: Callable[[str], None] = lambda label: None
+    #: Steps a dead process was acting on (started, never answered in the journal), each with
+    #: when that attempt started: only these can have left a dataset half made.
+    started: dict[str, float] = field(default_factory=dict)
 
     def value(self, ref: Any) -> Any:
         if isinstance(ref, str) and ref.startswith("$"):
@@ -192,11 +196,42 @@ def props_at(zfs: Zfs, name: str, guid: str, props: list[str]) -> dict[str, Any]
 
 def probe_owned(step: "Step", ctx: StepContext, target: str) -> Probe | None:
     """The probe of a step that makes `target` tagged as its own: done when it carries this
-    step's tag, foreign when it carries anything else, None when nothing is at the name."""
+    step's tag, absent when it is this step's half-born dataset (the act remakes it), foreign
+    when it carries anything else, None when nothing is at the name."""
     if not exists(ctx.zfs, target):
         return None
-    tag = ctx.zfs.get_props(target, [OWNER])[OWNER].local
-    return "done" if tag == ctx.owner_tag(step.name)[OWNER] else "foreign"
+    props = ctx.zfs.get_props(target, [OWNER, "creation"])
+    if props[OWNER].local == ctx.owner_tag(step.name)[OWNER]:
+        return "done"
+    return "absent" if half_born(step, ctx, props) else "foreign"
+
+
+def half_born(step: "Step", ctx: StepContext, props: dict[str, "Prop"]) -> bool:
+    """Whether the dataset with these properties (OWNER and creation) is this step's own,
+    made but never tagged. ZFS makes a dataset and then, in a transaction of its own, sets the
+    properties it was created with (zfs_ioc_create and zfs_ioc_clone: "It would be nice to do
+    this atomically"): a power cut between the two leaves it untagged. No process crash can
+    split them, and no later step of the saga can have happened (ZFS commits transactions in
+    order), so the dataset is fresh and unused. It is this step's when a dead process was in
+    this step's act (the journal says it started and nothing more), it has no tag at all, and
+    ZFS made it no earlier than that attempt started (`creation` counts whole seconds: one of
+    slack). Anything else at the name is someone else's: a dataset older than the attempt, any
+    untagged dataset seen by a live process, or one seen after a clock was set back (the saga
+    parks)."""
+    started = ctx.started.get(step.name)
+    creation = props["creation"].value
+    if started is None or props[OWNER].local is not None or creation is None:
+        return False
+    return int(creation) >= int(started) - 1
+
+
+def remake_half_born(step: "Step", ctx: StepContext, target: str) -> None:
+    """Before an act that creates `target`: destroy this step's half-born dataset there (see
+    `half_born`), so the act makes it whole, tag and properties with it."""
+    if not exists(ctx.zfs, target):
+        return
+    if half_born(step, ctx, ctx.zfs.get_props(target, [OWNER, "creation"])):
+        ctx.zfs.destroy(target)
 
 
 def find_tagged(zfs: Zfs, root: str, tag: str) -> str | None:

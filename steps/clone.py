@@ -5,7 +5,7 @@ from typing import Any
 
 from zfsaga.compensations.clone import destroy_owned
 from zfsaga.steps.base import (OWNER, Probe, Step, StepContext, exists, find_tagged,
-                               probe_owned, snapshot_now)
+                               probe_owned, remake_half_born, snapshot_now)
 from zfsaga.steps.zfs.errors import NotFound
 
 
@@ -30,6 +30,7 @@ class CloneSnapshot(Step):
         if snap is None:
             raise NotFound(str(self.args["snapshot_guid"]), "the snapshot is gone")
         props = {**self.arg(ctx, "props", {}), **ctx.owner_tag(self.name)}
+        remake_half_born(self, ctx, self.arg(ctx, "target"))
         ctx.zfs.clone(snap, self.arg(ctx, "target"), props,
                       reserve=bool(self.arg(ctx, "reserve", False)))
 

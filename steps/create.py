@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from zfsaga.compensations.create import destroy_created
-from zfsaga.steps.base import Probe, Step, StepContext, probe_owned
+from zfsaga.steps.base import Probe, Step, StepContext, probe_owned, remake_half_born
 
 
 class CreateVolume(Step):
@@ -19,6 +19,7 @@ class CreateVolume(Step):
 
     def act(self, ctx: StepContext) -> None:
         props = {**self.arg(ctx, "props", {}), **ctx.owner_tag(self.name)}
+        remake_half_born(self, ctx, self.arg(ctx, "target"))
         ctx.zfs.create_zvol(self.arg(ctx, "target"), self.arg(ctx, "size"),
                             sparse=bool(self.arg(ctx, "sparse")),
                             volblocksize=self.arg(ctx, "volblocksize", None), props=props)

@@ -147,14 +147,16 @@ def test_diagram_and_gc(pool: Pool, tmp_path) -> None:
     assert pool.sagas("--all") == []
 
 
-def test_eight_racing_processes_serialize(pool: Pool) -> None:
-    with ThreadPoolExecutor(8) as ex:
-        # The last in line waits for seven reverts (seconds each in the emulated guest).
-        results = list(ex.map(lambda _: pool.revert("--wait", "600", timeout=700), range(8)))
-    assert [r.returncode for r in results] == [0] * 8, [r.stderr[-500:] for r in results]
+def test_racing_processes_serialize(pool: Pool) -> None:
+    # Eight on the model, four on real ZFS (each revert is seconds in the emulated guest, and
+    # the last in line waits for all the others).
+    n = 8 if isinstance(pool.zfs, SharedModelZfs) else 4
+    with ThreadPoolExecutor(n) as ex:
+        results = list(ex.map(lambda _: pool.revert("--wait", "600", timeout=700), range(n)))
+    assert [r.returncode for r in results] == [0] * n, [r.stderr[-500:] for r in results]
     assert not any("database is locked" in r.stderr for r in results)
     sagas = pool.sagas("--all")
-    assert len(sagas) == 8 and {s["status"] for s in sagas} == {"succeeded"}
+    assert len(sagas) == n and {s["status"] for s in sagas} == {"succeeded"}
     assert pool.zfs.exists(pool.fx["vdi"] + "@s1")
 
 

@@ -227,3 +227,45 @@ def test_a_journal_cut_back_makes_no_second_clone(world: World) -> None:
     journal = Journal(path)
     assert journal.check_well_formed() == []
     journal.close()
+
+
+# -- found by the power-loss replay: a dataset born without its tag ------------------------------
+def _half_born_clone(world: World) -> str:
+    """The revert cut off by a power loss inside its clone: ZFS made the clone in one
+    transaction and would have set its properties (the ownership tag) in the next."""
+    with pytest.raises(SimulatedCrash):
+        world.revert(world.engine("crash@zfs:after:clone"))
+    target = f"{world.fx['vdi']}.revert-{TOKEN}"
+    world.zfs.inherit(target, OWNER)  # the second transaction never landed
+    assert world.zfs.get_props(target, [OWNER])[OWNER].local is None
+    return target
+
+
+@pytest.mark.parametrize("how", ["resume", "abort"])
+def test_a_clone_born_without_its_tag_is_remade_or_undone(world: World, how: str) -> None:
+    target = _half_born_clone(world)
+    engine = world.engine()
+    row = engine.journal.active()[0]
+    out = engine.resume(row.id, "test") if how == "resume" else engine.abort(row.id, "test")
+    assert out.status == ("succeeded" if how == "resume" else "compensated"), out.error
+    if how == "abort":
+        assert world.state() == world.before  # the untagged clone went with the undo
+    else:
+        vdi = world.zfs.get_props(world.fx["vdi"], [OWNER, "origin"])
+        assert vdi[OWNER].local == f"{row.id}/clone"  # remade whole, tag and all
+        assert not world.zfs.exists(target)
+
+
+def test_an_untagged_dataset_older_than_the_step_is_never_taken(world: World) -> None:
+    from zfsaga.steps.zfs.model import ModelZfs
+
+    if not isinstance(world.zfs, ModelZfs):
+        pytest.skip("on the model: real ZFS's creation time cannot be set back")
+    target = _half_born_clone(world)
+    world.zfs._objs[target].creation -= 3600  # made an hour before the step started
+    engine = world.engine()
+    row = engine.journal.active()[0]
+    out = engine.abort(row.id, "test")
+    assert out.status == "stuck" and "not this saga's" in (out.error or "") or \
+        world.zfs.exists(target)
+    assert world.zfs.exists(target) and world.zfs.get_props(target, [OWNER])[OWNER].local is None

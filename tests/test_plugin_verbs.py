@@ -358,19 +358,21 @@ def test_sr_destroy_collects_what_zfsaga_kept_and_gives_the_dataset_back(host: H
     assert err.value.name == "Sr_not_attached"
 
 
-def test_eight_parallel_calls_of_each_kind_all_succeed(host: Host) -> None:
+def test_parallel_calls_of_each_kind_all_succeed(host: Host) -> None:
     """xapi runs the verbs of one SR in parallel: creates, snapshots, clones and destroys,
-    eight at a time, each waits its turn; none fails with busy or a journal error."""
+    eight at a time (four on real ZFS), each waits its turn; none fails with busy or a
+    journal error."""
     from concurrent.futures import ThreadPoolExecutor
 
     sr = host.sr()
     call = host.xapi.call
     real = not isinstance(host.zfs, SharedModelZfs)
-    with ThreadPoolExecutor(8) as pool:
+    n = 4 if real else 8
+    with ThreadPoolExecutor(n) as pool:
         vols = list(pool.map(lambda i: call("Volume.create", sr=sr, name=f"v{i}",
                                             description="", size=1 << 20, sharable=False),
-                             range(8)))
-        # On real ZFS, eight creates and eight destroys (each call is seconds in the guest);
+                             range(n)))
+        # On real ZFS, creates and destroys (each call is seconds in the guest);
         # the model runs every kind.
         snaps = [] if real else list(pool.map(
             lambda v: call("Volume.snapshot", sr=sr, key=v["key"]), vols))

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(linux-image-amd64 linux-headers-amd64 udev zfs-dkms zfsutils-linux python3-pyzfs
-          qemu-system-x86 python3-venv python3-pip)
+          qemu-system-x86 python3-venv python3-pip dmsetup)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 

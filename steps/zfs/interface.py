@@ -14,8 +14,8 @@ T = TypeVar("T")
 
 #: Native properties the layer reads. Space accounting (used, available, referenced) is real on
 #: the real backend; the model does not simulate it and answers None.
-NATIVE_PROPS = ("type", "guid", "createtxg", "origin", "volsize", "volblocksize",
-                "refreservation", "defer_destroy", "userrefs", "snapdev", "mountpoint",
+NATIVE_PROPS = ("type", "guid", "createtxg", "creation", "origin", "volsize",
+                "volblocksize", "refreservation", "defer_destroy", "userrefs", "snapdev", "mountpoint",
                 "mounted", "used", "available", "referenced", "compression", "sync", "logbias",
                 "primarycache")
 #: The inheritable dataset properties an admin tunes per SR, each with its allowed values

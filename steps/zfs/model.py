@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from dataclasses import dataclass, field
 
 from zfsaga.steps.zfs import names
@@ -33,6 +34,8 @@ class _Obj:
     holds: set[str] = field(default_factory=set)
     defer_destroy: bool = False
     mounted: bool = False  # filesystems: lzc_create leaves them unmounted
+    #: Seconds since the epoch, as ZFS's `creation` (the time its txg synced).
+    creation: int = field(default_factory=lambda: int(time.time()))
 
 
 class ModelZfs(Zfs):
@@ -273,6 +276,8 @@ class ModelZfs(Zfs):
             return Prop(str(obj.guid), "none")
         if prop == "createtxg":
             return Prop(str(obj.createtxg), "none")
+        if prop == "creation":
+            return Prop(str(obj.creation), "none")
         if prop == "origin":
             return Prop(obj.origin.name if obj.origin else None, "none")
         if prop == "volsize":

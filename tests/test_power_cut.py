@@ -1,0 +1,139 @@
+"""The whole guest dies at once (issue 9, part 2): QEMU killed in the middle of a saga (no
+shutdown, no sync), the guest booted again on the same disk images, the pool imported, the
+SR's first call recovering, the invariants checked (tests/power_cut.py is the guest's side).
+This covers what the flush replay does not: the reboot path, the state filesystem mounted
+again, a saga whose lock was held by a process that no longer exists.
+
+CI cuts three sagas at chosen moments (just after a ZFS call returned, just after a journal
+commit); `make powercut-soak N=50` cuts at random moments, as many times as asked."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from zfsaga.guest import run as guest
+
+#: (scenario, where to cut): just after a ZFS call returned, just after a journal commit.
+CHOSEN = [("vdi.revert:1", "zfs:after:promote"),
+          ("volume.clone:1", "journal:after:step_done"),
+          ("volume.destroy:1", "zfs:after:")]
+
+
+@dataclass
+class CutRun:
+    """Boots the guest over kept disks: each boot checks the cut before it and makes the next."""
+
+    workdir: Path
+    results: list[dict] = field(default_factory=list)
+    pending: str | None = None
+    boots: int = 0
+    cut_label: str = ""
+
+    def boot(self, start: str | None, at: str | None) -> None:
+        out = self.workdir / f"boot{self.boots}"
+        out.mkdir()
+        self.boots += 1
+        cmd = [sys.executable, "-m", "tests.power_cut"]
+        env = {}
+        if self.pending:
+            cmd.append("--check")
+            env["ZFSAGA_CUT_SEGMENT"] = self.pending
+        if start:
+            cmd += ["--start", start, "--at", at or "random:5"]
+        armed_at: list[float] = []
+
+        def cut(outdir: Path) -> bool:
+            if (outdir / "cut").exists() or (outdir / "finished").exists():
+                return True
+            if (outdir / "armed").exists():
+                if not armed_at:
+                    armed_at.append(time.monotonic())
+                delay = float((outdir / "armed").read_text().split(":")[1])
+                return time.monotonic() - armed_at[0] >= delay
+            return False
+
+        rc = guest.run_in_guest(cmd, timeout=900, env=env, spares_dir=self.workdir,
+                                cut=cut if start else None,
+                                keep=("result.json", "segment.b64", "cut", "finished"),
+                                keep_to=out)
+        if self.pending:
+            result_file = out / "result.json"
+            assert result_file.exists(), f"boot {self.boots}: no result (exit {rc})"
+            result = json.loads(result_file.read_text())
+            result["cut_at"] = self.cut_label
+            self.results.append(result)
+        if start:
+            assert rc == guest.KILLED, f"boot {self.boots}: the guest was not cut (exit {rc})"
+            self.pending = (out / "segment.b64").read_text()
+            self.cut_label = ((out / "cut").read_text() if (out / "cut").exists() else
+                              "after the saga ended" if (out / "finished").exists() else at)
+        else:
+            self.pending = None
+
+
+def run_cuts(workdir: Path, cuts: list[tuple[str, str]]) -> CutRun:
+    runner = CutRun(workdir)
+    for spec, at in cuts:
+        runner.boot(spec, at)
+    runner.boot(None, None)  # the last cut's check
+    return runner
+
+
+def report(runner: CutRun) -> str:
+    interrupted = [r for r in runner.results if r["interrupted"]]
+    bad = [r for r in runner.results if r["problems"]]
+    ends: dict[str, int] = {}
+    for r in runner.results:
+        ends[r["status"]] = ends.get(r["status"], 0) + 1
+    return (f"power cuts [QEMU killed]: {len(runner.results)} cuts in {runner.boots} boots, "
+            f"{len(interrupted)} interrupted an active saga; ends: {ends}; "
+            f"violations: {len(bad)}")
+
+
+@pytest.mark.guestboot
+@pytest.mark.timeout(2400)
+def test_killing_the_guest_mid_saga_loses_nothing(request, tmp_path: Path) -> None:
+    from tests.conftest import CRASH_KEY
+
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.fail("qemu-system-x86_64 is missing: run make setup")
+    runner = run_cuts(tmp_path, CHOSEN)
+    line = report(runner)
+    request.config.stash.setdefault(CRASH_KEY, []).append(line)
+    print(line)
+    assert len(runner.results) == 3
+    assert all(r["interrupted"] for r in runner.results), runner.results
+    assert not [r for r in runner.results if r["problems"]], runner.results
+
+
+def soak(n: int, seed: int) -> int:
+    """`make powercut-soak`: n cuts at random moments of random sagas."""
+    from tests.saga_scenarios import SCENARIOS
+
+    rng = random.Random(seed)
+    specs = [f"{kind}:{i}" for kind, cases in SCENARIOS.items() for i in range(len(cases))]
+    cuts = [(rng.choice(specs), f"random:{rng.uniform(0.5, 12):.1f}") for _ in range(n)]
+    workdir = Path(os.environ.get("TMPDIR", "/tmp"), f"zfsaga-soak-{os.getpid()}")
+    workdir.mkdir()
+    try:
+        runner = run_cuts(workdir, cuts)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for r in runner.results:
+        if r["problems"]:
+            print(f"  {r['scenario']} cut {r['cut_at']}: {r['problems']}")
+    print(report(runner) + f" [seed {seed}]")
+    return 1 if any(r["problems"] for r in runner.results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(soak(int(sys.argv[1]) if len(sys.argv) > 1 else 10,
+                  int(sys.argv[2]) if len(sys.argv) > 2 else 1))
