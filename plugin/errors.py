@@ -65,7 +65,12 @@ class InternalError(SmapiError):
 
 def saga_failed(outcome: Any, what: str) -> SmapiError:
     """A verb's saga ended without doing what was asked: compensated (nothing changed) or
-    stuck (an operator's `zfsaga show <id>` tells the rest)."""
+    stuck (an operator's `zfsaga show <id>` tells the rest). A step that failed for want of
+    space is xapi's No_space: the admin frees space or picks another SR, nothing to debug
+    (the engine words a step's failure "<step>: <ErrorType>: <message>")."""
+    if ": NoSpace: " in (outcome.error or ""):
+        return NoSpace(f"{what} did not happen, the pool is out of space (saga "
+                       f"{outcome.saga_id} {outcome.status}): {outcome.error}")
     return SmapiError(f"{what} did not happen (saga {outcome.saga_id} {outcome.status}): "
                       f"{outcome.error}")
 

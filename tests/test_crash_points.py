@@ -61,16 +61,19 @@ def test_crash_points_on_real_zfs(request: pytest.FixtureRequest) -> None:
     cases = itertools.count(1)
 
     def sample(k: int, reached: int) -> list[int]:
-        return [max(1, reached // 2)] if next(cases) % 4 == 0 and reached else []
+        return [max(1, reached // 2)] if next(cases) % 3 == 0 and reached else []
 
     every = os.environ.get("ZFSAGA_REAL_CRASH_POINTS") == "all"
     harness = Harness(backend, "real ZFS", cleanup=lambda z, root: destroy_tree(root))
+    # Every other ZFS mutation of the revert (hold, rename aside, promote, release): the power
+    # loss replay (test_power_loss) recovers real ZFS at its flush points as well.
+    after_mutation = itertools.count()
     report = harness.enumerate(
         modes=("resume", "abort") if every else ("resume",),
         first_level=(lambda label: True) if every
-        else (lambda label: label.startswith("zfs:after:")),
+        else (lambda label: label.startswith("zfs:after:") and next(after_mutation) % 2 == 0),
         second_level=None if every else sample)
-    assert report.points >= 7  # just after each of the 7 mutations of a clean revert
+    assert report.points >= 4
     _record(request, summary(report))
     assert not report.failures, describe_failures(report)
 
@@ -90,8 +93,8 @@ def test_every_journal_cut_on_the_model_converges(request: pytest.FixtureRequest
 @pytest.mark.timeout(1800)
 def test_journal_cuts_on_real_zfs(request: pytest.FixtureRequest) -> None:
     """A deterministic sample on real ZFS (each case costs ~15 s in the emulated guest; the
-    model runs every point and every cut): a crash just after the clone, just after the
-    pivot, and none, with the journal cut back to the saga's creation and to halfway."""
+    model runs every point and every cut): a crash just after the clone and just after the
+    pivot, with the journal cut back to the saga's creation and to halfway."""
     def backend():
         real = real_zfs()
         root = f"{POOL}/j{uuid.uuid4().hex[:10]}"
@@ -101,8 +104,8 @@ def test_journal_cuts_on_real_zfs(request: pytest.FixtureRequest) -> None:
     harness = Harness(backend, "real ZFS", cleanup=lambda z, root: destroy_tree(root))
     labels = harness.reference()
     after_mutations = [k for k, label in enumerate(labels, 1) if label.startswith("zfs:after:")]
-    # After the clone (a second clone is the risk), after the pivot, and no crash at all.
-    points = [after_mutations[1], after_mutations[5], len(labels) + 1]
+    # After the clone (a second clone is the risk) and after the pivot.
+    points = [after_mutations[1], after_mutations[5]]
     report = enumerate_cuts(harness, points=points, keeps=lambda n: sorted({1, n // 2}))
     _record(request, cut_summary(report))
     assert not report.failures, describe_failures(report)  # type: ignore[arg-type]

@@ -417,3 +417,23 @@ def test_bad_tuning_is_refused_before_anything(host: Host, bad: dict) -> None:
                        configuration={"dataset": host.dataset, **bad})
     assert err.value.name == "Invalid_argument" and list(bad)[0] in err.value.params[1]
     assert host.zfs_state() == before
+
+
+@pytest.mark.realzfs
+def test_a_thick_clone_on_a_full_pool_is_no_space_and_leaves_nothing(real_host: Host) -> None:
+    """A pool that fills up in the middle of a saga (issue 9, 3): the clone of a thick volume
+    needs its whole size reserved again; ZFS refuses it after the saga has already taken the
+    clone's base snapshot. The saga compensates, the caller gets No_space, nothing is left."""
+    host = real_host
+    sr = host.sr("thick")
+    free = host.xapi.call("SR.stat", sr=sr)["free_space"]
+    size = (free * 6 // 10) >> 20 << 20  # fits once, not twice
+    vol = host.xapi.call("Volume.create", sr=sr, name="big", description="", size=size,
+                         sharable=False)
+    before = host.zfs_state()
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call("Volume.clone", sr=sr, key=vol["key"])
+    assert err.value.params[0] == "No_space", err.value.params
+    assert "compensated" in err.value.params[1]
+    assert host.zfs_state() == before
+    assert [v["key"] for v in host.xapi.call("SR.ls", sr=sr)] == [vol["key"]]
