@@ -27,6 +27,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(line)
 
 
+def real_more(what: str) -> None:
+    """Skip a real-ZFS test that CI's hour leaves to `make realzfs-more` (ZFSAGA_REAL_MORE=1):
+    `what` says where CI proves the same thing instead."""
+    if not os.environ.get("ZFSAGA_REAL_MORE"):
+        pytest.skip(f"on real ZFS with ZFSAGA_REAL_MORE=1 (make realzfs-more): {what}")
+
+
 def real_zfs():
     """A RealZfs, or a clear error: a real-ZFS test never skips silently."""
     from zfsaga.steps.zfs.real import RealZfs

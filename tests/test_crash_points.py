@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import CRASH_KEY, POOL, destroy_tree, real_zfs
+from tests.conftest import CRASH_KEY, POOL, destroy_tree, real_more, real_zfs
 from tests.crash_harness import (REVERT, Harness, cut_summary, describe_failures, enumerate_cuts,
                                  model_backend, summary)
 from zfsaga.steps.promote import PromoteClone
@@ -95,6 +95,8 @@ def test_journal_cuts_on_real_zfs(request: pytest.FixtureRequest) -> None:
     """A deterministic sample on real ZFS (each case costs ~15 s in the emulated guest; the
     model runs every point and every cut): a crash just after the clone and just after the
     pivot, with the journal cut back to the saga's creation and to halfway."""
+    real_more("the model cuts every journal at every point; the power-loss replay recovers "
+              "real ZFS from journals the power cut left")
     def backend():
         real = real_zfs()
         root = f"{POOL}/j{uuid.uuid4().hex[:10]}"
