@@ -93,7 +93,7 @@ def inside_births(seg) -> list[int]:
 @pytest.mark.realzfs
 @pytest.mark.timeout(2400)
 def test_a_power_cut_in_any_saga_loses_nothing(request: pytest.FixtureRequest) -> None:
-    """Three sagas of the catalog recorded in one log; one flush point of each replayed,
+    """Five sagas of the catalog recorded in one log; one flush point of each replayed,
     imported as a rebooted host would, recovered and checked. Every flush point of every
     scenario: `make powerloss`. Teeth: the revert's cuts inside its clone are recovered once
     more by a zfsaga that, as before this harness, never takes an untagged dataset as its own;
@@ -105,8 +105,8 @@ def test_a_power_cut_in_any_saga_loses_nothing(request: pytest.FixtureRequest) -
 
     harness = PowerHarness(real_zfs())
     # The sagas whose steps differ most (the revert's clone, hold, renames and promote; a
-    # create; a destroy); every saga's every flush point: make powerloss.
-    kinds = ("vdi.revert", "volume.create", "volume.destroy")
+    # create; a clone; a destroy; an SR's mark); every saga's every flush point: make powerloss.
+    kinds = ("vdi.revert", "volume.create", "volume.clone", "volume.destroy", "sr.create")
     scenarios = [SCENARIOS[kind][0] for kind in kinds]
     rec = harness.record(scenarios)
     revert = next(seg for seg in rec.segments if seg.scenario.kind == "vdi.revert")
