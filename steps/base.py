@@ -42,7 +42,7 @@ class StepContext:
     boundary: Callable[[str], None] = lambda label: None
     #: Steps a dead process was acting on (started, never answered in the journal), each with
     #: when that attempt started: only these can have left a dataset half made.
-    started: dict[str, float] = field(default_factory=dict)
+    cut_off: dict[str, float] = field(default_factory=dict)
 
     def value(self, ref: Any) -> Any:
         if isinstance(ref, str) and ref.startswith("$"):
@@ -218,7 +218,7 @@ def half_born(step: "Step", ctx: StepContext, props: dict[str, "Prop"]) -> bool:
     slack). Anything else at the name is someone else's: a dataset older than the attempt, any
     untagged dataset seen by a live process, or one seen after a clock was set back (the saga
     parks)."""
-    started = ctx.started.get(step.name)
+    started = ctx.cut_off.get(step.name)
     creation = props["creation"].value
     if started is None or props[OWNER].local is not None or creation is None:
         return False
@@ -227,8 +227,9 @@ def half_born(step: "Step", ctx: StepContext, props: dict[str, "Prop"]) -> bool:
 
 def remake_half_born(step: "Step", ctx: StepContext, target: str) -> None:
     """Before an act that creates `target`: destroy this step's half-born dataset there (see
-    `half_born`), so the act makes it whole, tag and properties with it."""
-    if not exists(ctx.zfs, target):
+    `half_born`), so the act makes it whole, tag and properties with it. A step no dead
+    process was acting on has none: no ZFS read on a live saga's path."""
+    if step.name not in ctx.cut_off or not exists(ctx.zfs, target):
         return
     if half_born(step, ctx, ctx.zfs.get_props(target, [OWNER, "creation"])):
         ctx.zfs.destroy(target)

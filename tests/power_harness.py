@@ -243,7 +243,7 @@ class PowerHarness:
         run("modprobe", "-a", "dm-log-writes", "dm-snapshot", "loop")
         #: Whether the copy disk holds what the pool disk holds (true of a fresh guest's blank
         #: disks, and after a replay ran a log to its end).
-        self.in_step = True
+        self.copy_matches = True
 
     # -- recording ---------------------------------------------------------------------------
     def record(self, scenarios: list[Scenario]) -> Recording:
@@ -252,10 +252,10 @@ class PowerHarness:
         the fixtures built and the sagas run under it, one pair of marks around each saga."""
         started = time.monotonic()
         self._clear()
-        if not self.in_step:
+        if not self.copy_matches:
             run("dd", f"if={self.pool_disk}", f"of={self.copy_disk}", "bs=4M", "conv=fsync",
                 "status=none", timeout=900)
-        self.in_step = False  # until a replay has run this log to its end
+        self.copy_matches = False  # until a replay has run this log to its end
         dev = dm_create(LOGW, f"0 {self.size} log-writes {self.pool_disk} {self.log_disk}")
         pool_create(dev)
         segments = []
@@ -340,7 +340,7 @@ class PowerHarness:
                         finally:
                             self.defect = kept
                 replayer.advance(len(rec.log.entries))  # the copy is the disk again
-                self.in_step = True
+                self.copy_matches = True
         finally:
             run("losetup", "-d", loop, check=False)
             os.unlink(COW_FILE)

@@ -4,7 +4,6 @@ guest (tests/power_harness.py), on a deterministic sample of each saga's flush p
 from __future__ import annotations
 
 import io
-import os
 import struct
 
 import pytest

@@ -15,8 +15,8 @@ T = TypeVar("T")
 #: Native properties the layer reads. Space accounting (used, available, referenced) is real on
 #: the real backend; the model does not simulate it and answers None.
 NATIVE_PROPS = ("type", "guid", "createtxg", "creation", "origin", "volsize",
-                "volblocksize", "refreservation", "defer_destroy", "userrefs", "snapdev", "mountpoint",
-                "mounted", "used", "available", "referenced", "compression", "sync", "logbias",
+                "volblocksize", "refreservation", "defer_destroy", "userrefs", "snapdev",
+                "mountpoint", "mounted", "used", "available", "referenced", "compression", "sync", "logbias",
                 "primarycache")
 #: The inheritable dataset properties an admin tunes per SR, each with its allowed values
 #: (OpenZFS 2.1's, less the deprecated and the exotic).
