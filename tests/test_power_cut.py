@@ -70,6 +70,10 @@ class CutRun:
             result = json.loads(result_file.read_text())
             result["cut_at"] = self.cut_label
             self.results.append(result)
+            # A soak runs for an hour: say how each cut ended as it ends.
+            print(f"cut {len(self.results)}: {result['scenario']} at {self.cut_label}: "
+                  f"{'interrupted' if result['interrupted'] else 'outside a saga'}, "
+                  f"{result['status']}, problems: {result['problems'] or 'none'}", flush=True)
         if start:
             assert rc == guest.KILLED, f"boot {self.boots}: the guest was not cut (exit {rc})"
             self.pending = (out / "segment.b64").read_text()
