@@ -3,6 +3,10 @@ with its key and the source's name and description, thick if the SR is. A writab
 (vm-clone, templates, clone-on-boot) is cloned through a hidden base snapshot that is marked
 for deferred destroy at once, so ZFS destroys it with its last clone.
 
+A thick clone that cannot fit in the SR's free space is refused before anything is recorded;
+one that stops fitting mid-saga (the base snapshot of a thick volume holds its written data)
+fails its clone step with NoSpace and compensates.
+
     from a snapshot:  1 clone         the snapshot, by guid            undo: destroy the clone
     from a volume:    1 base          a hidden snapshot of the volume  undo: destroy it
                       2 clone         the base snapshot                undo: destroy the clone
@@ -13,7 +17,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
-from zfsaga.steps import meta
+from zfsaga.steps import meta, srs
 from zfsaga.steps.base import guid_of
 from zfsaga.steps.clone import CloneSnapshot
 from zfsaga.steps.snapshot import ReleaseSnapshot, TakeSnapshot
@@ -30,6 +34,9 @@ BASE = "org.zfsaga:clone-base"  # marks a hidden base snapshot (never listed)
 def resolve(zfs: Zfs, sr: str, sr_guid: str, source: str, thick: bool,
             key: str | None = None) -> dict[str, Any]:
     key = key or str(uuidlib.uuid4())
+    if thick:
+        size = zfs.get_props(source, ["volsize"])["volsize"].value
+        srs.check_fits(zfs, sr, int(size or 0), "the clone")
     user = zfs.user_props(source)
     props = {meta.KEY: key, meta.NAME: user.get(meta.NAME, ""),
              meta.DESCRIPTION: user.get(meta.DESCRIPTION, "")}

@@ -11,9 +11,9 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
-from zfsaga.steps import meta
+from zfsaga.steps import meta, srs
 from zfsaga.steps.create import CreateVolume
-from zfsaga.steps.zfs.errors import InvalidValue, NoSpace
+from zfsaga.steps.zfs.errors import InvalidValue
 from zfsaga.steps.zfs.interface import DEFAULT_VOLBLOCKSIZE, MAX_VOLSIZE, Zfs
 
 if TYPE_CHECKING:
@@ -41,10 +41,7 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, name: str, description: str, size: 
     key = key or str(uuidlib.uuid4())
     size = rounded(size, volblocksize or DEFAULT_VOLBLOCKSIZE)
     if thick:
-        free = zfs.get_props(sr, ["available"])["available"].value
-        if free is not None and size > int(free):
-            raise NoSpace(sr, f"a thick volume reserves its whole size: {size} bytes do not "
-                              f"fit in the SR's {free} free")
+        srs.check_fits(zfs, sr, size, "the new volume")
     props = {meta.KEY: key, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description)}
     return {"sr": sr, "sr_guid": sr_guid, "key": key, "target": f"{sr}/{key}",

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from zfsaga.sagas.volume_create import rounded
-from zfsaga.steps.zfs.errors import InvalidValue, NoSpace
+from zfsaga.steps import srs
+from zfsaga.steps.zfs.errors import InvalidValue
 from zfsaga.steps.resize import GrowVolume
 from zfsaga.steps.zfs.interface import Zfs
 
@@ -30,11 +31,7 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, dataset: str, new_size: int) -> dic
                                           f"{before} bytes, and blocks past {new_size} may "
                                           f"hold data")
     if got["refreservation"].value not in (None, "0"):
-        free = zfs.get_props(sr, ["available"])["available"].value
-        if free is not None and size - before > int(free):
-            raise NoSpace(dataset, f"a thick volume reserves its whole size: growing by "
-                                   f"{size - before} bytes needs more than the SR's "
-                                   f"{free} free")
+        srs.check_fits(zfs, sr, size - before, "growing it")
     return {"sr": sr, "sr_guid": sr_guid, "dataset": dataset, "guid": got["guid"].value,
             "size": size, "before": before}
 

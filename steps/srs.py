@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from zfsaga.steps.zfs import names
-from zfsaga.steps.zfs.errors import InvalidName, NotFound
+from zfsaga.steps.zfs.errors import InvalidName, NoSpace, NotFound
 from zfsaga.steps.zfs.interface import Prop, Zfs
 
 SR_MARK = "org.zfsaga:sr"
@@ -114,3 +114,13 @@ def vdi_props(zfs: Zfs, sr: str, vdi: str, wanted: list[str]) -> dict[str, Prop]
     if props[SR_MARK].value is None or props[SR_MARK].local is not None:
         raise InvalidName(vdi, f"is not inside the zfsaga SR {sr}")
     return props
+
+
+def check_fits(zfs: Zfs, sr: str, need: int, what: str) -> None:
+    """Refuse, before anything is recorded, a reservation of `need` bytes the SR's free space
+    cannot hold (thick volumes reserve their whole size). Up front, not a promise: the space
+    can still run out mid-saga, and then the step's NoSpace compensates the saga."""
+    free = zfs.get_props(sr, ["available"])["available"].value
+    if free is not None and need > int(free):
+        raise NoSpace(sr, f"a thick volume reserves its whole size: {what} needs {need} "
+                          f"bytes, more than the SR's {free} free")

@@ -161,6 +161,66 @@ def test_a_thick_resize_that_cannot_fit_is_refused_up_front(real_host: Host) -> 
     assert err.value.params[0] == "No_space" and host.zfs_state() == before
 
 
+
+@pytest.mark.realzfs
+def test_a_pool_that_fills_up_mid_clone_is_no_space_and_leaves_nothing(request, real_host: Host,
+                                                                       tmp_path) -> None:
+    """A thick clone of a thick volume on a nearly full pool. The up-front check passes (the
+    clone's size fits), then the base snapshot keeps the volume's written data, which the
+    volume's reservation must cover again: the clone no longer fits. ZFS 2.1.11 answers ENOSPC
+    and keeps the clone it made, tagged and unreserved; zfsaga must not take that for done."""
+    import os
+    import subprocess
+
+    from tests.conftest import CRASH_KEY
+    from zfsaga.state.journal import Journal
+
+    host = real_host
+    sr = host.sr("thick")
+    size, data = 64 << 20, 24 << 20
+    vol = host.xapi.call("Volume.create", sr=sr, name="full", description="", size=size,
+                         sharable=False)
+    with open(host.zfs.device_path(f"{sr}/{vol['key']}"), "r+b") as dev:
+        dev.write(os.urandom(data))
+        dev.flush()
+        os.fsync(dev.fileno())
+    subprocess.run(["zpool", "sync"], check=True)
+    # A volume beside the SR (not zfsaga's) takes all but the clone's size and half the data.
+    free = int(host.zfs.get_props(sr, ["available"])["available"].value)
+    filler = f"{sr.rsplit('/', 1)[0]}/filler"
+    host.zfs.create_zvol(filler, (free - size - data // 2) // 8192 * 8192, sparse=False)
+    before = host.zfs_state()
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call("Volume.clone", sr=sr, key=vol["key"])
+    assert err.value.params[0] == "No_space", err.value.params
+    assert host.zfs_state() == before  # no clone, no base snapshot, the filler untouched
+    [db] = (tmp_path / "state").glob("sr-*/journal.db")
+    journal = Journal(db)
+    try:
+        [row] = [r for r in journal.list() if r.kind == "volume.clone"]
+        assert row.status == "compensated" and "clone: NoSpace" in (row.last_error or "")
+        steps = [(e.type, e.step) for e in journal.events(row.id)]
+        assert ("step_done", "base") in steps and ("comp_done", "base") in steps  # mid-saga
+        assert journal.check_well_formed() == []
+    finally:
+        journal.close()
+    # Up front: a clone whose size cannot fit at all is refused before anything is recorded.
+    host.zfs.destroy(filler)
+    host.zfs.create_zvol(filler, (free - size // 2) // 8192 * 8192, sparse=False)
+    before = host.zfs_state()
+    with pytest.raises(ScriptError) as err:
+        host.xapi.call("Volume.clone", sr=sr, key=vol["key"])
+    assert err.value.params[0] == "No_space" and host.zfs_state() == before
+    journal = Journal(db)
+    try:
+        assert len([r for r in journal.list() if r.kind == "volume.clone"]) == 1
+    finally:
+        journal.close()
+    request.config.stash.setdefault(CRASH_KEY, []).append(
+        "full pool [real ZFS]: 2 cases (a thick clone that stops fitting mid-saga: "
+        "compensated, No_space; one that never fits: refused up front), violations: 0")
+
+
 BAD_INPUTS = [
     ("SR.create", {"uuid": "u", "name": "n", "description": "d",
                    "configuration": {"dataset": "zfsagatest/x;rm -rf /"}}),

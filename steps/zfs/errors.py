@@ -131,6 +131,7 @@ _CLI_MESSAGES: tuple[tuple[str, type[ZfsError]], ...] = (
     ("invalid character", InvalidName),
     ("name is too long", InvalidName),
     ("out of space", NoSpace),
+    ("greater than available space", NoSpace),  # zfs set refreservation
     ("read-only", ZfsUnavailable),
     ("/dev/zfs", ZfsUnavailable),
     ("pool I/O is currently suspended", ZfsUnavailable),

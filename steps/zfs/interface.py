@@ -222,6 +222,16 @@ class Zfs(ABC):
             props["refreservation"] = str(size)
         self._call("set_props", name, True, lambda: self._set_props(name, props))
 
+    def reserve(self, name: str) -> None:
+        """Reserve a volume's whole size (refreservation = volsize): a thick volume's clone
+        that a cut-off process left without its reservation. NoSpace when the pool cannot."""
+        names.check_dataset(name)
+        size = self.get_props(name, ["volsize"])["volsize"].value
+        if size is None:
+            raise InvalidValue(name, "only a volume can be reserved")
+        self._call("set_props", name, True,
+                   lambda: self._set_props(name, {"refreservation": size}))
+
     def inherit(self, name: str, prop: str) -> None:
         """Remove a local user property (or reset snapdev) so the inherited value shows."""
         names.check_any(name)

@@ -8,8 +8,8 @@ import subprocess
 import time
 
 from zfsaga.steps.zfs import names
-from zfsaga.steps.zfs.errors import (AlreadyExists, Busy, HasDependents, NotFound,
-                                 ZfsUnavailable, from_cli, from_lzc)
+from zfsaga.steps.zfs.errors import (AlreadyExists, Busy, HasDependents, NotFound, ZfsError,
+                                     ZfsUnavailable, from_cli, from_lzc)
 from zfsaga.steps.zfs.interface import Prop, Zfs, ZfsHooks
 
 ZFS_BIN = os.environ.get("ZFSAGA_ZFS_BIN", "/sbin/zfs")
@@ -113,7 +113,21 @@ class RealZfs(Zfs):
         nv = _props_nvlist(props)
         if reservation is not None:
             nv[b"refreservation"] = reservation
-        self._lzc_call(target, self._lzc.lzc_clone, _b(target), _b(snapshot), props=nv)
+        try:
+            self._lzc_call(target, self._lzc.lzc_clone, _b(target), _b(snapshot), props=nv)
+        except AlreadyExists:
+            raise
+        except ZfsError:
+            # ZFS 2.1.11 makes the clone, then sets its properties in a transaction of their
+            # own; when that fails (a reservation the pool cannot hold: ENOSPC) it returns the
+            # error and keeps the clone, tagged and unreserved (observed in the guest). The
+            # call did not fail EEXIST, so the name was free: what is there now is this call's
+            # own, and it goes with the error. (lzc_create cleans up after itself.)
+            if self._exists(target):
+                from zfsaga.steps.zfs.retry import retry_transient
+
+                retry_transient(lambda: self._destroy(target))  # a new zvol's minor: busy
+            raise
 
     def _promote(self, name):
         origin = self._run(["get", "-H", "-o", "value", "origin", name], name).strip()
