@@ -3,6 +3,7 @@ to be a zfsaga SR, and for mutating verbs the engine over that SR's journal. Rea
 stop at the SR: no journal, no lock, no engine import."""
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from zfsaga.plugin.errors import InvalidArgument, SrNotAttached, VolumeDoesNotExist
@@ -98,8 +99,13 @@ class Sr:
 
 
 def zfs() -> "Zfs":
+    """The ZFS layer, with CI's fault switch (zfsaga/faults.py) when it is set."""
     from zfsaga.backend import open_zfs
 
+    if os.environ.get("ZFSAGA_FAULTS") or os.environ.get("ZFSAGA_FAULTS_FILE"):
+        from zfsaga.faults import FaultHooks, Faults
+
+        return open_zfs(FaultHooks(Faults.from_env()))
     return open_zfs()
 
 

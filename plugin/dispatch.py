@@ -93,8 +93,17 @@ def call(verb: str, args: dict[str, Any], verbs: dict[str, str] | None = None) -
 
 def main(verb: str, argv: list[str], stdin: IO[str] = sys.stdin,
          stdout: IO[str] = sys.stdout, where: str | None = None) -> int:
-    """Run one verb (`where`: the plugin directory it was run from); returns the exit
-    status."""
+    """Run one verb (`where`: the plugin directory it was run from), answering within the
+    call deadline (plugin/deadline.py); returns the exit status."""
+    from zfsaga.plugin.deadline import run_bounded
+
+    return run_bounded(verb, lambda out: answer(verb, argv, stdin, out, where), stdout,
+                       sys.stderr)
+
+
+def answer(verb: str, argv: list[str], stdin: IO[str], stdout: IO[str],
+           where: str | None) -> int:
+    """The call itself: its JSON result or error on `stdout`, and the exit status."""
     try:
         if argv != ["--json"]:
             raise Unimplemented(f"{verb}: zfsaga takes its arguments as `--json` on stdin "

@@ -8,12 +8,14 @@ One boot does, in order:
       base64-pickled in ZFSAGA_CUT_SEGMENT): import the pool, note whether the journal still
       held the saga active (did the cut interrupt it?), recover, check, write result.json;
       then destroy the pool.
-  --start KIND[:N] --at LABEL|random:SECONDS: a fresh pool on the first spare disk, a
+  --start KIND[:N] --at LABEL|random:SECONDS|within:FRACTION: a fresh pool on the first
+      spare disk, a
       reference copy of scenario N of saga KIND run to its end (its after-state and
       checksums), the scenario's own fixture (saved as segment.b64), synced; then the saga,
       which at the first boundary whose label starts with LABEL writes `cut` to the out share
       and waits to be killed. With random:S it writes `armed` and runs; the host kills it S
-      seconds later, wherever it is.
+      seconds later, wherever it is; within:F is random:S with S that fraction of the time
+      the reference run of the saga took.
 """
 from __future__ import annotations
 
@@ -82,10 +84,12 @@ def start(zfs: Zfs, spec: str, at: str) -> None:
     ref = build(zfs, sc, f"{POOL}/ref")
     ref_state = state_dir(zfs, ref["sr"])
     journal = Journal(ref_state / "journal.db")
+    began = time.monotonic()
     try:
         sc.start(Engine(zfs, journal, ref_state), ref)
     finally:
         journal.close()
+    took = time.monotonic() - began
     fixture = build(zfs, sc, f"{POOL}/s0")
     state = state_dir(zfs, fixture["sr"])
     seg = Segment(sc, fixture, sr_state(zfs, fixture["sr"]))
@@ -97,7 +101,10 @@ def start(zfs: Zfs, spec: str, at: str) -> None:
     run("sync")  # the fixture is on disk before the saga, as on a host
 
     faults = Faults(mode="raise")
-    if at.startswith("random:"):
+    if at.startswith("within:"):
+        # A moment inside the saga: a fraction of what the reference run of it took.
+        (OUT / "armed").write_text(f"random:{float(at.split(':')[1]) * took:.2f}")
+    elif at.startswith("random:"):
         (OUT / "armed").write_text(at)
     else:
         def boundary(label: str, _seen=faults.boundary) -> None:

@@ -124,7 +124,9 @@ def soak(n: int, seed: int) -> int:
 
     rng = random.Random(seed)
     specs = [f"{kind}:{i}" for kind, cases in SCENARIOS.items() for i in range(len(cases))]
-    cuts = [(rng.choice(specs), f"random:{rng.uniform(0.5, 12):.1f}") for _ in range(n)]
+    # A random moment inside the saga (a fraction of its reference run's time): a cut after
+    # it ended would not count.
+    cuts = [(rng.choice(specs), f"within:{rng.uniform(0.02, 0.98):.2f}") for _ in range(n)]
     workdir = Path(os.environ.get("TMPDIR", "/tmp"), f"zfsaga-soak-{os.getpid()}")
     workdir.mkdir()
     try:

@@ -6,6 +6,10 @@ ZFSAGA_FAULTS_FILE), read once per process. Its value is a list of rules separat
     fail:promote:transient:2       the next 2 promote calls fail with a transient (busy) error
     fail:clone:permanent           every clone call fails with a permanent error
     fail:destroy:after-effect      destroy takes effect, then reports an error (once)
+    pause@zfs:after:snapshot       at the first boundary with this label, create
+                                   $ZFSAGA_PAUSE_DIR/paused and wait (at most 600 s) for
+                                   $ZFSAGA_PAUSE_DIR/go: a test acts on the world mid-saga
+                                   (fails a disk, fills a pool) while the process waits
 
 Boundaries are named where durable effects meet: `journal:before:<event>`, `journal:after:<event>`,
 `zfs:before:<op>`, `zfs:after:<op>`, and `comp:<step>:inside` within a compensation. "Die" means
@@ -40,6 +44,7 @@ class Faults:
 
     crash_at: int | None = None
     crash_label: str | None = None
+    pause_label: str | None = None
     fail_rules: list[FailRule] = field(default_factory=list)
     mode: str = "exit"  # exit | raise
     seen: int = 0
@@ -55,6 +60,8 @@ class Faults:
                     faults.crash_at = int(where)
                 else:
                     faults.crash_label = where
+            elif rule.startswith("pause@"):
+                faults.pause_label = rule[len("pause@"):]
             elif rule.startswith("fail:"):
                 parts = rule.split(":")
                 if len(parts) not in (3, 4) or parts[2] not in ("transient", "permanent",
@@ -80,6 +87,9 @@ class Faults:
         """A point between durable effects: count it, and die here if told to."""
         self.seen += 1
         self.labels.append(label)
+        if self.pause_label is not None and label.startswith(self.pause_label):
+            self.pause_label = None
+            _pause(label)
         if self.seen == self.crash_at or (self.crash_label is not None
                                           and label.startswith(self.crash_label)):
             self.crash_label = None  # a label crashes once per process
@@ -94,6 +104,17 @@ class Faults:
                     rule.times -= 1
                 return rule
         return None
+
+
+def _pause(label: str) -> None:
+    import time
+
+    where = os.environ.get("ZFSAGA_PAUSE_DIR", "/tmp")
+    with open(os.path.join(where, "paused"), "w", encoding="utf-8") as f:
+        f.write(f"{label} {os.getpid()}\n")
+    until = time.monotonic() + 600
+    while not os.path.exists(os.path.join(where, "go")) and time.monotonic() < until:
+        time.sleep(0.05)
 
 
 class FaultHooks(ZfsHooks):
