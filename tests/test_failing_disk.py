@@ -48,6 +48,7 @@ class FailingDisk:
     """A loop device over a sparse file, behind a device-mapper map the test can fail."""
 
     def __init__(self, image: Path) -> None:
+        sh("modprobe", "-a", "loop", "dm-mod", "dm-flakey")
         subprocess.run(["truncate", "-s", "384M", str(image)], check=True)
         self.loop = sh("losetup", "-f", "--show", str(image)).strip()
         self.sectors = int(sh("blockdev", "--getsz", self.loop))
