@@ -144,11 +144,12 @@ def test_a_disk_that_fails_mid_saga(request, destdir, tmp_path: Path, failmode: 
         pause.mkdir()
         faulty = Daemon(destdir, "zfsaga", {**env, "ZFSAGA_FAULTS": "pause@zfs:after:snapshot",
                                             "ZFSAGA_PAUSE_DIR": str(pause)})
-        call = subprocess.Popen([str(faulty.script("Volume.clone")), "--json"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=faulty.env)
-        call.stdin.write(json.dumps({"dbg": "t", "sr": sr, "key": vol["key"]}))
-        call.stdin.close()
+        args = tmp_path / "args.json"
+        args.write_text(json.dumps({"dbg": "t", "sr": sr, "key": vol["key"]}))
+        with open(args, encoding="utf-8") as stdin:
+            call = subprocess.Popen([str(faulty.script("Volume.clone")), "--json"],
+                                    stdin=stdin, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=faulty.env)
         wait_for(pause / "paused", 120)
         disk.swap(healthy=False)
         failed_at = time.monotonic()
