@@ -5,14 +5,14 @@ fault switch just after its first ZFS mutation), the map is swapped for dm-flake
 `error_writes`: every write fails, reads still work, as a dying disk or a pulled cable behind a
 cache does. The journal lives where it does on a host, on that same pool.
 
-zfsaga's choice is the pool's `failmode=wait` (ZFS's default; SR.create never changes it):
-the pool suspends, every ZFS call and journal write waits in the kernel, and nothing reports
-success for work that did not happen. xapi is answered within the call deadline
-(plugin/deadline.py) with a Busy error that says so; the work goes on in its process. After
-the disk is back and `zpool clear`, that process finishes the saga. Under `failmode=continue`
-new writes fail with EIO instead: the step or the journal write fails, the call answers with
-an error at once, and the saga is compensated or parks until `zfsaga resume` (the second
-case below).
+zfsaga keeps the pool's `failmode` as the admin set it (SR.create never changes it) and answers
+the same under `wait` (ZFS's default) and `continue`, both tested: a mutating ZFS call is a
+sync task, which waits for its transaction group whatever the failmode (observed on 2.1.11:
+under `continue` the pool even still reads ONLINE), and the journal's writes wait on the same
+pool. So nothing reports success for work that did not happen; xapi is answered within the
+call deadline (plugin/deadline.py) with a Busy error that says what it waited for; the work
+goes on in its process, and after the disk is back and `zpool clear`, that process finishes
+the saga. (`failmode=panic` panics the host: not zfsaga's to choose.)
 
 Checked: the caller's answer within the deadline, no success for undone work, the pool
 suspended while the disk fails, the saga terminal after the clear, the SR exactly its before-
