@@ -75,6 +75,12 @@ def check(zfs: Zfs, blob: str) -> dict:
             "status": status, "problems": problems}
 
 
+def arm(at: str) -> None:
+    """Tell the host when to cut, in one rename: it polls the file."""
+    (OUT / "armed.tmp").write_text(at)
+    (OUT / "armed.tmp").rename(OUT / "armed")
+
+
 def start(zfs: Zfs, spec: str, at: str) -> None:
     sc = scenario(spec)
     pool_disk = fault_disks()[0]
@@ -103,9 +109,9 @@ def start(zfs: Zfs, spec: str, at: str) -> None:
     faults = Faults(mode="raise")
     if at.startswith("within:"):
         # A moment inside the saga: a fraction of what the reference run of it took.
-        (OUT / "armed").write_text(f"random:{float(at.split(':')[1]) * took:.2f}")
+        arm(f"random:{float(at.split(':')[1]) * took:.2f}")
     elif at.startswith("random:"):
-        (OUT / "armed").write_text(at)
+        arm(at)
     else:
         def boundary(label: str, _seen=faults.boundary) -> None:
             if label.startswith(at):

@@ -56,7 +56,10 @@ class CutRun:
             if (outdir / "armed").exists():
                 if not armed_at:
                     armed_at.append(time.monotonic())
-                delay = float((outdir / "armed").read_text().split(":")[1])
+                try:
+                    delay = float((outdir / "armed").read_text().split(":")[1])
+                except (IndexError, ValueError):
+                    return False  # read while the guest was writing it: look again
                 return time.monotonic() - armed_at[0] >= delay
             return False
 
