@@ -249,6 +249,34 @@ def test_state_location_mounts_the_state_dataset(monkeypatch) -> None:
         state_base(z, "tank/sr")
 
 
+def test_a_state_dataset_born_without_its_tag_is_taken_only_when_empty(monkeypatch) -> None:
+    """A power cut between the state filesystem's creation and its properties leaves it
+    untagged: every call on the pool would be refused for ever. A mutating call tags it when it
+    holds nothing; one holding anything, or with a child, stays refused and untouched."""
+    from zfsaga import location
+    from zfsaga.steps.zfs.model import ModelZfs
+
+    monkeypatch.delenv("ZFSAGA_STATE_DIR", raising=False)
+    z = ModelZfs(pools=("tank",))
+    z.create_filesystem("tank/sr")
+    meta = f"tank/{location.META_DATASET}"
+    z.create_filesystem(meta)  # the half-born one: no role
+    listing: dict[str, list[str]] = {f"/{meta}": ["journal.db"]}
+    monkeypatch.setattr(location, "_entries", lambda path: listing[path])
+    with pytest.raises(PermissionError):  # holds a file: not provably ours
+        location.state_base(z, "tank/sr", create=True)
+    assert z.get_props(meta, [location.ROLE])[location.ROLE].local is None
+    listing[f"/{meta}"] = []
+    with pytest.raises(PermissionError):  # a read-only call never tags
+        location.state_base(z, "tank/sr")
+    z.create_filesystem(f"{meta}/child")
+    with pytest.raises(PermissionError):  # a child: not provably ours
+        location.state_base(z, "tank/sr", create=True)
+    z.destroy(f"{meta}/child")
+    assert str(location.state_base(z, "tank/sr", create=True)) == f"/{meta}"
+    assert z.get_props(meta, [location.ROLE])[location.ROLE].local == "state"
+
+
 def _fresh_root(z: Zfs) -> str:
     import uuid
 

@@ -221,6 +221,41 @@ def test_a_pool_that_fills_up_mid_clone_is_no_space_and_leaves_nothing(request, 
         "compensated, No_space; one that never fits: refused up front), violations: 0")
 
 
+
+@pytest.mark.realzfs
+def test_a_state_filesystem_born_untagged_is_taken_only_while_empty(destdir, tmp_path) -> None:
+    """A power cut inside the first SR.create on a pool can leave `<pool>/zfsaga-state` made
+    but untagged (its properties land in a later transaction). Empty, the next SR.create takes
+    it; once it holds journals, an untagged one is refused and left as it is."""
+    import subprocess
+
+    pool, image = "zfsagahb", tmp_path / "pool.img"
+    subprocess.run(["truncate", "-s", "256M", str(image)], check=True)
+    subprocess.run(["zpool", "create", "-o", "cachefile=none", "-m", f"/run/{pool}", pool,
+                    str(image)], check=True)
+    try:
+        subprocess.run(["zfs", "create", f"{pool}/zfsaga-state"], check=True)  # no role
+        subprocess.run(["zfs", "create", f"{pool}/sr"], check=True)
+        xapi = Daemon(destdir, "zfsaga", {"ZFSAGA_SYSLOG": "0"})  # the state on the pool
+        config = xapi.call("SR.create", uuid=str(uuid.uuid4()), name="hb", description="",
+                           configuration={"dataset": f"{pool}/sr"})
+        sr = xapi.call("SR.attach", configuration=config)
+        xapi.call("Volume.create", sr=sr, name="v", description="", size=0, sharable=False)
+        zfs = real_zfs()
+        role = zfs.get_props(f"{pool}/zfsaga-state", ["org.zfsaga:role"])["org.zfsaga:role"]
+        assert role.local == "state"
+        subprocess.run(["zfs", "inherit", "org.zfsaga:role", f"{pool}/zfsaga-state"], check=True)
+        before = {n: p["guid"].value for n, p in zfs.list_tree(pool, ["guid"]).items()}
+        with pytest.raises(ScriptError) as err:
+            xapi.call("Volume.create", sr=sr, name="w", description="", size=0, sharable=False)
+        assert "zfsaga-state" in err.value.params[1]
+        assert {n: p["guid"].value for n, p in zfs.list_tree(pool, ["guid"]).items()} == before
+        role = zfs.get_props(f"{pool}/zfsaga-state", ["org.zfsaga:role"])["org.zfsaga:role"]
+        assert role.local is None
+    finally:
+        subprocess.run(["zpool", "destroy", "-f", pool], capture_output=True)
+
+
 BAD_INPUTS = [
     ("SR.create", {"uuid": "u", "name": "n", "description": "d",
                    "configuration": {"dataset": "zfsagatest/x;rm -rf /"}}),

@@ -31,9 +31,13 @@ def state_base(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
         if not create:
             raise FileNotFoundError(f"{meta} does not exist: no zfsaga state on this pool")
         zfs.create_filesystem(meta, {ROLE: "state"})
-    props = zfs.get_props(meta, ["mountpoint", "mounted", ROLE])
+    props = zfs.get_props(meta, ["mountpoint", "mounted", ROLE, "type"])
+    if props[ROLE].local is None and create and half_born_state(zfs, meta, props):
+        zfs.set_props(meta, {ROLE: "state"})
+        props = zfs.get_props(meta, ["mountpoint", "mounted", ROLE, "type"])
     if props[ROLE].local != "state":
-        raise PermissionError(f"{meta} exists but is not zfsaga's state dataset")
+        raise PermissionError(f"{meta} exists but is not zfsaga's state dataset (it has no "
+                              f"{ROLE}=state and is not empty): move it away or tag it")
     mountpoint = props["mountpoint"].value
     if not mountpoint or not mountpoint.startswith("/"):
         raise FileNotFoundError(f"{meta} has no mountpoint ({mountpoint}): set one with "
@@ -44,6 +48,30 @@ def state_base(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
         # the parent's filesystem, and vanish beneath the mount later. Mounting changes no data.
         zfs.mount(meta)
     return Path(mountpoint)
+
+
+def half_born_state(zfs: Zfs, meta: str, props: dict) -> bool:
+    """Whether an untagged `<pool>/zfsaga-state` is zfsaga's own, born without its tag: ZFS
+    creates a dataset and sets the properties it was created with in a transaction of their
+    own, and a power cut between the two leaves it bare (steps/base.py, `half_born`). Outside
+    any saga there is no journal to say so, so the proof is that it holds nothing: a
+    filesystem with no children, no snapshots and an empty root directory. Tagging it then
+    risks no one's data (the name is zfsaga's); anything else there stays refused."""
+    if props["type"].value != "filesystem" or list(zfs.list_tree(meta, ["type"])) != [meta]:
+        return False
+    mountpoint = props["mountpoint"].value
+    if not mountpoint or not mountpoint.startswith("/"):
+        return False
+    if props["mounted"].value != "yes":
+        zfs.mount(meta)
+    try:
+        return _entries(mountpoint) == []
+    except OSError:
+        return False
+
+
+def _entries(directory: str) -> list[str]:
+    return os.listdir(directory)
 
 
 def sr_state_dir_by_guid(zfs: Zfs, sr: str, guid: str) -> Path:
