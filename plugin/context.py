@@ -109,6 +109,17 @@ def zfs() -> "Zfs":
     return open_zfs()
 
 
+def _check_sr_name(sr: str) -> None:
+    """Invalid_argument for an `sr` no SR.attach of ours can have returned (before any read)."""
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import ZfsError
+
+    try:
+        names.check_dataset(sr)
+    except ZfsError:
+        raise InvalidArgument(f"{sr!r} is not an SR this plugin returned") from None
+
+
 def open_sr(sr: str, key: str | None = None, extra: tuple[str, ...] = ()) -> Sr:
     """The SR behind xapi's `sr` string; Sr_not_attached when it is not a zfsaga SR now. With
     `key`, the key's home (`<sr>/<key>`) is described in the same `zfs get` (Volume.stat is one
@@ -118,10 +129,7 @@ def open_sr(sr: str, key: str | None = None, extra: tuple[str, ...] = ()) -> Sr:
     from zfsaga.steps.zfs import names
     from zfsaga.steps.zfs.errors import ZfsError
 
-    try:
-        names.check_dataset(sr)
-    except ZfsError:
-        raise InvalidArgument(f"{sr!r} is not an SR this plugin returned") from None
+    _check_sr_name(sr)
     home = None
     if key:
         try:
@@ -146,13 +154,9 @@ def open_sr_tree(sr: str) -> tuple[Sr, dict[str, tuple[dict, dict]]]:
     is read from the same output as its volumes."""
     from zfsaga.plugin.volumes import NATIVE
     from zfsaga.steps import srs
-    from zfsaga.steps.zfs import names
     from zfsaga.steps.zfs.errors import ZfsError
 
-    try:
-        names.check_dataset(sr)
-    except ZfsError:
-        raise InvalidArgument(f"{sr!r} is not an SR this plugin returned") from None
+    _check_sr_name(sr)
     backend = zfs()
     try:
         tree = backend.describe_tree(sr, [*NATIVE, "guid", srs.SR_MARK])
