@@ -66,7 +66,11 @@ class FailingDisk:
         sh("dmsetup", "resume", MAP)
 
     def remove(self) -> None:
-        subprocess.run(["zpool", "destroy", "-f", POOL], capture_output=True, timeout=120)
+        # The disk back first: a pool still suspended would hang its destroy, and with it the
+        # whole tier, when an assertion failed mid-fault.
+        self.swap(healthy=True)
+        subprocess.run(["zpool", "clear", POOL], capture_output=True, timeout=300)
+        subprocess.run(["zpool", "destroy", "-f", POOL], capture_output=True, timeout=300)
         subprocess.run(["dmsetup", "remove", "--retry", MAP], capture_output=True)
         subprocess.run(["losetup", "-d", self.loop], capture_output=True)
 
