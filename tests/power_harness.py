@@ -111,7 +111,9 @@ def pool_create(dev: str) -> None:
 
 
 # -- data ----------------------------------------------------------------------------------------
-def device(name: str, timeout: float = 30) -> str:
+def device(name: str, timeout: float = 120) -> str:
+    # udev is slow in an emulated guest that shares its host with another (a soak beside CI
+    # once waited past 30 s): the wait is long, and only a missing device ever reaches it.
     path = f"/dev/zvol/{name}"
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
