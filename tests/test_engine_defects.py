@@ -241,6 +241,15 @@ def _half_born_clone(world: World) -> str:
     return target
 
 
+def _resume_or_abort(world: World, how: str):
+    """The cut-off revert resumed or aborted by the next process; it must end accordingly."""
+    engine = world.engine()
+    row = engine.journal.active()[0]
+    out = engine.resume(row.id, "test") if how == "resume" else engine.abort(row.id, "test")
+    assert out.status == ("succeeded" if how == "resume" else "compensated"), out.error
+    return row
+
+
 @pytest.mark.parametrize("how", ["resume", "abort"])
 def test_a_clone_born_without_its_tag_is_remade_or_undone(world: World, how: str) -> None:
     from tests.conftest import real_more
@@ -249,10 +258,7 @@ def test_a_clone_born_without_its_tag_is_remade_or_undone(world: World, how: str
     if not isinstance(world.zfs, ModelZfs):
         real_more("test_power_loss replays a real revert cut inside its clone")
     target = _half_born_clone(world)
-    engine = world.engine()
-    row = engine.journal.active()[0]
-    out = engine.resume(row.id, "test") if how == "resume" else engine.abort(row.id, "test")
-    assert out.status == ("succeeded" if how == "resume" else "compensated"), out.error
+    row = _resume_or_abort(world, how)
     if how == "abort":
         assert world.state() == world.before  # the untagged clone went with the undo
     else:
@@ -303,10 +309,7 @@ def test_a_thick_clone_left_without_its_reservation_is_reserved_or_undone(world:
     if not isinstance(world.zfs, ModelZfs):
         real_more("test_plugin_verbs fills a real pool under a thick clone")
     target = _unreserved_clone(world)
-    engine = world.engine()
-    row = engine.journal.active()[0]
-    out = engine.resume(row.id, "test") if how == "resume" else engine.abort(row.id, "test")
-    assert out.status == ("succeeded" if how == "resume" else "compensated"), out.error
+    row = _resume_or_abort(world, how)
     if how == "abort":
         assert world.state() == world.before
         return
