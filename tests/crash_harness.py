@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from tests.conftest import POOL
 from zfsaga.faults import FaultHooks, Faults, SimulatedCrash
@@ -189,15 +190,9 @@ class Harness:
     def run_case(self, crash_at: int, mode: str, recovery_crash_at: int | None) -> tuple[Case, int]:
         """One case; returns it and how many boundaries the (first) recovery reached."""
         case = Case(crash_at, mode, recovery_crash_at)
-        zfs, root = self.new_backend()
-        # A backend may be shared between cases: a fault armed for a recovery that never
-        # reached a boundary must not fire in the next case's set-up.
-        zfs.hooks = ZfsHooks()
         recovery_seen = 0
         try:
-            fixture = self.scenario.build(zfs, root)
-            with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
-                state_dir = Path(tmp)
+            with self._fresh_world() as (zfs, fixture, state_dir):
                 crashed, _ = self._start(zfs, fixture, state_dir, crash_at)
                 seen = self._view(zfs, fixture, "after the crash")
                 if crashed:
@@ -210,10 +205,22 @@ class Harness:
                 case.problems += seen + self._view(zfs, fixture, "at the end")
         except Exception as exc:  # a harness case must report, not stop the enumeration
             case.problems.append(f"{type(exc).__name__}: {exc}")
+        return case, recovery_seen
+
+    @contextmanager
+    def _fresh_world(self) -> Iterator[tuple[Zfs, dict[str, str], Path]]:
+        """A fresh backend holding the scenario's fixture, and an empty journal directory;
+        cleaned up after. A backend may be shared between cases: a fault armed for a recovery
+        that never reached a boundary must not fire in the next case's set-up."""
+        zfs, root = self.new_backend()
+        zfs.hooks = ZfsHooks()
+        try:
+            fixture = self.scenario.build(zfs, root)
+            with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
+                yield zfs, fixture, Path(tmp)
         finally:
             zfs.hooks = ZfsHooks()
             self.cleanup(zfs, root)
-        return case, recovery_seen
 
     def run_born_bare(self, crash_at: int, mode: str, how: str) -> Case:
         """Crash just after a create or clone returned, then take away what a power cut
@@ -222,12 +229,8 @@ class Harness:
         only (ZFS 2.1.11 keeps a clone it could not reserve). Recover in `mode`, check. On the
         model only: it edits the model's objects, as no process crash can."""
         case = Case(crash_at, f"{mode}, born {how}", None)
-        zfs, root = self.new_backend()
-        zfs.hooks = ZfsHooks()
         try:
-            fixture = self.scenario.build(zfs, root)
-            with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
-                state_dir = Path(tmp)
+            with self._fresh_world() as (zfs, fixture, state_dir):
                 crashed, _ = self._start(zfs, fixture, state_dir, crash_at)
                 assert crashed, "no crash at a create or clone"
                 newest = max((o for o in zfs._objs.values() if o.type != "snapshot"),
@@ -240,9 +243,6 @@ class Harness:
                 case.problems, case.status = self.check(zfs, fixture["sr"], state_dir)
         except Exception as exc:
             case.problems.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            zfs.hooks = ZfsHooks()
-            self.cleanup(zfs, root)
         return case
 
     def enumerate_born_bare(self) -> Report:
@@ -270,12 +270,8 @@ class Harness:
         crash left. Otherwise cut the journal to `keep` records, recover, check: returns
         (case, whether the row was lost, whether every tagged dataset was then reported)."""
         case = Case(crash_at, f"cut:{keep}", None)
-        zfs, root = self.new_backend()
-        zfs.hooks = ZfsHooks()
         try:
-            fixture = self.scenario.build(zfs, root)
-            with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
-                state_dir = Path(tmp)
+            with self._fresh_world() as (zfs, fixture, state_dir):
                 journal = state_dir / "journal.db"
                 self._start(zfs, fixture, state_dir, crash_at)
                 if keep is None:
@@ -296,9 +292,6 @@ class Harness:
                 case.problems, case.status = self.check(zfs, fixture["sr"], state_dir)
         except Exception as exc:
             case.problems.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            zfs.hooks = ZfsHooks()
-            self.cleanup(zfs, root)
         return case, False, False
 
     def _view(self, zfs: Zfs, fixture: dict[str, str], when: str) -> list[str]:
