@@ -1,17 +1,35 @@
 """The SR verbs. An SR is an existing pool or filesystem that SR.create takes on (marks, names,
-describes); the `sr` string xapi keeps is that dataset's name. Read-only verbs (attach, detach,
-stat, ls) read and return; create, set_name and set_description run as sagas."""
+describes), or a pool SR.create makes of the devices given; the `sr` string xapi keeps is the
+SR dataset's name. Read-only verbs (stat, ls) read and return; create, destroy, set_name and
+set_description run as sagas, and so do attach, detach and destroy of a pool zfsaga made (its
+import, export and destroy, journaled on the host: sagas/pool_*.py)."""
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from zfsaga.plugin.context import open_sr, zfs
-from zfsaga.plugin.errors import InvalidArgument, SrDoesNotExist, saga_failed
+from zfsaga.plugin.errors import InvalidArgument, SrDoesNotExist, SrNotAttached, saga_failed
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
 #: SR.create's configuration keys (Plugin.query shows these words to admins).
 CONFIGURATION = {
-    "dataset": "the existing pool or ZFS filesystem that holds the SR's volumes (required); "
-               "it must not lie inside another zfsaga SR nor contain one",
+    "dataset": "the existing pool or ZFS filesystem that holds the SR's volumes (this or "
+               "devices); it must not lie inside another zfsaga SR nor contain one. zfsaga "
+               "never exports nor destroys it",
+    "devices": "instead of dataset: the block devices of a new pool zfsaga makes for this SR, "
+               "comma-separated absolute paths (/dev/disk/by-id/... names survive reboots). "
+               "Never forced: a device holding a filesystem or a pool is refused. The pool is "
+               "exported on detach (while it holds nothing else), imported on attach, and "
+               "destroyed with the SR",
+    "pool": "with devices: the new pool's name (default zfsaga-<the SR uuid's first 8 "
+            "characters>)",
+    "layout": "with devices: the new pool's redundancy, mirror, raidz1, raidz2, raidz3 or "
+              "stripe. One device is a stripe; several need it said (a stripe of several "
+              "loses everything with any one of them)",
+    "ashift": "with devices: the new pool's sector size as a power of two, 9 to 16 (12 for "
+              "4K-sector disks; default: what ZFS reads from the devices)",
     "provisioning": "thin (default: volumes reserve nothing, the pool's free space is shared "
                     "and can be overcommitted) or thick (each volume reserves its whole size)",
     "compression": "ZFS compression of every volume: on, off, lz4, zstd, zstd-1..19, gzip, "
@@ -46,12 +64,15 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
     if unknown:
         raise InvalidArgument(f"SR.create: unknown configuration key {unknown[0]!r}; zfsaga "
                               f"takes {', '.join(sorted(CONFIGURATION))}")
+    if "devices" in configuration:
+        return _create_on_devices(uuid, configuration, name, description)
+    pool_only = sorted(set(configuration) & {"pool", "layout", "ashift"})
+    if pool_only:
+        raise InvalidArgument(f"SR.create: {pool_only[0]} is for a new pool, with devices=")
     dataset = configuration.get("dataset")
     if not dataset:
         raise InvalidArgument("SR.create: configuration needs dataset=<pool or filesystem>")
-    provisioning = configuration.get("provisioning", "thin")
-    if provisioning not in ("thin", "thick"):
-        raise InvalidArgument(f"SR.create: provisioning is thin or thick, not {provisioning!r}")
+    provisioning = _provisioning(configuration)
     backend = zfs()
     tuning = _tuning(backend, dataset, configuration)
     try:
@@ -70,9 +91,81 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
             "dataset": dataset, "provisioning": provisioning}
 
 
-def _tuning(backend, dataset: str, configuration: dict) -> dict[str, str]:
+def _create_on_devices(uuid: str, configuration: dict, name: str, description: str) -> dict:
+    """SR.create on a pool it makes: checked in full first, then one saga on the host's
+    journal (make the pool, mark it). The configuration returned (xapi's device-config from
+    then on) names the pool and its guid, which SR.attach imports by."""
+    from zfsaga.sagas import pool_create
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import ZfsError
+    from zfsaga.steps.zfs.interface import POOL_LAYOUTS
+
+    raw = configuration["devices"]
+    devices = [d.strip() for d in raw.split(",") if d.strip()] if isinstance(raw, str) else []
+    if not devices:
+        raise InvalidArgument("SR.create: devices is a comma-separated list of device paths")
+    pool = configuration.get("pool") or f"zfsaga-{''.join(c for c in uuid if c.isalnum())[:8]}"
+    layout = configuration.get("layout") or ("stripe" if len(devices) == 1 else "")
+    ashift_text = str(configuration.get("ashift", "")).strip()
+    try:
+        names.check_pool(pool)
+        for device in devices:
+            names.check_device(device)
+    except ZfsError as exc:
+        raise InvalidArgument(f"SR.create: {exc}") from None
+    if configuration.get("dataset") not in (None, pool):
+        raise InvalidArgument("SR.create: give dataset (an existing pool or filesystem) or "
+                              "devices (a new pool), not both")
+    if layout not in POOL_LAYOUTS:
+        raise InvalidArgument(f"SR.create: {len(devices)} devices need layout=one of "
+                              f"{', '.join(POOL_LAYOUTS)}" if not layout else
+                              f"SR.create: layout is one of {', '.join(POOL_LAYOUTS)}, not "
+                              f"{layout!r}")
+    if len(set(devices)) < max(POOL_LAYOUTS[layout], len(devices)):
+        raise InvalidArgument(f"SR.create: {layout} takes at least {POOL_LAYOUTS[layout]} "
+                              f"distinct devices")
+    if ashift_text and not (ashift_text.isdigit() and 9 <= int(ashift_text) <= 16):
+        raise InvalidArgument(f"SR.create: ashift is 9 to 16, not {ashift_text!r}")
+    ashift = int(ashift_text) if ashift_text else None
+    missing = [d for d in devices if not os.path.exists(d)]
+    if missing:
+        raise InvalidArgument(f"SR.create: no device {missing[0]}")
+    provisioning = _provisioning(configuration)
+    backend = zfs()
+    tuning = _tuning(backend, pool, configuration, ashift=ashift or ASSUMED_ASHIFT)
+    props = {meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
+             meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
+             "snapdev": "visible", **tuning}
+    outcome = pool_create.start(host_engine(backend), pool, devices, layout, ashift, props)
+    if outcome.status != "succeeded":
+        raise saga_failed(outcome, f"SR.create of a pool {pool} on {', '.join(devices)}")
+    return {**{k: v for k, v in configuration.items() if k in CONFIGURATION},
+            "devices": ",".join(devices), "pool": pool, "layout": layout, "dataset": pool,
+            "provisioning": provisioning, "pool_guid": backend.pool_guid(pool)}
+
+
+def host_engine(backend) -> Any:
+    """The saga engine over the host's journal (the pool sagas)."""
+    from zfsaga.location import host_state_dir
+    from zfsaga.sagas.engine import Engine
+    from zfsaga.state.journal import Journal
+
+    state = host_state_dir()
+    return Engine(backend, Journal(state / "journal.db"), state)
+
+
+def _provisioning(configuration: dict) -> str:
+    provisioning = configuration.get("provisioning", "thin")
+    if provisioning not in ("thin", "thick"):
+        raise InvalidArgument(f"SR.create: provisioning is thin or thick, not {provisioning!r}")
+    return provisioning
+
+
+def _tuning(backend, dataset: str, configuration: dict,
+            ashift: int | None = None) -> dict[str, str]:
     """The admin's per-SR ZFS tuning, checked before anything is recorded: the native
-    properties every volume inherits, and the volume block size (a user property)."""
+    properties every volume inherits, and the volume block size (a user property). `ashift`:
+    the pool's, when it is not made yet."""
     from zfsaga.steps.zfs.errors import ZfsError
     from zfsaga.steps.zfs.interface import TUNABLE
 
@@ -92,7 +185,7 @@ def _tuning(backend, dataset: str, configuration: dict) -> dict[str, str]:
             raise InvalidArgument(f"SR.create: volblocksize is a power of two from 512 to 128K, "
                                   f"not {configuration['volblocksize']!r}")
         try:
-            ashift = backend.pool_ashift(dataset.split("/")[0]) or ASSUMED_ASHIFT
+            ashift = ashift or backend.pool_ashift(dataset.split("/")[0]) or ASSUMED_ASHIFT
         except ZfsError as exc:
             raise InvalidArgument(f"SR.create: cannot read the pool's ashift: {exc}") from None
         if size < 1 << ashift:
@@ -137,24 +230,65 @@ def probe(dbg: str, configuration: dict) -> list:
 
 
 def attach(dbg: str, configuration: dict) -> str:
+    """The SR's dataset, after importing its pool when zfsaga made it and it is not imported
+    (a reboot, a detach): a saga on the host's journal."""
     dataset = configuration.get("dataset")
-    unknown = sorted(set(configuration) - set(CONFIGURATION) - {"sr_uuid"})
+    unknown = sorted(set(configuration) - set(CONFIGURATION) - {"sr_uuid", "pool_guid"})
     if unknown:
         raise InvalidArgument(f"SR.attach: unknown configuration key {unknown[0]!r}")
     if not dataset:
         raise InvalidArgument("SR.attach: configuration has no dataset (made by SR.create)")
+    if configuration.get("pool_guid"):
+        _import_made_pool(configuration)
     return open_sr(dataset).name
 
 
-def destroy(dbg: str, sr: str) -> None:
-    """Refused while the SR still lists VDIs (xapi destroys them first); the dataset stays."""
-    from zfsaga.sagas import sr_destroy
+def _import_made_pool(configuration: dict) -> None:
+    from zfsaga.sagas import pool_import
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import ZfsError
 
-    s = open_sr(sr)
+    pool, guid = configuration.get("pool") or "", str(configuration["pool_guid"])
+    devices = [d for d in str(configuration.get("devices", "")).split(",") if d]
+    try:
+        names.check_pool(pool)
+        for device in devices:
+            names.check_device(device)
+    except ZfsError as exc:
+        raise InvalidArgument(f"SR.attach: {exc}") from None
+    if not guid.isdigit():
+        raise InvalidArgument(f"SR.attach: pool_guid is a number, not {guid!r}")
+    backend = zfs()
+    found = backend.pool_guid(pool)
+    if found == guid:
+        return
+    if found is not None:
+        raise SrNotAttached(f"another pool named {pool} (guid {found}) is imported here; the "
+                            f"SR's is {guid}: export that one first")
+    outcome = pool_import.start(host_engine(backend), pool, guid, devices)
+    if outcome.status != "succeeded":
+        raise saga_failed(outcome, f"SR.attach: the import of pool {pool} (guid {guid}) on "
+                                   f"{', '.join(devices) or 'any device'}")
+
+
+def destroy(dbg: str, sr: str) -> None:
+    """Refused while the SR still lists VDIs (xapi destroys them first). A pool zfsaga made
+    is destroyed, when it holds nothing else; any other dataset stays, unmarked."""
+    from zfsaga.sagas import pool_destroy, sr_destroy
+    from zfsaga.steps.srs import MADE_POOL
+
+    s = open_sr(sr, extra=(MADE_POOL,))
     left = ls(dbg, sr)
     if left:
         raise InvalidArgument(f"SR.destroy: {sr} still holds {len(left)} VDI(s), e.g. "
                               f"{left[0]['key']}: destroy them first")
+    made = _made_pool_alone(s, "SR.destroy")
+    if made:
+        pool_guid = s.zfs.pool_guid(s.name)
+        outcome = pool_destroy.start(host_engine(s.zfs), s.name, pool_guid, made)
+        if outcome.status != "succeeded":
+            raise saga_failed(outcome, f"SR.destroy of {sr} (its pool)")
+        return None
     outcome = sr_destroy.start(s.engine(), s.key, s.name, s.guid)
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"SR.destroy of {sr}")
@@ -162,8 +296,64 @@ def destroy(dbg: str, sr: str) -> None:
 
 
 def detach(dbg: str, sr: str) -> None:
-    open_sr(sr)  # the data stays as it is; nothing of the SR is exported or unmounted
+    """The data stays as it is. A pool zfsaga made for this SR, holding nothing else, is
+    exported (SR.attach imports it); any other pool or dataset is left imported and mounted."""
+    from zfsaga.sagas import pool_export
+    from zfsaga.steps.srs import MADE_POOL
+
+    s = open_sr(sr, extra=(MADE_POOL,))
+    if _made_pool_alone(s, "SR.detach"):
+        devices = []  # the import searches the devices of the PBD's configuration
+        outcome = pool_export.start(host_engine(s.zfs), s.name, s.zfs.pool_guid(s.name),
+                                    devices)
+        if outcome.status != "succeeded":
+            raise saga_failed(outcome, f"SR.detach of {sr} (the export of its pool)")
     return None
+
+
+def _made_pool_alone(s: Any, verb: str) -> str | None:
+    """The made-pool mark of the SR's pool when zfsaga made it and it holds nothing but this
+    SR's own (its volumes, snapshots, retired datasets, its state filesystem) and no saga of
+    the SR is active; None for any other SR (its pool or dataset stays imported). A pool that
+    also holds datasets zfsaga did not make is someone's: left as it is, and logged."""
+    from zfsaga.log import get_logger
+    from zfsaga.steps import srs
+    from zfsaga.steps.base import OWNER, RETIRED
+
+    made = s.props[srs.MADE_POOL].local if srs.MADE_POOL in s.props else None
+    if not made or "/" in s.name:
+        return None
+    tree = s.zfs.list_tree(s.name, ["type", meta.KEY, OWNER, RETIRED])
+    foreign = [n for n, p in tree.items()
+               if n != s.name and p["type"].value != "snapshot" and not srs.is_state_dataset(n)
+               and not any(p[prop].local for prop in (meta.KEY, OWNER, RETIRED))]
+    if foreign:
+        get_logger(verb=verb).warning("pool {} holds {} that zfsaga did not make: the pool "
+                                      "stays", s.name, foreign[0])
+        return None
+    active = _active_sagas(s)
+    if active:
+        raise InvalidArgument(f"{verb}: saga {active[0]} of SR {s.name} is not finished: "
+                              f"see zfsaga show {active[0]}; resume or abort it first")
+    return made
+
+
+def _active_sagas(s: Any) -> list[str]:
+    """The SR's unfinished sagas, read without creating anything (no journal yet: none)."""
+    from zfsaga.location import state_base
+    from zfsaga.state.journal import Journal
+
+    try:
+        path = state_base(s.zfs, s.name) / s.key / "journal.db"
+    except (FileNotFoundError, PermissionError):
+        return []
+    if not path.exists():
+        return []
+    journal = Journal(path)
+    try:
+        return [row.id for row in journal.active()]
+    finally:
+        journal.close()
 
 
 def stat(dbg: str, sr: str) -> dict:

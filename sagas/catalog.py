@@ -9,7 +9,10 @@ KINDS = {"vdi.revert": "zfsaga.sagas.revert", "sr.create": "zfsaga.sagas.sr_crea
          "volume.destroy": "zfsaga.sagas.volume_destroy",
          "volume.resize": "zfsaga.sagas.volume_resize",
          "volume.snapshot": "zfsaga.sagas.volume_snapshot",
-         "volume.clone": "zfsaga.sagas.volume_clone", "sr.destroy": "zfsaga.sagas.sr_destroy"}
+         "volume.clone": "zfsaga.sagas.volume_clone", "sr.destroy": "zfsaga.sagas.sr_destroy",
+         # Journaled on the host, not on the pool they act on (location.host_state_dir).
+         "pool.create": "zfsaga.sagas.pool_create", "pool.import": "zfsaga.sagas.pool_import",
+         "pool.export": "zfsaga.sagas.pool_export", "pool.destroy": "zfsaga.sagas.pool_destroy"}
 
 
 def saga_module(kind: str) -> ModuleType | None:

@@ -198,6 +198,8 @@ class Engine:
     def tagged_by(self, row: SagaRow) -> list[str]:
         """Datasets and snapshots under the saga's SR that carry its ownership tag."""
         root = row.params.get("sr", row.resource)
+        if "pool" in row.params and "sr" not in row.params:
+            return []  # a pool saga (host journal): its pool is named in its steps' effects
         return [name for name, props in self.zfs.list_tree(root, [OWNER]).items()
                 if (props[OWNER].local or "").startswith(row.id + "/")]
 

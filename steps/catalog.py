@@ -9,6 +9,7 @@ from zfsaga.steps.clone import CloneSnapshot
 from zfsaga.steps.create import CreateVolume
 from zfsaga.steps.holds import HoldSnapshot, ReleaseHold
 from zfsaga.steps.index import IndexSnapshots
+from zfsaga.steps.pools import CreatePool, DestroyPool, ExportPool, ImportPool
 from zfsaga.steps.promote import PromoteClone
 from zfsaga.steps.props import SetUserProps
 from zfsaga.steps.collect import CollectRetired
@@ -20,7 +21,7 @@ from zfsaga.steps.retire import RetireDataset
 STEP_TYPES: dict[str, type[Step]] = {cls.__name__: cls for cls in (
     HoldSnapshot, CloneSnapshot, RenameDataset, PromoteClone, RetireDataset, ReleaseHold,
     CreateVolume, SetUserProps, GrowVolume, TakeSnapshot, DestroySnapshot, ReleaseSnapshot,
-    CollectRetired, IndexSnapshots)}
+    CollectRetired, IndexSnapshots, CreatePool, ImportPool, ExportPool, DestroyPool)}
 
 
 class UnknownPlan(ValueError):

@@ -124,3 +124,9 @@ def check_fits(zfs: Zfs, sr: str, need: int, what: str) -> None:
     if free is not None and need > int(free):
         raise NoSpace(sr, f"a thick volume reserves its whole size: {what} needs {need} "
                           f"bytes, more than the SR's {free} free")
+
+
+#: On the root of a pool zfsaga made for an SR (SR.create on devices): the saga and step that
+#: made it, set as the pool is made. Only such a pool is ever exported on detach or destroyed
+#: with its SR; any other pool or dataset zfsaga took on stays where it is.
+MADE_POOL = "org.zfsaga:made-pool"

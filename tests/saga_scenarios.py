@@ -4,8 +4,9 @@ datasets. A saga added to sagas/catalog.py without a scenario here fails test_cr
 from __future__ import annotations
 
 from tests.crash_harness import BORN, META, TOKEN, MiB, REVERT, Scenario, build_fixture
-from zfsaga.sagas import (set_meta, sr_create, sr_destroy, volume_clone, volume_create,
-                          volume_destroy, volume_resize, volume_snapshot)
+from zfsaga.sagas import (pool_create, pool_destroy, pool_export, pool_import, set_meta,
+                          sr_create, sr_destroy, volume_clone, volume_create, volume_destroy,
+                          volume_resize, volume_snapshot)
 from zfsaga.steps import meta, srs
 from zfsaga.steps.zfs.interface import Zfs
 
@@ -174,7 +175,46 @@ def _sr_destroy(engine, fx):
     return sr_destroy.start(engine, key, fx["sr"], guid)
 
 
+DEVICES = ["/dev/disk/by-id/fake-a", "/dev/disk/by-id/fake-b"]
+
+
+def _no_pool(zfs: Zfs, root: str) -> dict[str, str]:
+    """Two free devices (the model takes any path not in a pool) and no pool `zpnew`."""
+    return {"sr": "zpnew"}
+
+
+def _made_pool(zfs: Zfs, root: str, exported: bool = False) -> dict[str, str]:
+    """A pool an earlier SR.create made, holding a volume and the SR's marks."""
+    zfs.create_pool("zpmade", DEVICES, "mirror",
+                    props={srs.MADE_POOL: "earlier/create", BORN: "pool"})
+    zfs.set_props("zpmade", {srs.SR_MARK: "g"})
+    zfs.create_zvol("zpmade/vdi", 2 * MiB, props={BORN: "vdi", meta.KEY: "vdi"})
+    guid = zfs.pool_guid("zpmade")
+    if exported:
+        zfs.export_pool("zpmade")
+    return {"sr": "zpmade", "pool_guid": guid}
+
+
+def _pool_create(engine, fx):
+    props = {meta.SR_UUID: "uuid-0", meta.NAME: meta.encode("on devices"),
+             meta.PROVISIONING: "thin", "snapdev": "visible", "compression": "lz4"}
+    return pool_create.start(engine, fx["sr"], DEVICES, "mirror", 12, props)
+
+
 SCENARIOS = {
+    "pool.create": [Scenario("pool.create (SR.create on devices: make the pool, mark it)",
+                             _no_pool, _pool_create)],
+    "pool.import": [Scenario("pool.import (SR.attach of a made pool, exported)",
+                             lambda zfs, root: _made_pool(zfs, root, exported=True),
+                             lambda engine, fx: pool_import.start(engine, fx["sr"],
+                                                                  fx["pool_guid"], DEVICES))],
+    "pool.export": [Scenario("pool.export (SR.detach of a made pool)", _made_pool,
+                             lambda engine, fx: pool_export.start(engine, fx["sr"],
+                                                                  fx["pool_guid"], DEVICES))],
+    "pool.destroy": [Scenario("pool.destroy (SR.destroy of a made pool)", _made_pool,
+                              lambda engine, fx: pool_destroy.start(engine, fx["sr"],
+                                                                    fx["pool_guid"],
+                                                                    "earlier/create"))],
     "sr.destroy": [Scenario("sr.destroy (retired volumes collected, the dataset kept)",
                             _emptied, _sr_destroy)],
     "volume.snapshot": [Scenario("volume.snapshot", _keyed, _snapshot)],

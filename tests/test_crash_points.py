@@ -134,7 +134,8 @@ def test_every_saga_of_the_catalog_has_a_scenario() -> None:
 
 @pytest.mark.parametrize("kind", ["volume.create", "volume.destroy", "volume.resize",
                                   "volume.snapshot", "volume.clone", "meta.set", "sr.create",
-                                  "sr.destroy", "vdi.revert"])
+                                  "sr.destroy", "vdi.revert", "pool.create", "pool.import",
+                                  "pool.export", "pool.destroy"])
 def test_every_crash_point_of_each_saga_on_the_model(request: pytest.FixtureRequest,
                                                      kind: str) -> None:
     """The revert's enumeration, for every other saga of the catalog: every boundary, both
@@ -157,7 +158,7 @@ def test_every_crash_point_of_each_saga_on_the_model(request: pytest.FixtureRequ
 
 
 
-@pytest.mark.parametrize("kind", ["volume.create", "volume.clone", "vdi.revert"])
+@pytest.mark.parametrize("kind", ["volume.create", "volume.clone", "vdi.revert", "pool.create"])
 def test_every_create_and_clone_born_bare_recovers_on_the_model(request: pytest.FixtureRequest,
                                                                 kind: str) -> None:
     """What only a power cut makes, at every create and clone of every saga that has one:

@@ -17,6 +17,9 @@ from zfsaga.steps import srs
 from zfsaga.steps.zfs.interface import Zfs
 
 META_DATASET = srs.STATE_DATASET
+#: The host's own journal, for the sagas that make, import, export or destroy a pool
+#: (sagas/pool_*.py): a journal cannot live on the pool such a saga acts on.
+HOST_STATE = "/var/lib/zfsaga"
 ROLE = "org.zfsaga:role"
 meta_dataset = srs.state_dataset
 
@@ -91,4 +94,11 @@ def sr_state_dir(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
     path = base / ident.key
     if create:
         path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def host_state_dir() -> Path:
+    """The host's journal and lock directory (ZFSAGA_HOST_STATE_DIR overrides it)."""
+    path = Path(os.environ.get("ZFSAGA_HOST_STATE_DIR") or HOST_STATE)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path

@@ -57,6 +57,11 @@ class NoSpace(ZfsError):
     """The pool is out of space or the quota is exceeded."""
 
 
+class DeviceInUse(ZfsError):
+    """A device given for a new pool holds a filesystem or another pool (active, exported or
+    last used by another host). zfsaga never forces: an admin frees the device first."""
+
+
 class ZfsUnavailable(ZfsError):
     """No /dev/zfs, or the pool is suspended or read-only."""
 
@@ -110,6 +115,18 @@ def from_lzc(exc: BaseException, name: str) -> ZfsError:
 # the messages of OpenZFS's libzfs (zfs_error_aux / zfs_standard_error), most specific first.
 _CLI_MESSAGES: tuple[tuple[str, type[ZfsError]], ...] = (
     ("dataset does not exist", NotFound),
+    # zpool create / import / export (their own words, most specific first)
+    ("is part of active pool", DeviceInUse),
+    ("is part of exported pool", DeviceInUse),
+    ("is part of potentially active pool", DeviceInUse),
+    ("contains a filesystem", DeviceInUse),
+    ("is in use and contains", DeviceInUse),
+    ("in use from another system", DeviceInUse),
+    ("in use from other system", DeviceInUse),
+    ("pool already exists", AlreadyExists),
+    ("a pool with that name already exists", AlreadyExists),
+    ("cannot resolve path", NotFound),
+    ("invalid vdev specification", InvalidValue),
     ("no such pool", NotFound),
     ("could not find any snapshots", NotFound),
     ("no such tag", NotFound),

@@ -29,6 +29,8 @@ TUNABLE = {
 }
 #: Native properties the layer may set (user properties, "module:name", are always allowed).
 SETTABLE_NATIVE = ("volsize", "snapdev", *TUNABLE)
+#: A new pool's vdev layouts, each with the fewest devices it takes.
+POOL_LAYOUTS = {"stripe": 1, "mirror": 2, "raidz1": 2, "raidz2": 3, "raidz3": 4}
 DEFAULT_VOLBLOCKSIZE = 8192  # OpenZFS 2.1; 2.2 moved to 16K
 MAX_VOLSIZE = 2**63 - 1
 #: ZFS's limit for a user property value (ZAP_MAXVALUELEN in bytes, 8192 in OpenZFS 2.1).
@@ -252,6 +254,46 @@ class Zfs(ABC):
         names.check_component(tag, "hold tag")
         self._call("release", snapshot, True, lambda: self._release(snapshot, tag))
 
+    # -- pools (SR.create on devices; their sagas journal on the host: sagas/pool_*.py) ------
+    def create_pool(self, pool: str, devices: list[str], layout: str, *,
+                    props: dict[str, str] | None = None, ashift: int | None = None) -> None:
+        """Make a pool of `devices` in one vdev of `layout`; `props` are set on its root
+        dataset as it is made (an ownership tag). Never forced: a device that holds a
+        filesystem or a pool is DeviceInUse."""
+        names.check_pool(pool)
+        devs = [names.check_device(d) for d in devices]
+        if layout not in POOL_LAYOUTS:
+            raise InvalidValue(layout, f"a layout is one of {', '.join(POOL_LAYOUTS)}")
+        if len(devs) < POOL_LAYOUTS[layout] or len(set(devs)) != len(devs):
+            raise InvalidValue(layout, f"{layout} takes at least {POOL_LAYOUTS[layout]} "
+                                       f"distinct device(s), not {len(devs)}")
+        if ashift is not None and not 9 <= ashift <= 16:
+            raise InvalidValue(str(ashift), "ashift is 9 to 16")
+        p = check_props(props, native_ok=True)
+        self._call("create_pool", pool, True,
+                   lambda: self._create_pool(pool, devs, layout, p, ashift))
+
+    def import_pool(self, pool_guid: str, devices: list[str]) -> None:
+        """Import the pool with this guid, looking for it on `devices` first."""
+        if not str(pool_guid).isdigit():
+            raise InvalidValue(str(pool_guid), "a pool guid is a decimal number")
+        devs = [names.check_device(d) for d in devices]
+        self._call("import_pool", str(pool_guid), True,
+                   lambda: self._import_pool(str(pool_guid), devs))
+
+    def export_pool(self, pool: str) -> None:
+        names.check_pool(pool)
+        self._call("export_pool", pool, True, lambda: self._export_pool(pool))
+
+    def destroy_pool(self, pool: str) -> None:
+        names.check_pool(pool)
+        self._call("destroy_pool", pool, True, lambda: self._destroy_pool(pool))
+
+    def pool_guid(self, pool: str) -> str | None:
+        """The guid of the pool imported under this name; None when none is."""
+        names.check_component(pool, "pool name")
+        return self._call("pool_guid", pool, False, lambda: self._pool_guid(pool))
+
     # -- queries -----------------------------------------------------------------------------
     def exists(self, name: str) -> bool:
         """Whether a dataset or snapshot exists."""
@@ -334,6 +376,17 @@ class Zfs(ABC):
     @abstractmethod
     def _create_zvol(self, name: str, size: int, sparse: bool, volblocksize: int | None,
                      props: dict[str, str]) -> None: ...
+    @abstractmethod
+    def _create_pool(self, pool: str, devices: list[str], layout: str, props: dict[str, str],
+                     ashift: int | None) -> None: ...
+    @abstractmethod
+    def _import_pool(self, pool_guid: str, devices: list[str]) -> None: ...
+    @abstractmethod
+    def _export_pool(self, pool: str) -> None: ...
+    @abstractmethod
+    def _destroy_pool(self, pool: str) -> None: ...
+    @abstractmethod
+    def _pool_guid(self, pool: str) -> str | None: ...
     @abstractmethod
     def _create_filesystem(self, name: str, props: dict[str, str]) -> None: ...
     @abstractmethod

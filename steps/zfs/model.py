@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from zfsaga.steps.zfs import names
-from zfsaga.steps.zfs.errors import (AlreadyExists, HasDependents, InvalidName, InvalidValue,
+from zfsaga.steps.zfs.errors import (AlreadyExists, DeviceInUse, HasDependents, InvalidName, InvalidValue,
                                  NotAClone, NotFound, SnapshotHeld)
 from zfsaga.steps.zfs.interface import TUNABLE, DEFAULT_VOLBLOCKSIZE, Prop, Zfs, ZfsHooks
 
@@ -48,6 +48,11 @@ class ModelZfs(Zfs):
         self._txg = itertools.count(100)
         self._rand = random.Random(seed)
         self._health: dict[str, str] = {}
+        #: Imported pools: name -> guid, devices, ashift; exported ones by guid, with their
+        #: datasets (an exported pool's labels stay on its devices).
+        self._pools: dict[str, dict] = {p: {"guid": str(self._guid()), "devices": (),
+                                            "ashift": 0} for p in pools}
+        self._exported: dict[str, dict] = {}
         for pool in pools:
             self._objs[pool] = _Obj(pool, "filesystem", self._guid(), next(self._txg),
                                     mounted=True)
@@ -111,6 +116,52 @@ class ModelZfs(Zfs):
         obj = self._new_dataset(name, "filesystem")
         obj.local.update(props)
         self._objs[name] = obj
+
+    def _create_pool(self, pool, devices, layout, props, ashift):
+        if pool in self._pools:
+            raise AlreadyExists(pool, f"cannot create '{pool}': pool already exists")
+        for state, pools in (("active", self._pools.items()),
+                             ("exported", ((p["name"], p) for p in self._exported.values()))):
+            for name, info in pools:
+                for dev in devices:
+                    if dev in info["devices"]:
+                        raise DeviceInUse(pool, f"{dev} is part of {state} pool '{name}'")
+        self._pools[pool] = {"guid": str(self._guid()), "devices": tuple(devices),
+                             "ashift": ashift or 0}
+        root = _Obj(pool, "filesystem", self._guid(), next(self._txg), mounted=True)
+        root.local.update(props)
+        self._objs[pool] = root
+
+    def _pool_objs(self, pool: str) -> list[str]:
+        return [n for n in self._objs if n == pool or n.startswith((pool + "/", pool + "@"))]
+
+    def _export_pool(self, pool):
+        if pool not in self._pools:
+            raise NotFound(pool, f"cannot open '{pool}': no such pool")
+        info = self._pools.pop(pool)
+        objs = {n: self._objs.pop(n) for n in self._pool_objs(pool)}
+        self._exported[info["guid"]] = {**info, "name": pool, "objs": objs}
+
+    def _import_pool(self, pool_guid, devices):
+        info = self._exported.get(pool_guid)
+        if info is None:
+            raise NotFound(pool_guid, f"cannot import '{pool_guid}': no such pool available")
+        if info["name"] in self._pools:
+            raise AlreadyExists(pool_guid, "cannot import: a pool with that name already "
+                                           "exists")
+        del self._exported[pool_guid]
+        self._objs.update(info.pop("objs"))
+        self._pools[info.pop("name")] = info
+
+    def _destroy_pool(self, pool):
+        if pool not in self._pools:
+            raise NotFound(pool, f"cannot open '{pool}': no such pool")
+        del self._pools[pool]
+        for name in self._pool_objs(pool):
+            del self._objs[name]
+
+    def _pool_guid(self, pool):
+        return self._pools[pool]["guid"] if pool in self._pools else None
 
     def _snapshot(self, snaps, props):
         pools = {s.split("/")[0].split("@")[0] for s in snaps}
@@ -324,7 +375,7 @@ class ModelZfs(Zfs):
 
     def _pool_ashift(self, pool):
         self._get(pool)
-        return 0  # unset, as `zpool create` leaves it without -o ashift
+        return self._pools[pool]["ashift"]  # 0: unset, as `zpool create` leaves it
 
     def _pool_health(self, pool):
         self._get(pool)

@@ -79,3 +79,27 @@ def check_inside(root: str, dataset: str) -> str:
         what = "the SR itself" if dataset == root else "outside the SR"
         raise InvalidName(dataset, f"{what} {root}: a VDI lies strictly inside its SR")
     return dataset
+
+
+#: Words `zpool create` reads as vdev types or reserves: never a pool name.
+_RESERVED_POOL = re.compile(r"(mirror|raidz[0-9]*|draid[0-9]*|spare|log|cache|special|dedup"
+                            r"|c[0-9].*)")
+_POOL = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,199}")
+_DEVICE = re.compile(r"(/[A-Za-z0-9_.:+@,=-]+)+")
+
+
+def check_pool(pool: str) -> str:
+    """A name for a new pool: a letter first (ZFS's rule), no vdev keyword."""
+    if not isinstance(pool, str) or not _POOL.fullmatch(pool) or _RESERVED_POOL.fullmatch(pool):
+        raise InvalidName(repr(pool), "not a pool name (a letter, then letters, digits, "
+                                      "_ . : -; not a vdev keyword such as mirror)")
+    return pool
+
+
+def check_device(path: str) -> str:
+    """A device (or, for tests, a file) for a new pool: an absolute path with no `.` or `..`
+    component, nothing an argv could misread."""
+    if (not isinstance(path, str) or len(path) > 4096 or not _DEVICE.fullmatch(path)
+            or any(part in (".", "..") for part in path.split("/"))):
+        raise InvalidName(repr(path), "not an absolute device path")
+    return path

@@ -188,6 +188,39 @@ class RealZfs(Zfs):
             what = "no hold " + tag if b"#" in missing[0] else "snapshot does not exist"
             raise NotFound(snapshot, what)
 
+    # -- pools: libzfs_core has no pool calls, so these are zpool processes --------------------
+    def _create_pool(self, pool, devices, layout, props, ashift):
+        args = ["create"]
+        if ashift:
+            args += ["-o", f"ashift={ashift}"]
+        for key, value in sorted(props.items()):
+            args += ["-O", f"{key}={value}"]
+        # No -f, ever: zpool then refuses a device holding a filesystem or a pool.
+        self._run([*args, pool, *([] if layout == "stripe" else [layout]), *devices], pool,
+                  ZPOOL_BIN)
+
+    def _import_pool(self, pool_guid, devices):
+        where = [arg for dev in devices if os.path.exists(dev) for arg in ("-d", dev)]
+        try:
+            self._run(["import", *where, pool_guid], pool_guid, ZPOOL_BIN)
+        except NotFound:
+            if not where:
+                raise
+            # Device names can change across reboots: then zpool's own search finds it.
+            self._run(["import", pool_guid], pool_guid, ZPOOL_BIN)
+
+    def _export_pool(self, pool):
+        self._run(["export", pool], pool, ZPOOL_BIN)
+
+    def _destroy_pool(self, pool):
+        self._run(["destroy", pool], pool, ZPOOL_BIN)
+
+    def _pool_guid(self, pool):
+        try:
+            return self._run(["list", "-Hp", "-o", "guid", pool], pool, ZPOOL_BIN).strip() or None
+        except NotFound:
+            return None
+
     # -- queries -----------------------------------------------------------------------------
     def _exists(self, name):
         return bool(self._lzc.lzc_exists(_b(name)))

@@ -13,7 +13,7 @@ from zfsaga.steps.zfs.model import ModelZfs
 from zfsaga.steps.zfs.interface import ZfsHooks
 
 T = TypeVar("T")
-_STATE = ("_objs", "_txg", "_rand", "_health")
+_STATE = ("_objs", "_txg", "_rand", "_health", "_pools", "_exported")
 
 
 class SharedModelZfs(ModelZfs):

@@ -1,0 +1,31 @@
+"""Undo of the pool steps: each acts only on the pool the step acted on (its tag or its
+guid), and is a no-op when that pool is already where the undo would put it."""
+from __future__ import annotations
+
+from zfsaga.steps.base import Step, StepContext
+
+
+def destroy_made_pool(step: Step, ctx: StepContext) -> None:
+    from zfsaga.steps.base import OWNER, half_born
+    from zfsaga.steps.srs import MADE_POOL
+
+    pool = step.arg(ctx, "pool")
+    if ctx.zfs.pool_guid(pool) is None:
+        return
+    got = ctx.zfs.get_props(pool, [MADE_POOL, "creation"])
+    if got[MADE_POOL].local != step.tag(ctx) and not half_born(
+            step, ctx, {OWNER: got[MADE_POOL], "creation": got["creation"]}):
+        return  # not the pool this step made: someone else's, left alone
+    ctx.boundary(f"comp:{step.name}:inside")
+    ctx.zfs.destroy_pool(pool)
+
+
+def export_imported(step: Step, ctx: StepContext) -> None:
+    pool = step.arg(ctx, "pool")
+    if ctx.zfs.pool_guid(pool) == step.arg(ctx, "pool_guid"):
+        ctx.zfs.export_pool(pool)
+
+
+def import_exported(step: Step, ctx: StepContext) -> None:
+    if ctx.zfs.pool_guid(step.arg(ctx, "pool")) is None:
+        ctx.zfs.import_pool(step.arg(ctx, "pool_guid"), step.arg(ctx, "devices"))

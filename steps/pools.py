@@ -1,0 +1,105 @@
+"""Pool steps, for an SR on devices: make the pool, import it, export it, destroy it. Their
+sagas journal on the host (zfsaga/location.py, `host_state_dir`), never on the pool they act
+on: a journal cannot record the making of the filesystem it lives on, nor survive its export.
+
+A pool is known by its guid where one exists (ImportPool, ExportPool, DestroyPool guard with
+it: a pool's name can be reused by another pool), and the pool zfsaga made carries
+`org.zfsaga:made-pool` on its root, set in the same `zpool create`: the ownership tag of the
+step that made it, and the mark that lets detach export and destroy destroy it."""
+from __future__ import annotations
+
+from typing import Any
+
+from zfsaga.compensations.pools import destroy_made_pool, export_imported, import_exported
+from zfsaga.steps.base import OWNER, Probe, Step, StepContext, half_born
+from zfsaga.steps.srs import MADE_POOL, SR_MARK
+
+
+class CreatePool(Step):
+    """Args: pool, devices, layout, ashift (None: ZFS's choice from the devices), props (set
+    on the root as it is made). Compensation: destroy the pool, while it is this step's."""
+
+    undo = destroy_made_pool
+
+    def tag(self, ctx: StepContext) -> str:
+        return ctx.owner_tag(self.name)[OWNER]
+
+    def probe(self, ctx: StepContext) -> Probe:
+        pool = self.arg(ctx, "pool")
+        if ctx.zfs.pool_guid(pool) is None:
+            return "absent"
+        got = ctx.zfs.get_props(pool, [MADE_POOL, "creation"])
+        if got[MADE_POOL].local == self.tag(ctx):
+            return "done"
+        # A power cut between zpool create's two transactions leaves the pool without its
+        # root properties (zfs_ioc_pool_create sets them after spa_create): the act remakes it.
+        bare = {OWNER: got[MADE_POOL], "creation": got["creation"]}
+        return "absent" if half_born(self, ctx, bare) else "foreign"
+
+    def act(self, ctx: StepContext) -> None:
+        pool = self.arg(ctx, "pool")
+        if ctx.zfs.pool_guid(pool) is not None:  # only a half-born one of ours gets here
+            ctx.zfs.destroy_pool(pool)
+        ctx.zfs.create_pool(pool, self.arg(ctx, "devices"), self.arg(ctx, "layout"),
+                            props={**self.arg(ctx, "props"), MADE_POOL: self.tag(ctx)},
+                            ashift=self.arg(ctx, "ashift", None))
+
+    def facts(self, ctx: StepContext) -> dict[str, Any]:
+        pool = self.arg(ctx, "pool")
+        guid = ctx.zfs.get_props(pool, ["guid"])["guid"].value
+        return {"guid": guid, "pool_guid": ctx.zfs.pool_guid(pool), "mark": {SR_MARK: guid}}
+
+    def effect(self, ctx: StepContext) -> str | None:
+        return f"pool {self.arg(ctx, 'pool')}" if self.probe(ctx) == "done" else None
+
+
+class ImportPool(Step):
+    """Args: pool, pool_guid, devices (searched first). Compensation: export it again."""
+
+    undo = export_imported
+
+    def probe(self, ctx: StepContext) -> Probe:
+        found = ctx.zfs.pool_guid(self.arg(ctx, "pool"))
+        if found is None:
+            return "absent"
+        return "done" if found == self.arg(ctx, "pool_guid") else "foreign"
+
+    def act(self, ctx: StepContext) -> None:
+        ctx.zfs.import_pool(self.arg(ctx, "pool_guid"), self.arg(ctx, "devices"))
+
+
+class ExportPool(Step):
+    """Args: pool, pool_guid, devices. Compensation: import it again."""
+
+    undo = import_exported
+    guards = True  # exports by name: the pool there must be the one resolved
+
+    def probe(self, ctx: StepContext) -> Probe:
+        found = ctx.zfs.pool_guid(self.arg(ctx, "pool"))
+        if found is None:
+            return "done"
+        return "absent" if found == self.arg(ctx, "pool_guid") else "foreign"
+
+    def act(self, ctx: StepContext) -> None:
+        ctx.zfs.export_pool(self.arg(ctx, "pool"))
+
+
+class DestroyPool(Step):
+    """Args: pool, pool_guid, made (the root's made-pool mark when the saga began). The pivot:
+    a destroyed pool cannot be brought back."""
+
+    kind = "pivot"
+    guards = True
+
+    def probe(self, ctx: StepContext) -> Probe:
+        pool = self.arg(ctx, "pool")
+        found = ctx.zfs.pool_guid(pool)
+        if found is None:
+            return "done"
+        if found != self.arg(ctx, "pool_guid"):
+            return "foreign"
+        made = ctx.zfs.get_props(pool, [MADE_POOL])[MADE_POOL].local
+        return "absent" if made and made == self.arg(ctx, "made") else "foreign"
+
+    def act(self, ctx: StepContext) -> None:
+        ctx.zfs.destroy_pool(self.arg(ctx, "pool"))
