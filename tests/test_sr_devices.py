@@ -54,10 +54,13 @@ class Devices:
             return {n: (p["guid"].value, sorted(self.zfs.user_props(n).items()))
                     for pool in [POOL, *self.made] if self.zfs.pool_guid(pool)
                     for n, p in self.zfs.list_tree(pool, ["guid"]).items()}
-        out = subprocess.run(["zfs", "get", "-Hp", "-o", "name,property,value", "guid,all"],
+        out = subprocess.run(["zfs", "get", "-Hp", "-o", "name,property,value", "all"],
                              capture_output=True, text=True, check=True).stdout
-        return sorted(line for line in out.splitlines()
-                      if "\tguid\t" in line or ":" in line.split("\t")[1])
+        pools = subprocess.run(["zpool", "list", "-Hp", "-o", "name,guid"],
+                               capture_output=True, text=True, check=True).stdout
+        return sorted([*pools.splitlines(), *(line for line in out.splitlines()
+                                              if line.split("\t")[1] == "guid"
+                                              or ":" in line.split("\t")[1])])
 
 
 @pytest.fixture(params=["model", pytest.param("real", marks=pytest.mark.realzfs)])
