@@ -136,12 +136,24 @@ def _create_on_devices(uuid: str, configuration: dict, name: str, description: s
     props = {meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
              "snapdev": "visible", **tuning}
-    outcome = pool_create.start(host_engine(backend), pool, devices, layout, ashift, props)
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"SR.create of a pool {pool} on {', '.join(devices)}")
+    if not _made_for(backend, pool, uuid):  # xapi's retry of a create that did happen: done
+        outcome = pool_create.start(host_engine(backend), pool, devices, layout, ashift, props)
+        if outcome.status != "succeeded":
+            raise saga_failed(outcome, f"SR.create of a pool {pool} on {', '.join(devices)}")
     return {**{k: v for k, v in configuration.items() if k in CONFIGURATION},
             "devices": ",".join(devices), "pool": pool, "layout": layout, "dataset": pool,
             "provisioning": provisioning, "pool_guid": backend.pool_guid(pool)}
+
+
+def _made_for(backend, pool: str, uuid: str) -> bool:
+    """Whether `pool` is imported, made by zfsaga and marked as this very SR (a second
+    SR.create of one uuid: xapi retried, or an answer was lost)."""
+    from zfsaga.steps.srs import MADE_POOL, SR_MARK
+
+    if backend.pool_guid(pool) is None:
+        return False
+    got = backend.get_props(pool, [MADE_POOL, SR_MARK, meta.SR_UUID])
+    return bool(got[MADE_POOL].local and got[SR_MARK].local and got[meta.SR_UUID].local == uuid)
 
 
 def host_engine(backend) -> Any:

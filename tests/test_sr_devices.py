@@ -7,8 +7,10 @@ devices change nothing."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -28,6 +30,7 @@ class Devices:
         self.zfs, self.tmp, self.xapi, self.real = zfs, tmp_path, daemon, real
         self.pool = f"zfsagadev{uuid.uuid4().hex[:6]}"
         self.made: list[str] = []
+        self.uuids: list[str] = []
 
     def device(self, name: str) -> str:
         path = self.tmp / name
@@ -38,7 +41,8 @@ class Devices:
     def create(self, **config) -> dict:
         config.setdefault("pool", self.pool)
         self.made.append(config["pool"])
-        return self.xapi.call("SR.create", uuid=str(uuid.uuid4()), name="on devices",
+        self.uuids.append(str(uuid.uuid4()))
+        return self.xapi.call("SR.create", uuid=self.uuids[-1], name="on devices",
                               description="a pool of its own", configuration=config)
 
     def host_sagas(self) -> list[tuple[str, str]]:
@@ -105,6 +109,15 @@ def test_an_sr_on_devices_is_made_exported_imported_and_destroyed(devices: Devic
     assert config["devices"] == f"{a},{b}" and config["layout"] == "mirror"
     sr = dev.xapi.call("SR.attach", configuration=config)
     assert sr == dev.pool
+    # xapi's retry of the same SR.create (its answer lost) is answered the same, with nothing
+    # new made; another SR's create on that pool name is refused.
+    retry = dev.xapi.call("SR.create", uuid=dev.uuids[0], name="on devices",
+                          description="a pool of its own",
+                          configuration={"devices": f"{a},{b}", "layout": "mirror",
+                                         "compression": "lz4", "pool": dev.pool})
+    assert retry == config
+    with pytest.raises(ScriptError):
+        dev.create(devices=f"{a},{b}", layout="mirror")
     stat = dev.xapi.call("SR.stat", sr=sr)
     assert stat["name"] == "on devices" and stat["health"] == ["Healthy", ""]
     vol = dev.xapi.call("Volume.create", sr=sr, name="disk", description="", size=8 * MiB,
@@ -134,6 +147,12 @@ def test_an_sr_on_devices_is_made_exported_imported_and_destroyed(devices: Devic
     assert dev.zfs.pool_guid(dev.pool) is None
     assert dev.host_sagas() == [("pool.create", "succeeded"), ("pool.export", "succeeded"),
                                 ("pool.import", "succeeded"), ("pool.destroy", "succeeded")]
+    # An operator sees the host's sagas with the CLI.
+    env = {**os.environ, **dev.xapi.env}
+    out = subprocess.run([sys.executable, "-m", "zfsaga.cli", "--host", "--json", "list",
+                          "--all"], capture_output=True, text=True, env=env, check=True)
+    listed = json.loads(out.stdout)
+    assert sorted(row["kind"] for row in listed) == sorted(k for k, _ in dev.host_sagas())
     # The devices are free again: a new SR takes them without any force.
     again = dev.create(devices=a, pool=dev.pool + "b")
     assert again["layout"] == "stripe"

@@ -34,12 +34,17 @@ class CliError(Exception):
 def state_dir(args: argparse.Namespace) -> Path:
     if args.state_dir:
         return Path(args.state_dir)
+    if args.host:
+        from zfsaga.location import host_state_dir
+
+        return host_state_dir()
     if args.sr:
         from zfsaga.backend import open_zfs
         from zfsaga.location import sr_state_dir
 
         return sr_state_dir(open_zfs(), args.sr, create=args.command == "revert")
-    raise CliError(EXIT_USAGE, "say which SR: --sr POOL/SR or --state-dir DIR")
+    raise CliError(EXIT_USAGE, "say which SR: --sr POOL/SR or --state-dir DIR (or --host, "
+                               "for the sagas that make, import, export or destroy a pool)")
 
 
 def open_journal(args: argparse.Namespace, must_exist: bool = True, readonly: bool = False):
@@ -428,6 +433,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sr", help="the SR dataset (POOL/SR); its state lives with the pool")
     p.add_argument("--state-dir", default=os.environ.get("ZFSAGA_SR_STATE_DIR"),
                    help="the SR's state directory directly (journal.db, locks/)")
+    p.add_argument("--host", action="store_true",
+                   help="the host's own journal: the sagas that make, import, export or "
+                        "destroy the pool of an SR on devices (ZFSAGA_HOST_STATE_DIR, default "
+                        "/var/lib/zfsaga)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--wait", type=wait_seconds, default=60.0,
                    help="seconds to wait for a busy resource (then exit 3)")

@@ -53,7 +53,8 @@ class Host:
         self.volume = base / "volume/org.xen.xapi.storage.zfsaga"
         self.datapath = base / "datapath/zfsaga"
         self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ZFSAGA_SYSLOG": "0",
-                    "ZFSAGA_STATE_DIR": str(state), "ZFSAGA_RUN_DIR": str(state / "run")}
+                    "ZFSAGA_STATE_DIR": str(state), "ZFSAGA_RUN_DIR": str(state / "run"),
+                    "ZFSAGA_HOST_STATE_DIR": str(state / "host")}
 
     def call(self, xe: str, verb: str, **args: object) -> object:
         where = self.datapath if verb.startswith("Datapath.") else self.volume
@@ -84,6 +85,7 @@ def main() -> int:
             subprocess.run([sys.executable, str(root / "tools/install.py"), "install",
                             "--destdir", tmp], check=True, capture_output=True)
             session(Host(Path(tmp), Path(tmp) / "state"), dataset)
+            on_devices(Host(Path(tmp), Path(tmp) / "state"), Path(tmp))
     finally:
         subprocess.run(["zfs", "destroy", "-r", dataset], capture_output=True)
     print("\ndemo: ok")
@@ -135,6 +137,39 @@ def session(host: Host, dataset: str) -> None:
     if left:
         raise SystemExit(f"demo: VDIs left after destroying them all: {left}")
     call("xe sr-destroy uuid=$SR", "SR.destroy", sr=sr)
+
+
+def on_devices(host: Host, tmp: Path) -> None:
+    """An SR on a pool zfsaga makes of two disks (files here: zpool takes an absolute file
+    path as a device): unplugged (exported), plugged again (imported), destroyed."""
+    call = host.call
+    disks = []
+    for name in ("disk-a", "disk-b"):
+        with open(tmp / name, "wb") as f:
+            f.truncate(256 * MiB)
+        disks.append(str(tmp / name))
+    pool = f"zfsagademo{uuid.uuid4().hex[:6]}"
+    config = call(f"xe sr-create type=zfsaga device-config:devices={','.join(disks)} "
+                  f"device-config:layout=mirror device-config:pool={pool}", "SR.create",
+                  uuid=str(uuid.uuid4()), name="mirror SR", description="a pool of its own",
+                  configuration={"devices": ",".join(disks), "layout": "mirror",
+                                 "pool": pool})
+    try:
+        sr = call("(xapi plugs the PBD)", "SR.attach", configuration=config)
+        vdi = call("xe vdi-create sr-uuid=$SR2 name-label=disk virtual-size=32MiB",
+                   "Volume.create", sr=sr, name="disk", description="", size=32 * MiB,
+                   sharable=False)["key"]
+        written = write_pattern(host.device(sr, vdi), "on the mirror")
+        call("xe pbd-unplug uuid=$PBD (the pool is exported)", "SR.detach", sr=sr)
+        call("xe pbd-plug uuid=$PBD (the pool is imported again)", "SR.attach",
+             configuration=config)
+        expect("the VDI reads what was written before the export",
+               read_hash(host.device(sr, vdi)), written)
+        call("xe vdi-destroy uuid=$VDI", "Volume.destroy", sr=sr, key=vdi)
+        call("xe sr-destroy uuid=$SR2 (the pool zfsaga made goes with it)", "SR.destroy",
+             sr=sr)
+    finally:
+        subprocess.run(["zpool", "destroy", pool], capture_output=True)
 
 
 if __name__ == "__main__":
