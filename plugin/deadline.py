@@ -25,7 +25,7 @@ import sys
 import time
 from typing import IO, Callable
 
-from zfsaga.plugin.errors import Busy
+from zfsaga.plugin.errors import Busy, InternalError
 
 #: How long a call may take before xapi is answered (ZFSAGA_CALL_DEADLINE overrides, in
 #: seconds). A healthy pool answers any verb in seconds; this only bounds a stuck one, so it
@@ -104,10 +104,18 @@ def run_bounded(verb: str, run: Callable[[IO[str]], int], stdout: IO[str],
         stdout.write(json.dumps(error.to_json()) + "\n")
         stdout.flush()
         return 1
+    _, status = os.waitpid(pid, 0)  # it closed its pipes: it is exiting
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 and not answer.strip():
+        # Killed, or died in a library, before it answered: xapi still gets the error form.
+        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        error = InternalError(f"{verb}: the process doing it died ({how}) before answering. "
+                              f"A saga it started is journaled: the next call on the same SR "
+                              f"(or pool) finishes or undoes it; `zfsaga list` shows it.")
+        answer = (json.dumps(error.to_json()) + "\n").encode()
     stdout.write(answer.decode("utf-8", "replace"))
     stdout.flush()
-    _, status = os.waitpid(pid, 0)  # it closed its pipes: it is exiting
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1
+    return code if code > 0 else 1 if code < 0 else 0
 
 
 def _relay(out_fd: int, err_fd: int, stderr: IO[str], until: float) -> bytes | None:

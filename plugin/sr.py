@@ -97,7 +97,7 @@ def _create_on_devices(uuid: str, configuration: dict, name: str, description: s
     then on) names the pool and its guid, which SR.attach imports by."""
     from zfsaga.sagas import pool_create
     from zfsaga.steps.zfs import names
-    from zfsaga.steps.zfs.errors import ZfsError
+    from zfsaga.steps.zfs.errors import AlreadyExists, ZfsError
     from zfsaga.steps.zfs.interface import POOL_LAYOUTS
 
     raw = configuration["devices"]
@@ -137,9 +137,18 @@ def _create_on_devices(uuid: str, configuration: dict, name: str, description: s
              meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
              "snapdev": "visible", **tuning}
     if not _made_for(backend, pool, uuid):  # xapi's retry of a create that did happen: done
-        outcome = pool_create.start(host_engine(backend), pool, devices, layout, ashift, props)
-        if outcome.status != "succeeded":
-            raise saga_failed(outcome, f"SR.create of a pool {pool} on {', '.join(devices)}")
+        try:
+            outcome = pool_create.start(host_engine(backend), pool, devices, layout, ashift,
+                                        props)
+        except AlreadyExists as exc:
+            # The engine first finishes an orphan (this SR's own create, cut off by a crash:
+            # then it is made now) before it finds the pool there.
+            if not _made_for(backend, pool, uuid):
+                raise InvalidArgument(f"SR.create: {exc}") from None
+        else:
+            if outcome.status != "succeeded":
+                raise saga_failed(outcome, f"SR.create of a pool {pool} on "
+                                           f"{', '.join(devices)}")
     return {**{k: v for k, v in configuration.items() if k in CONFIGURATION},
             "devices": ",".join(devices), "pool": pool, "layout": layout, "dataset": pool,
             "provisioning": provisioning, "pool_guid": backend.pool_guid(pool)}

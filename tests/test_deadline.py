@@ -46,3 +46,18 @@ def test_work_past_the_deadline_is_answered_busy_and_goes_on(tmp_path: Path) -> 
     while not done.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert done.read_text() == "finished"
+
+
+def test_a_call_whose_process_dies_is_answered_with_the_error_form() -> None:
+    """A kill -9, or a crash inside a library, of the process doing the call: xapi gets the
+    error JSON (not an empty answer), with the exit status, and where the work stands."""
+    import os
+
+    def work(out) -> int:
+        os._exit(137)
+
+    stdout = io.StringIO()
+    assert run_bounded("SR.create", work, stdout, __import__("sys").stderr, 30) == 137
+    error = json.loads(stdout.getvalue())
+    assert error["code"] == "SR_BACKEND_FAILURE" and error["params"][0] == "Internal_error"
+    assert "exit status 137" in error["params"][1] and "journaled" in error["params"][1]

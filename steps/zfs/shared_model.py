@@ -63,10 +63,15 @@ class SharedModelZfs(ModelZfs):
         os.replace(tmp, self.path)
 
     def _call(self, op: str, name: str, mutating: bool, fn: Callable[[], T]) -> T:
-        with self._locked():
-            self._load()
+        def acted() -> T:
+            # Saved before the hooks' `after`: a process that dies there (kill -9 just after a
+            # ZFS call returned) leaves the change made, as ZFS would.
             try:
-                return super()._call(op, name, mutating, fn)
+                return fn()
             finally:
                 if mutating:
                     self._save()
+
+        with self._locked():
+            self._load()
+            return super()._call(op, name, mutating, acted)
