@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from zfsaga.plugin.deadline import lock_wait
 from zfsaga.plugin.errors import InvalidArgument, SrNotAttached, VolumeDoesNotExist
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class Sr:
         from zfsaga.location import sr_state_dir
 
         state = sr_state_dir(self.zfs, self.name, create=True)
-        return Engine(self.zfs, Journal(state / "journal.db"), state)
+        return Engine(self.zfs, Journal(state / "journal.db"), state, lock_wait=lock_wait())
 
     def find(self, key: str) -> tuple[str, dict, dict]:
         """(dataset, native, user properties) of the VDI with this key; Volume_does_not_exist

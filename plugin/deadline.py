@@ -42,6 +42,14 @@ def deadline() -> float:
     return value if 0 < value < 1e7 else DEFAULT_DEADLINE
 
 
+def lock_wait() -> float:
+    """How long a call waits for its SR (or pool): until shortly before its deadline, so
+    that sagas queued behind one another (served in order: state/locks.py) all fit, and a
+    wait that cannot end in time is answered by the saga's own Busy, naming what it waited
+    for, not by the deadline's."""
+    return max(5.0, deadline() - 15.0)
+
+
 class _Tolerant:
     """A text stream whose writes never fail: after the deadline the entry point is gone and
     its pipes are closed, and a log line must not cost the child its saga."""

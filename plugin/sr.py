@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from zfsaga.plugin.context import open_sr, zfs
+from zfsaga.plugin.deadline import lock_wait
 from zfsaga.plugin.errors import InvalidArgument, SrDoesNotExist, SrNotAttached, saga_failed
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
@@ -83,7 +84,7 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
     except ZfsError as exc:
         raise InvalidArgument(f"SR.create: dataset {exc}") from None
     state = sr_state_dir_by_guid(backend, dataset, guid)
-    engine = Engine(backend, Journal(state / "journal.db"), state)
+    engine = Engine(backend, Journal(state / "journal.db"), state, lock_wait=lock_wait())
     outcome = sr_create.start(engine, dataset, uuid, name, description, provisioning, tuning)
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"SR.create on {dataset}")
@@ -172,7 +173,7 @@ def host_engine(backend) -> Any:
     from zfsaga.state.journal import Journal
 
     state = host_state_dir()
-    return Engine(backend, Journal(state / "journal.db"), state)
+    return Engine(backend, Journal(state / "journal.db"), state, lock_wait=lock_wait())
 
 
 def _provisioning(configuration: dict) -> str:
@@ -260,6 +261,10 @@ def attach(dbg: str, configuration: dict) -> str:
     if not dataset:
         raise InvalidArgument("SR.attach: configuration has no dataset (made by SR.create)")
     if configuration.get("pool_guid"):
+        if dataset != configuration.get("pool"):
+            raise InvalidArgument(f"SR.attach: the SR of a pool zfsaga made is that pool: "
+                                  f"dataset {dataset!r} is not pool "
+                                  f"{configuration.get('pool')!r}")
         _import_made_pool(configuration)
     return open_sr(dataset).name
 

@@ -62,6 +62,10 @@ class ResourceLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    @property
+    def line_path(self) -> Path:
+        return self.path
+
     def is_free(self) -> bool:
         """Whether nobody holds the lock right now (a probe: takes and drops it at once)."""
         if self.held:
@@ -87,16 +91,89 @@ class ResourceLock:
         self.release()
 
 
+#: No wait lasts this long (a call answers at its deadline): an older waiter's file is one
+#: whose pid was reused by another process after its waiter was killed.
+STALE_WAITER_NS = 3600 * 10**9
+
+
+class _Line:
+    """The waiting line of one resource, so waiters are served in the order they came (a
+    flock has no order: a waiter polling it can lose to newer ones for ever). Each waiter is a
+    file `locks/<lock>.line/<arrival ns>-<pid>`; a waiter tries the lock only when no live
+    waiter came before it. A waiter killed while waiting leaves its file: skipped (its pid is
+    gone) and removed by the next waiter that sees it."""
+
+    def __init__(self, lock_path: Path) -> None:
+        self.dir = lock_path.with_suffix(".line")
+        self.me: Path | None = None
+
+    def join(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.me = self.dir / f"{time.time_ns():020d}-{os.getpid()}"
+        self.me.touch()
+
+    def ahead(self, before: str | None = None) -> bool:
+        """Whether a live waiter came before us (or before the arrival `before`)."""
+        mine = before or (self.me.name if self.me else None)
+        try:
+            names = sorted(os.listdir(self.dir))
+        except FileNotFoundError:
+            return False
+        stale = time.time_ns() - STALE_WAITER_NS
+        for name in names:
+            if mine is not None and name >= mine:
+                return False
+            arrived, _, pid = name.partition("-")
+            if _alive(int(pid or 0)) and arrived.isdigit() and int(arrived) > stale:
+                return True
+            try:
+                os.unlink(self.dir / name)
+            except FileNotFoundError:
+                pass
+        return False
+
+    def leave(self) -> None:
+        if self.me is not None:
+            try:
+                os.unlink(self.me)
+            except FileNotFoundError:
+                pass
+            self.me = None
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _acquire(lock, wait: float):
+    """Wait up to `wait` seconds, served in arrival order (see _Line), then LockBusy. A nested
+    lock's waiter also lets an SR-wide waiter that came first go first: otherwise a stream of
+    creates, each holding the SR's lock shared, could keep an SR-wide saga waiting for ever."""
     start = time.monotonic()
+    line = _Line(lock.line_path)
+    outer = _Line(lock.outer.path) if isinstance(lock, NestedLock) else None
+    line.join()
     delay = 0.01
-    while not lock.try_acquire():
-        waited = time.monotonic() - start
-        if waited >= wait:
-            raise LockBusy(lock.resource, waited)
-        time.sleep(min(delay, max(0.0, wait - waited)))
-        delay = min(delay * 2, 0.25)
-    return lock
+    try:
+        while True:
+            if not line.ahead() and not (outer and outer.ahead(line.me.name)) \
+                    and lock.try_acquire():
+                return lock
+            waited = time.monotonic() - start
+            if waited >= wait:
+                raise LockBusy(lock.resource, waited)
+            time.sleep(min(delay, max(0.0, wait - waited)))
+            delay = min(delay * 2, 0.1)
+    finally:
+        line.leave()
 
 
 class NestedLock:
@@ -127,6 +204,10 @@ class NestedLock:
     @property
     def held(self) -> bool:
         return self.inner.held
+
+    @property
+    def line_path(self) -> Path:
+        return self.inner.path
 
     def is_free(self) -> bool:
         return self.inner.is_free()

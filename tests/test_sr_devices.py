@@ -207,6 +207,13 @@ def test_bad_device_configurations_change_nothing(devices: Devices) -> None:
                           configuration={"pool": dev.pool, **config})
         assert err.value.params and err.value.params[-1], config
         assert dev.pools() == before, config
+    exported = dev.zfs.pool_guid(taken["pool"])
+    for odd in ({"dataset": POOL}, {"pool_guid": "12a"}, {"pool": "x;y", "dataset": "x;y"},
+                {"devices": "../b"}):  # a device-config edited by hand: refused, not imported
+        with pytest.raises(ScriptError) as err:
+            dev.xapi.call("SR.attach", configuration={**taken, **odd})
+        assert err.value.name == "Invalid_argument", odd
+    assert dev.zfs.pool_guid(taken["pool"]) == exported
     with pytest.raises(ScriptError) as err:  # an import by a guid that is no pool
         dev.xapi.call("SR.attach", configuration={**taken, "pool": dev.pool + "z",
                                                   "dataset": dev.pool + "z",
