@@ -15,6 +15,18 @@ def _existing(s: Sr, key: str) -> tuple[str, dict, dict]:
     return s.find(key)
 
 
+def _where(s: Sr, key: str, found: str):
+    """A finder of where the VDI `key`, found at `found` before the saga's lock, is once the
+    saga holds it (sagas/lookup.py): a concurrent revert may have moved a snapshot onto a
+    retired head meanwhile. A name that still exists is still that key's (names carry the
+    key, which is never reused): one in-process check. Else the key is found again."""
+    def now() -> str:
+        if s.zfs.exists(found):
+            return found
+        return Sr(s.zfs, s.name, s.guid).find(key)[0]
+    return now
+
+
 def create(dbg: str, sr: str, name: str, description: str, size: int,
            sharable: bool) -> dict:
     from zfsaga.sagas import volume_create
@@ -46,7 +58,7 @@ def destroy(dbg: str, sr: str, key: str) -> None:
 
     s = open_sr(sr, key)
     target, _, _ = _existing(s, key)
-    outcome = volume_destroy.start(s.engine(), s.key, s.name, s.guid, target)
+    outcome = volume_destroy.start(s.engine(), s.key, s.name, s.guid, _where(s, key, target))
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"Volume.destroy of {key}")
     return None
@@ -70,7 +82,8 @@ def clone(dbg: str, sr: str, key: str) -> dict:
 
     s = open_sr(sr, key, extra=(meta.PROVISIONING,))
     source, _, _ = _existing(s, key)
-    outcome = volume_clone.start(s.engine(), s.key, s.name, s.guid, source, _thick(s))
+    outcome = volume_clone.start(s.engine(), s.key, s.name, s.guid, _where(s, key, source),
+                                 _thick(s))
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"Volume.clone of {key}")
     return stat(dbg, sr, _new_key(s, outcome, "clone"))
@@ -88,7 +101,7 @@ def revert(dbg: str, sr: str, snapshot: str, key: str) -> None:
     snap, _, user = _existing(s, snapshot)
     if "@" not in snap or user[meta.KEY].partition("@")[0] != key:
         raise InvalidArgument(f"Volume.revert: {snapshot} is not a snapshot of {key}")
-    outcome = revert_saga.start(s.engine(), s.name, volume, snap)
+    outcome = revert_saga.start(s.engine(), s.name, volume, _where(s, snapshot, snap))
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"Volume.revert of {key} to {snapshot}")
     return None
@@ -137,7 +150,7 @@ def _set(sr: str, key: str, props: dict[str, str | None]) -> None:
 
     s = open_sr(sr, key)
     dataset, _, _ = _existing(s, key)
-    outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, dataset, props)
+    outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, _where(s, key, dataset), props)
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"changing the metadata of {key}")
 

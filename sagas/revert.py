@@ -26,6 +26,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from zfsaga.sagas.lookup import Target, current
 from zfsaga.steps import srs
 from zfsaga.steps.zfs import names
 from zfsaga.steps.base import OWNER, RETIRED, Step, guid_of
@@ -98,13 +99,16 @@ def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str, sr_guid: str,
             **derived}
 
 
-def start(engine: "Engine", sr: str, vdi: str, snapshot: str, token: str | None = None):
+def start(engine: "Engine", sr: str, vdi: str, snapshot: Target, token: str | None = None):
     """Run a revert through the engine: check, lock the SR (by guid), resolve, drive. The
-    revert changes the dataset graph (promote moves snapshots between datasets): SR-wide."""
-    check(sr, vdi, snapshot)
+    revert changes the dataset graph (promote moves snapshots between datasets): SR-wide.
+    `snapshot`: its name, or a finder of where it is now (sagas/lookup.py)."""
+    if not callable(snapshot):
+        check(sr, vdi, snapshot)
     ident = srs.identify(engine.zfs, sr)
     return engine.run(KIND, ident.key,
-                      lambda: resolve(engine.zfs, sr, vdi, snapshot, ident.guid, token))
+                      lambda: resolve(engine.zfs, sr, vdi, current(snapshot), ident.guid,
+                                      token))
 
 
 def plan(params: dict[str, Any]) -> list[Step]:

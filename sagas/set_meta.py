@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from zfsaga.sagas.lookup import Target, current
 from zfsaga.steps.props import SetUserProps
 from zfsaga.steps.zfs.interface import Zfs
 
@@ -26,9 +27,10 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, dataset: str,
             "props": props, "before": {p: got[p].local for p in props}}
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, dataset: str,
+def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, dataset: Target,
           props: dict[str, str | None]):
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, dataset, props))
+    return engine.run(KIND, sr_key,
+                      lambda: resolve(engine.zfs, sr, sr_guid, current(dataset), props))
 
 
 def plan(params: dict[str, Any]) -> list:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
+from zfsaga.sagas.lookup import Target, current
 from zfsaga.steps import meta, srs
 from zfsaga.steps.base import guid_of
 from zfsaga.steps.clone import CloneSnapshot
@@ -49,10 +50,10 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, source: str, thick: bool,
     return params
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, source: str, thick: bool,
+def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, source: Target, thick: bool,
           key: str | None = None):
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, source, thick,
-                                                    key))
+    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, current(source),
+                                                    thick, key))
 
 
 def plan(params: dict[str, Any]) -> list:

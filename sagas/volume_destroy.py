@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from zfsaga.sagas.lookup import Target, current
 from zfsaga.steps.zfs import names
 from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.index import INDEX_PREFIX, IndexSnapshots
@@ -63,8 +64,8 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, target: str) -> dict[str, Any]:
     return params
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, target: str):
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, target))
+def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, target: Target):
+    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, current(target)))
 
 
 def plan(params: dict[str, Any]) -> list:
