@@ -121,6 +121,17 @@ def test_a_thick_sr_reserves_each_volume(host: Host) -> None:
     assert vol["virtual_size"] == 10 << 20 == vol["physical_utilisation"]
     got = host.zfs.get_props(f"{sr}/{vol['key']}", ["refreservation"])
     assert int(got["refreservation"].value) >= 10 << 20
+    # Destroyed while its snapshot lives, it stays hidden (retired) and reserves nothing more:
+    # the SR's free space gets the volume's reservation back.
+    snap = host.xapi.call("Volume.snapshot", sr=sr, key=vol["key"])
+    free = host.xapi.call("SR.stat", sr=sr)["free_space"]
+    host.xapi.call("Volume.destroy", sr=sr, key=vol["key"])
+    got = host.zfs.get_props(f"{sr}/{vol['key']}", ["refreservation", "org.zfsaga:retired"])
+    assert got["org.zfsaga:retired"].local and got["refreservation"].value in ("0", None)
+    if not isinstance(host.zfs, SharedModelZfs):  # the model keeps no space accounts
+        assert host.xapi.call("SR.stat", sr=sr)["free_space"] >= free + (9 << 20)
+    host.xapi.call("Volume.destroy", sr=sr, key=snap["key"])
+    assert [n for n in host.zfs.list_tree(sr, ["type"]) if n != sr] == []
 
 
 @pytest.mark.parametrize("provisioning", ["thin", "thick"])

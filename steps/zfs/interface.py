@@ -28,7 +28,9 @@ TUNABLE = {
     "primarycache": ("all", "none", "metadata"),
 }
 #: Native properties the layer may set (user properties, "module:name", are always allowed).
-SETTABLE_NATIVE = ("volsize", "snapdev", *TUNABLE)
+#: refreservation is only ever set to 0 this way (a retired volume releases its space);
+#: a thick volume's own is set at creation or by `reserve`.
+SETTABLE_NATIVE = ("volsize", "snapdev", "refreservation", *TUNABLE)
 #: A new pool's vdev layouts, each with the fewest devices it takes.
 POOL_LAYOUTS = {"stripe": 1, "mirror": 2, "raidz1": 2, "raidz2": 3, "raidz3": 4}
 DEFAULT_VOLBLOCKSIZE = 8192  # OpenZFS 2.1; 2.2 moved to 16K
@@ -206,6 +208,9 @@ class Zfs(ABC):
         """Set user properties (and volsize/snapdev) on a dataset or snapshot."""
         names.check_any(name)
         p = check_props(props, native_ok=True)
+        if p.get("refreservation", "0") != "0":
+            raise InvalidValue(p["refreservation"], "a reservation is set only to 0 here (a "
+                                                    "thick volume's own: create or reserve)")
         if "volsize" in p:
             if not p["volsize"].isdigit():
                 raise InvalidValue(p["volsize"], "volsize must be a number of bytes")
