@@ -226,8 +226,11 @@ def probe(dbg: str, configuration: dict) -> list:
     from zfsaga.steps.zfs.errors import NotFound, ZfsError
 
     dataset = configuration.get("dataset")
+    if not dataset and configuration.get("devices"):
+        return _probe_devices(configuration)
     if not dataset:
-        raise InvalidArgument("SR.probe: configuration needs dataset=<pool or filesystem>")
+        raise InvalidArgument("SR.probe: configuration needs dataset=<pool or filesystem> "
+                              "or devices=<device,...>")
     backend = zfs()
     try:
         names.check_dataset(dataset)
@@ -248,6 +251,31 @@ def probe(dbg: str, configuration: dict) -> list:
             config["sr_uuid"] = info["uuid"]
             entry["sr"] = info
         found.append(entry)
+    return found
+
+
+def _probe_devices(configuration: dict) -> list:
+    """The pools on these devices that are not imported (a host reinstalled, disks moved
+    here), each with the configuration SR.attach imports it by. Their labels are read, the
+    pools are not imported: whether one is zfsaga's shows once it is attached."""
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import ZfsError
+
+    raw = configuration["devices"]
+    devices = [d.strip() for d in raw.split(",") if d.strip()] if isinstance(raw, str) else []
+    try:
+        if not devices:
+            raise InvalidArgument("SR.probe: devices is a comma-separated list of paths")
+        for device in devices:
+            names.check_device(device)
+    except ZfsError as exc:
+        raise InvalidArgument(f"SR.probe: {exc}") from None
+    found = []
+    for pool in zfs().importable_pools(devices):
+        config = {"devices": ",".join(devices), "pool": pool["name"], "dataset": pool["name"],
+                  "pool_guid": pool["guid"]}
+        found.append({"configuration": config, "complete": True,
+                      "extra_info": {"pool_state": pool.get("state", "")}})
     return found
 
 

@@ -254,3 +254,24 @@ def test_an_sr_create_killed_mid_saga_is_finished_by_xapis_retry(devices: Device
     assert dev.xapi.call("SR.attach", configuration=config) == sr
     assert [k for k, _ in dev.host_sagas()] == ["pool.create", "pool.export", "pool.import"]
     assert {st for _, st in dev.host_sagas()} == {"succeeded"}
+
+
+def test_a_pool_not_imported_is_found_by_probing_its_devices(devices: Devices) -> None:
+    """After a host reinstall (or a detach) the SR's pool is not imported: SR.probe with its
+    devices finds it by its labels, imports nothing, and its configuration attaches it."""
+    dev = devices
+    a, other = dev.device("a"), dev.device("other")
+    config = dev.create(devices=a)
+    sr = dev.xapi.call("SR.attach", configuration=config)
+    dev.xapi.call("SR.detach", sr=sr)
+    assert dev.xapi.call("SR.probe", configuration={"devices": other}) == []
+    [found] = dev.xapi.call("SR.probe", configuration={"devices": a})
+    assert found["configuration"]["pool_guid"] == config["pool_guid"]
+    assert found["configuration"]["dataset"] == dev.pool and found["complete"] is True
+    assert dev.zfs.pool_guid(dev.pool) is None  # a probe imports nothing
+    assert dev.xapi.call("SR.attach", configuration=found["configuration"]) == sr
+    assert dev.xapi.call("SR.stat", sr=sr)["uuid"] == dev.uuids[-1]
+    for bad in ("../a", "a;b", ""):
+        with pytest.raises(ScriptError) as err:
+            dev.xapi.call("SR.probe", configuration={"devices": bad})
+        assert err.value.name == "Invalid_argument"

@@ -294,6 +294,13 @@ class Zfs(ABC):
         names.check_pool(pool)
         self._call("destroy_pool", pool, True, lambda: self._destroy_pool(pool))
 
+    def importable_pools(self, devices: list[str]) -> list[dict[str, str]]:
+        """The pools not imported whose labels `zpool import` finds on these devices: each
+        {name, guid, state}. Reads the labels only; imports nothing."""
+        devs = [names.check_device(d) for d in devices]
+        return self._call("importable_pools", devs[0] if devs else "-", False,
+                          lambda: self._importable_pools(devs))
+
     def pool_guid(self, pool: str) -> str | None:
         """The guid of the pool imported under this name; None when none is."""
         names.check_component(pool, "pool name")
@@ -392,6 +399,8 @@ class Zfs(ABC):
     def _destroy_pool(self, pool: str) -> None: ...
     @abstractmethod
     def _pool_guid(self, pool: str) -> str | None: ...
+    @abstractmethod
+    def _importable_pools(self, devices: list[str]) -> list[dict[str, str]]: ...
     @abstractmethod
     def _create_filesystem(self, name: str, props: dict[str, str]) -> None: ...
     @abstractmethod

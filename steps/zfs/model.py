@@ -160,6 +160,11 @@ class ModelZfs(Zfs):
         for name in self._pool_objs(pool):
             del self._objs[name]
 
+    def _importable_pools(self, devices):
+        return [{"name": info["name"], "guid": guid, "state": "ONLINE"}
+                for guid, info in sorted(self._exported.items())
+                if set(info["devices"]) & set(devices)]
+
     def _pool_guid(self, pool):
         return self._pools[pool]["guid"] if pool in self._pools else None
 

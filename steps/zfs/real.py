@@ -215,6 +215,28 @@ class RealZfs(Zfs):
     def _destroy_pool(self, pool):
         self._run(["destroy", pool], pool, ZPOOL_BIN)
 
+    def _importable_pools(self, devices):
+        where = [arg for dev in devices for arg in ("-d", dev)]
+        try:
+            proc = subprocess.run([ZPOOL_BIN, "import", *where], capture_output=True,
+                                  text=True, timeout=CLI_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            raise Busy(devices[0], "zpool import (listing) timed out") from None
+        if proc.returncode != 0 and "no pools available" not in proc.stderr:
+            raise from_cli(devices[0], proc.stderr)
+        found: list[dict[str, str]] = []
+        for line in proc.stdout.splitlines():  # "   pool: NAME", "     id: GUID", ...
+            key, sep, value = line.strip().partition(": ")
+            if not sep:
+                continue
+            if key == "pool":
+                found.append({"name": value.strip()})
+            elif key == "id" and found:
+                found[-1]["guid"] = value.strip()
+            elif key == "state" and found:
+                found[-1]["state"] = value.strip()
+        return [p for p in found if "guid" in p]
+
     def _pool_guid(self, pool):
         try:
             return self._run(["list", "-Hp", "-o", "guid", pool], pool, ZPOOL_BIN).strip() or None
