@@ -5,12 +5,9 @@ set_description run as sagas, and so do attach, detach and destroy of a pool zfs
 import, export and destroy, journaled on the host: sagas/pool_*.py)."""
 from __future__ import annotations
 
-import os
-from typing import Any
-
 from zfsaga.plugin.context import open_sr, zfs
 from zfsaga.plugin.deadline import lock_wait
-from zfsaga.plugin.errors import InvalidArgument, SrDoesNotExist, SrNotAttached, saga_failed
+from zfsaga.plugin.errors import InvalidArgument, SrDoesNotExist, saga_failed
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
@@ -66,16 +63,18 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
         raise InvalidArgument(f"SR.create: unknown configuration key {unknown[0]!r}; zfsaga "
                               f"takes {', '.join(sorted(CONFIGURATION))}")
     if "devices" in configuration:
-        return _create_on_devices(uuid, configuration, name, description)
+        from zfsaga.plugin import pools
+
+        return pools.create_on_devices(uuid, configuration, name, description)
     pool_only = sorted(set(configuration) & {"pool", "layout", "ashift"})
     if pool_only:
         raise InvalidArgument(f"SR.create: {pool_only[0]} is for a new pool, with devices=")
     dataset = configuration.get("dataset")
     if not dataset:
         raise InvalidArgument("SR.create: configuration needs dataset=<pool or filesystem>")
-    provisioning = _provisioning(configuration)
+    provisioning = checked_provisioning(configuration)
     backend = zfs()
-    tuning = _tuning(backend, dataset, configuration)
+    tuning = checked_tuning(backend, dataset, configuration)
     try:
         names.check_dataset(dataset)
         guid = backend.get_props(dataset, ["guid"])["guid"].value
@@ -92,98 +91,14 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
             "dataset": dataset, "provisioning": provisioning}
 
 
-def _create_on_devices(uuid: str, configuration: dict, name: str, description: str) -> dict:
-    """SR.create on a pool it makes: checked in full first, then one saga on the host's
-    journal (make the pool, mark it). The configuration returned (xapi's device-config from
-    then on) names the pool and its guid, which SR.attach imports by."""
-    from zfsaga.sagas import pool_create
-    from zfsaga.steps.zfs import names
-    from zfsaga.steps.zfs.errors import AlreadyExists, ZfsError
-    from zfsaga.steps.zfs.interface import POOL_LAYOUTS
-
-    raw = configuration["devices"]
-    devices = [d.strip() for d in raw.split(",") if d.strip()] if isinstance(raw, str) else []
-    if not devices:
-        raise InvalidArgument("SR.create: devices is a comma-separated list of device paths")
-    pool = configuration.get("pool") or f"zfsaga-{''.join(c for c in uuid if c.isalnum())[:8]}"
-    layout = configuration.get("layout") or ("stripe" if len(devices) == 1 else "")
-    ashift_text = str(configuration.get("ashift", "")).strip()
-    try:
-        names.check_pool(pool)
-        for device in devices:
-            names.check_device(device)
-    except ZfsError as exc:
-        raise InvalidArgument(f"SR.create: {exc}") from None
-    if configuration.get("dataset") not in (None, pool):
-        raise InvalidArgument("SR.create: give dataset (an existing pool or filesystem) or "
-                              "devices (a new pool), not both")
-    if layout not in POOL_LAYOUTS:
-        raise InvalidArgument(f"SR.create: {len(devices)} devices need layout=one of "
-                              f"{', '.join(POOL_LAYOUTS)}" if not layout else
-                              f"SR.create: layout is one of {', '.join(POOL_LAYOUTS)}, not "
-                              f"{layout!r}")
-    if len(set(devices)) < max(POOL_LAYOUTS[layout], len(devices)):
-        raise InvalidArgument(f"SR.create: {layout} takes at least {POOL_LAYOUTS[layout]} "
-                              f"distinct devices")
-    if ashift_text and not (ashift_text.isdigit() and 9 <= int(ashift_text) <= 16):
-        raise InvalidArgument(f"SR.create: ashift is 9 to 16, not {ashift_text!r}")
-    ashift = int(ashift_text) if ashift_text else None
-    missing = [d for d in devices if not os.path.exists(d)]
-    if missing:
-        raise InvalidArgument(f"SR.create: no device {missing[0]}")
-    provisioning = _provisioning(configuration)
-    backend = zfs()
-    tuning = _tuning(backend, pool, configuration, ashift=ashift or ASSUMED_ASHIFT)
-    props = {meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
-             meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
-             "snapdev": "visible", **tuning}
-    if not _made_for(backend, pool, uuid):  # xapi's retry of a create that did happen: done
-        try:
-            outcome = pool_create.start(host_engine(backend), pool, devices, layout, ashift,
-                                        props)
-        except AlreadyExists as exc:
-            # The engine first finishes an orphan (this SR's own create, cut off by a crash:
-            # then it is made now) before it finds the pool there.
-            if not _made_for(backend, pool, uuid):
-                raise InvalidArgument(f"SR.create: {exc}") from None
-        else:
-            if outcome.status != "succeeded":
-                raise saga_failed(outcome, f"SR.create of a pool {pool} on "
-                                           f"{', '.join(devices)}")
-    return {**{k: v for k, v in configuration.items() if k in CONFIGURATION},
-            "devices": ",".join(devices), "pool": pool, "layout": layout, "dataset": pool,
-            "provisioning": provisioning, "pool_guid": backend.pool_guid(pool)}
-
-
-def _made_for(backend, pool: str, uuid: str) -> bool:
-    """Whether `pool` is imported, made by zfsaga and marked as this very SR (a second
-    SR.create of one uuid: xapi retried, or an answer was lost)."""
-    from zfsaga.steps.srs import MADE_POOL, SR_MARK
-
-    if backend.pool_guid(pool) is None:
-        return False
-    got = backend.get_props(pool, [MADE_POOL, SR_MARK, meta.SR_UUID])
-    return bool(got[MADE_POOL].local and got[SR_MARK].local and got[meta.SR_UUID].local == uuid)
-
-
-def host_engine(backend) -> Any:
-    """The saga engine over the host's journal (the pool sagas)."""
-    from zfsaga.location import host_state_dir
-    from zfsaga.sagas.engine import Engine
-    from zfsaga.state.journal import Journal
-
-    state = host_state_dir()
-    return Engine(backend, Journal(state / "journal.db"), state, lock_wait=lock_wait())
-
-
-def _provisioning(configuration: dict) -> str:
+def checked_provisioning(configuration: dict) -> str:
     provisioning = configuration.get("provisioning", "thin")
     if provisioning not in ("thin", "thick"):
         raise InvalidArgument(f"SR.create: provisioning is thin or thick, not {provisioning!r}")
     return provisioning
 
 
-def _tuning(backend, dataset: str, configuration: dict,
+def checked_tuning(backend, dataset: str, configuration: dict,
             ashift: int | None = None) -> dict[str, str]:
     """The admin's per-SR ZFS tuning, checked before anything is recorded: the native
     properties every volume inherits, and the volume block size (a user property). `ashift`:
@@ -227,7 +142,9 @@ def probe(dbg: str, configuration: dict) -> list:
 
     dataset = configuration.get("dataset")
     if not dataset and configuration.get("devices"):
-        return _probe_devices(configuration)
+        from zfsaga.plugin import pools
+
+        return pools.probe_devices(configuration)
     if not dataset:
         raise InvalidArgument("SR.probe: configuration needs dataset=<pool or filesystem> "
                               "or devices=<device,...>")
@@ -254,31 +171,6 @@ def probe(dbg: str, configuration: dict) -> list:
     return found
 
 
-def _probe_devices(configuration: dict) -> list:
-    """The pools on these devices that are not imported (a host reinstalled, disks moved
-    here), each with the configuration SR.attach imports it by. Their labels are read, the
-    pools are not imported: whether one is zfsaga's shows once it is attached."""
-    from zfsaga.steps.zfs import names
-    from zfsaga.steps.zfs.errors import ZfsError
-
-    raw = configuration["devices"]
-    devices = [d.strip() for d in raw.split(",") if d.strip()] if isinstance(raw, str) else []
-    try:
-        if not devices:
-            raise InvalidArgument("SR.probe: devices is a comma-separated list of paths")
-        for device in devices:
-            names.check_device(device)
-    except ZfsError as exc:
-        raise InvalidArgument(f"SR.probe: {exc}") from None
-    found = []
-    for pool in zfs().importable_pools(devices):
-        config = {"devices": ",".join(devices), "pool": pool["name"], "dataset": pool["name"],
-                  "pool_guid": pool["guid"]}
-        found.append({"configuration": config, "complete": True,
-                      "extra_info": {"pool_state": pool.get("state", "")}})
-    return found
-
-
 def attach(dbg: str, configuration: dict) -> str:
     """The SR's dataset, after importing its pool when zfsaga made it and it is not imported
     (a reboot, a detach): a saga on the host's journal."""
@@ -293,41 +185,16 @@ def attach(dbg: str, configuration: dict) -> str:
             raise InvalidArgument(f"SR.attach: the SR of a pool zfsaga made is that pool: "
                                   f"dataset {dataset!r} is not pool "
                                   f"{configuration.get('pool')!r}")
-        _import_made_pool(configuration)
+        from zfsaga.plugin import pools
+
+        pools.import_made_pool(configuration)
     return open_sr(dataset).name
-
-
-def _import_made_pool(configuration: dict) -> None:
-    from zfsaga.sagas import pool_import
-    from zfsaga.steps.zfs import names
-    from zfsaga.steps.zfs.errors import ZfsError
-
-    pool, guid = configuration.get("pool") or "", str(configuration["pool_guid"])
-    devices = [d for d in str(configuration.get("devices", "")).split(",") if d]
-    try:
-        names.check_pool(pool)
-        for device in devices:
-            names.check_device(device)
-    except ZfsError as exc:
-        raise InvalidArgument(f"SR.attach: {exc}") from None
-    if not guid.isdigit():
-        raise InvalidArgument(f"SR.attach: pool_guid is a number, not {guid!r}")
-    backend = zfs()
-    found = backend.pool_guid(pool)
-    if found == guid:
-        return
-    if found is not None:
-        raise SrNotAttached(f"another pool named {pool} (guid {found}) is imported here; the "
-                            f"SR's is {guid}: export that one first")
-    outcome = pool_import.start(host_engine(backend), pool, guid, devices)
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"SR.attach: the import of pool {pool} (guid {guid}) on "
-                                   f"{', '.join(devices) or 'any device'}")
 
 
 def destroy(dbg: str, sr: str) -> None:
     """Refused while the SR still lists VDIs (xapi destroys them first). A pool zfsaga made
     is destroyed, when it holds nothing else; any other dataset stays, unmarked."""
+    from zfsaga.plugin import pools
     from zfsaga.sagas import pool_destroy, sr_destroy
     from zfsaga.steps.srs import MADE_POOL
 
@@ -336,10 +203,10 @@ def destroy(dbg: str, sr: str) -> None:
     if left:
         raise InvalidArgument(f"SR.destroy: {sr} still holds {len(left)} VDI(s), e.g. "
                               f"{left[0]['key']}: destroy them first")
-    made = _made_pool_alone(s, "SR.destroy")
+    made = pools.made_pool_alone(s, "SR.destroy")
     if made:
         pool_guid = s.zfs.pool_guid(s.name)
-        outcome = pool_destroy.start(host_engine(s.zfs), s.name, pool_guid, made)
+        outcome = pool_destroy.start(pools.host_engine(s.zfs), s.name, pool_guid, made)
         if outcome.status != "succeeded":
             raise saga_failed(outcome, f"SR.destroy of {sr} (its pool)")
         return None
@@ -352,62 +219,18 @@ def destroy(dbg: str, sr: str) -> None:
 def detach(dbg: str, sr: str) -> None:
     """The data stays as it is. A pool zfsaga made for this SR, holding nothing else, is
     exported (SR.attach imports it); any other pool or dataset is left imported and mounted."""
+    from zfsaga.plugin import pools
     from zfsaga.sagas import pool_export
     from zfsaga.steps.srs import MADE_POOL
 
     s = open_sr(sr, extra=(MADE_POOL,))
-    if _made_pool_alone(s, "SR.detach"):
+    if pools.made_pool_alone(s, "SR.detach"):
         devices = []  # the import searches the devices of the PBD's configuration
-        outcome = pool_export.start(host_engine(s.zfs), s.name, s.zfs.pool_guid(s.name),
+        outcome = pool_export.start(pools.host_engine(s.zfs), s.name, s.zfs.pool_guid(s.name),
                                     devices)
         if outcome.status != "succeeded":
             raise saga_failed(outcome, f"SR.detach of {sr} (the export of its pool)")
     return None
-
-
-def _made_pool_alone(s: Any, verb: str) -> str | None:
-    """The made-pool mark of the SR's pool when zfsaga made it and it holds nothing but this
-    SR's own (its volumes, snapshots, retired datasets, its state filesystem) and no saga of
-    the SR is active; None for any other SR (its pool or dataset stays imported). A pool that
-    also holds datasets zfsaga did not make is someone's: left as it is, and logged."""
-    from zfsaga.log import get_logger
-    from zfsaga.steps import srs
-    from zfsaga.steps.base import OWNER, RETIRED
-
-    made = s.props[srs.MADE_POOL].local if srs.MADE_POOL in s.props else None
-    if not made or "/" in s.name:
-        return None
-    tree = s.zfs.list_tree(s.name, ["type", meta.KEY, OWNER, RETIRED])
-    foreign = [n for n, p in tree.items()
-               if n != s.name and p["type"].value != "snapshot" and not srs.is_state_dataset(n)
-               and not any(p[prop].local for prop in (meta.KEY, OWNER, RETIRED))]
-    if foreign:
-        get_logger(verb=verb).warning("pool {} holds {} that zfsaga did not make: the pool "
-                                      "stays", s.name, foreign[0])
-        return None
-    active = _active_sagas(s)
-    if active:
-        raise InvalidArgument(f"{verb}: saga {active[0]} of SR {s.name} is not finished: "
-                              f"see zfsaga show {active[0]}; resume or abort it first")
-    return made
-
-
-def _active_sagas(s: Any) -> list[str]:
-    """The SR's unfinished sagas, read without creating anything (no journal yet: none)."""
-    from zfsaga.location import state_base
-    from zfsaga.state.journal import Journal
-
-    try:
-        path = state_base(s.zfs, s.name) / s.key / "journal.db"
-    except (FileNotFoundError, PermissionError):
-        return []
-    if not path.exists():
-        return []
-    journal = Journal(path)
-    try:
-        return [row.id for row in journal.active()]
-    finally:
-        journal.close()
 
 
 def stat(dbg: str, sr: str) -> dict:

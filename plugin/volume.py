@@ -3,7 +3,7 @@ one lookup by name at any SR size. create, destroy and the metadata verbs run as
 from __future__ import annotations
 
 from zfsaga.plugin.context import Sr, open_sr
-from zfsaga.plugin.errors import InvalidArgument, SmapiError, VolumeDoesNotExist
+from zfsaga.plugin.errors import InvalidArgument, SmapiError
 from zfsaga.plugin.errors import NoSpace as NoSpaceLeft
 from zfsaga.plugin.errors import saga_failed
 from zfsaga.plugin.volumes import volume_record

@@ -1,0 +1,197 @@
+"""The SR verbs' part for an SR on a pool zfsaga makes of devices (SR.create with `devices`):
+making it, finding it by its devices (SR.probe), importing it (SR.attach), and deciding whether
+detach may export it and destroy destroy it. The pool sagas journal on the host
+(`host_engine`): a journal cannot live on the pool they make, import, export or destroy."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from zfsaga.plugin.context import zfs
+from zfsaga.plugin.deadline import lock_wait
+from zfsaga.plugin.errors import InvalidArgument, SrNotAttached, saga_failed
+from zfsaga.steps import meta
+
+
+def create_on_devices(uuid: str, configuration: dict, name: str, description: str) -> dict:
+    """SR.create on a pool it makes: checked in full first, then one saga on the host's
+    journal (make the pool, mark it). The configuration returned (xapi's device-config from
+    then on) names the pool and its guid, which SR.attach imports by."""
+    from zfsaga.plugin import sr as verbs
+    from zfsaga.sagas import pool_create
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import AlreadyExists, ZfsError
+    from zfsaga.steps.zfs.interface import POOL_LAYOUTS
+
+    raw = configuration["devices"]
+    devices = [d.strip() for d in raw.split(",") if d.strip()] if isinstance(raw, str) else []
+    if not devices:
+        raise InvalidArgument("SR.create: devices is a comma-separated list of device paths")
+    pool = configuration.get("pool") or f"zfsaga-{''.join(c for c in uuid if c.isalnum())[:8]}"
+    layout = configuration.get("layout") or ("stripe" if len(devices) == 1 else "")
+    ashift_text = str(configuration.get("ashift", "")).strip()
+    try:
+        names.check_pool(pool)
+        for device in devices:
+            names.check_device(device)
+    except ZfsError as exc:
+        raise InvalidArgument(f"SR.create: {exc}") from None
+    if configuration.get("dataset") not in (None, pool):
+        raise InvalidArgument("SR.create: give dataset (an existing pool or filesystem) or "
+                              "devices (a new pool), not both")
+    if layout not in POOL_LAYOUTS:
+        raise InvalidArgument(f"SR.create: {len(devices)} devices need layout=one of "
+                              f"{', '.join(POOL_LAYOUTS)}" if not layout else
+                              f"SR.create: layout is one of {', '.join(POOL_LAYOUTS)}, not "
+                              f"{layout!r}")
+    if len(set(devices)) < max(POOL_LAYOUTS[layout], len(devices)):
+        raise InvalidArgument(f"SR.create: {layout} takes at least {POOL_LAYOUTS[layout]} "
+                              f"distinct devices")
+    if ashift_text and not (ashift_text.isdigit() and 9 <= int(ashift_text) <= 16):
+        raise InvalidArgument(f"SR.create: ashift is 9 to 16, not {ashift_text!r}")
+    ashift = int(ashift_text) if ashift_text else None
+    missing = [d for d in devices if not os.path.exists(d)]
+    if missing:
+        raise InvalidArgument(f"SR.create: no device {missing[0]}")
+    provisioning = verbs.checked_provisioning(configuration)
+    backend = zfs()
+    tuning = verbs.checked_tuning(backend, pool, configuration,
+                           ashift=ashift or verbs.ASSUMED_ASHIFT)
+    props = {meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
+             meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
+             "snapdev": "visible", **tuning}
+    if not _made_for(backend, pool, uuid):  # xapi's retry of a create that did happen: done
+        try:
+            outcome = pool_create.start(host_engine(backend), pool, devices, layout, ashift,
+                                        props)
+        except AlreadyExists as exc:
+            # The engine first finishes an orphan (this SR's own create, cut off by a crash:
+            # then it is made now) before it finds the pool there.
+            if not _made_for(backend, pool, uuid):
+                raise InvalidArgument(f"SR.create: {exc}") from None
+        else:
+            if outcome.status != "succeeded":
+                raise saga_failed(outcome, f"SR.create of a pool {pool} on "
+                                           f"{', '.join(devices)}")
+    return {**{k: v for k, v in configuration.items() if k in verbs.CONFIGURATION},
+            "devices": ",".join(devices), "pool": pool, "layout": layout, "dataset": pool,
+            "provisioning": provisioning, "pool_guid": backend.pool_guid(pool)}
+
+
+def _made_for(backend, pool: str, uuid: str) -> bool:
+    """Whether `pool` is imported, made by zfsaga and marked as this very SR (a second
+    SR.create of one uuid: xapi retried, or an answer was lost)."""
+    from zfsaga.steps.srs import MADE_POOL, SR_MARK
+
+    if backend.pool_guid(pool) is None:
+        return False
+    got = backend.get_props(pool, [MADE_POOL, SR_MARK, meta.SR_UUID])
+    return bool(got[MADE_POOL].local and got[SR_MARK].local and got[meta.SR_UUID].local == uuid)
+
+
+def probe_devices(configuration: dict) -> list:
+    """The pools on these devices that are not imported (a host reinstalled, disks moved
+    here), each with the configuration SR.attach imports it by. Their labels are read, the
+    pools are not imported: whether one is zfsaga's shows once it is attached."""
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import ZfsError
+
+    raw = configuration["devices"]
+    devices = [d.strip() for d in raw.split(",") if d.strip()] if isinstance(raw, str) else []
+    try:
+        if not devices:
+            raise InvalidArgument("SR.probe: devices is a comma-separated list of paths")
+        for device in devices:
+            names.check_device(device)
+    except ZfsError as exc:
+        raise InvalidArgument(f"SR.probe: {exc}") from None
+    found = []
+    for pool in zfs().importable_pools(devices):
+        config = {"devices": ",".join(devices), "pool": pool["name"], "dataset": pool["name"],
+                  "pool_guid": pool["guid"]}
+        found.append({"configuration": config, "complete": True,
+                      "extra_info": {"pool_state": pool.get("state", "")}})
+    return found
+
+
+def import_made_pool(configuration: dict) -> None:
+    from zfsaga.sagas import pool_import
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import ZfsError
+
+    pool, guid = configuration.get("pool") or "", str(configuration["pool_guid"])
+    devices = [d for d in str(configuration.get("devices", "")).split(",") if d]
+    try:
+        names.check_pool(pool)
+        for device in devices:
+            names.check_device(device)
+    except ZfsError as exc:
+        raise InvalidArgument(f"SR.attach: {exc}") from None
+    if not guid.isdigit():
+        raise InvalidArgument(f"SR.attach: pool_guid is a number, not {guid!r}")
+    backend = zfs()
+    found = backend.pool_guid(pool)
+    if found == guid:
+        return
+    if found is not None:
+        raise SrNotAttached(f"another pool named {pool} (guid {found}) is imported here; the "
+                            f"SR's is {guid}: export that one first")
+    outcome = pool_import.start(host_engine(backend), pool, guid, devices)
+    if outcome.status != "succeeded":
+        raise saga_failed(outcome, f"SR.attach: the import of pool {pool} (guid {guid}) on "
+                                   f"{', '.join(devices) or 'any device'}")
+
+
+def made_pool_alone(s: Any, verb: str) -> str | None:
+    """The made-pool mark of the SR's pool when zfsaga made it and it holds nothing but this
+    SR's own (its volumes, snapshots, retired datasets, its state filesystem) and no saga of
+    the SR is active; None for any other SR (its pool or dataset stays imported). A pool that
+    also holds datasets zfsaga did not make is someone's: left as it is, and logged."""
+    from zfsaga.log import get_logger
+    from zfsaga.steps import srs
+    from zfsaga.steps.base import OWNER, RETIRED
+
+    made = s.props[srs.MADE_POOL].local if srs.MADE_POOL in s.props else None
+    if not made or "/" in s.name:
+        return None
+    tree = s.zfs.list_tree(s.name, ["type", meta.KEY, OWNER, RETIRED])
+    foreign = [n for n, p in tree.items()
+               if n != s.name and p["type"].value != "snapshot" and not srs.is_state_dataset(n)
+               and not any(p[prop].local for prop in (meta.KEY, OWNER, RETIRED))]
+    if foreign:
+        get_logger(verb=verb).warning("pool {} holds {} that zfsaga did not make: the pool "
+                                      "stays", s.name, foreign[0])
+        return None
+    active = _active_sagas(s)
+    if active:
+        raise InvalidArgument(f"{verb}: saga {active[0]} of SR {s.name} is not finished: "
+                              f"see zfsaga show {active[0]}; resume or abort it first")
+    return made
+
+
+def _active_sagas(s: Any) -> list[str]:
+    """The SR's unfinished sagas, read without creating anything (no journal yet: none)."""
+    from zfsaga.location import state_base
+    from zfsaga.state.journal import Journal
+
+    try:
+        path = state_base(s.zfs, s.name) / s.key / "journal.db"
+    except (FileNotFoundError, PermissionError):
+        return []
+    if not path.exists():
+        return []
+    journal = Journal(path)
+    try:
+        return [row.id for row in journal.active()]
+    finally:
+        journal.close()
+
+
+def host_engine(backend) -> Any:
+    """The saga engine over the host's journal (the pool sagas)."""
+    from zfsaga.location import host_state_dir
+    from zfsaga.sagas.engine import Engine
+    from zfsaga.state.journal import Journal
+
+    state = host_state_dir()
+    return Engine(backend, Journal(state / "journal.db"), state, lock_wait=lock_wait())
