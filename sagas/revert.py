@@ -4,13 +4,16 @@ under the VDI's name, promote it; if promote fails, the clone is rolled back.
 
     1 hold      the snapshot, so it cannot vanish mid-way          undo: release
     2 clone     the snapshot to <vdi>.revert-<token>, born with     undo: destroy the clone
-                the VDI's own user properties and provisioning
+                the VDI's own user properties (thin: see 6b)
     3 aside     rename the VDI to <vdi>.old-<token>                undo: rename back
     4 swap_in   rename the clone to the VDI's name                 undo: rename back
     5 promote   the clone takes the snapshots; the old head        undo: promote the old head
                 becomes a clone of them                                  back
     6 retire    destroy the old head, or keep it retired if its    PIVOT: no undo
-                newer snapshots still need it
+                newer snapshots still need it (then unreserved)
+    6b reserve  a thick VDI's new head: its whole size, now that   forward only
+                the old head's reservation is released (reserved
+                at birth, a revert would need a second full copy)
     7 release   the hold                                           forward only
     8 collect   the retired head the snapshot came from, if the    forward only
                 promote left it empty
@@ -38,6 +41,7 @@ from zfsaga.steps.index import IndexSnapshots
 from zfsaga.steps.meta import KEY
 from zfsaga.steps.promote import PromoteClone
 from zfsaga.steps.rename import RenameDataset
+from zfsaga.steps.reserve import ReserveVolume
 from zfsaga.steps.retire import RetireDataset
 from zfsaga.steps.zfs.interface import Zfs
 
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
     from zfsaga.sagas.engine import Engine
 
 KIND = "vdi.revert"
+#: Still 1 with the reserve step: a recorded plan runs as it was frozen (every step type it
+#: names is still here), so a revert begun by the previous zfsaga resumes unparked.
 VERSION = 1
 
 
@@ -116,11 +122,13 @@ def plan(params: dict[str, Any]) -> list[Step]:
         HoldSnapshot("hold", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
                      tag="$hold_tag"),
         CloneSnapshot("clone", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
-                      target="$fresh", props="$vdi_props", reserve="$thick"),
+                      target="$fresh", props="$vdi_props"),
         RenameDataset("aside", source="$vdi", target="$aside", guid="$vdi_guid"),
         RenameDataset("swap_in", source="$fresh", target="$vdi", guid="@clone.guid"),
         PromoteClone("promote", clone="$vdi", old="$origin"),
         RetireDataset("retire", dataset="$aside", guid="$vdi_guid"),
+        *([ReserveVolume("reserve", dataset="$vdi", guid="@clone.guid")]
+          if params.get("thick") else []),
         ReleaseHold("release", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
                     tag="$hold_tag"),
         CollectRetired("collect", candidates="$retired_holder"),

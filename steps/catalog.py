@@ -13,6 +13,7 @@ from zfsaga.steps.pools import CreatePool, DestroyPool, ExportPool, ImportPool
 from zfsaga.steps.promote import PromoteClone
 from zfsaga.steps.props import SetUserProps
 from zfsaga.steps.collect import CollectRetired
+from zfsaga.steps.reserve import ReserveVolume
 from zfsaga.steps.resize import GrowVolume
 from zfsaga.steps.snapshot import DestroySnapshot, ReleaseSnapshot, TakeSnapshot
 from zfsaga.steps.rename import RenameDataset
@@ -21,7 +22,7 @@ from zfsaga.steps.retire import RetireDataset
 STEP_TYPES: dict[str, type[Step]] = {cls.__name__: cls for cls in (
     HoldSnapshot, CloneSnapshot, RenameDataset, PromoteClone, RetireDataset, ReleaseHold,
     CreateVolume, SetUserProps, GrowVolume, TakeSnapshot, DestroySnapshot, ReleaseSnapshot,
-    CollectRetired, IndexSnapshots, CreatePool, ImportPool, ExportPool, DestroyPool)}
+    CollectRetired, IndexSnapshots, CreatePool, ImportPool, ExportPool, DestroyPool, ReserveVolume)}
 
 
 class UnknownPlan(ValueError):
