@@ -245,6 +245,7 @@ def test_a_pool_that_fills_up_mid_clone_is_no_space_and_leaves_nothing(request, 
     host.xapi.call("Volume.revert", sr=sr, snapshot=snap["key"], key=vol["key"])
     got = host.zfs.get_props(f"{sr}/{vol['key']}", ["volsize", "refreservation"])
     assert got["refreservation"].value == got["volsize"].value  # thick, as it was
+    subprocess.run(["udevadm", "settle", "--timeout=60"], check=False)  # the link moved
     with open(host.zfs.device_path(f"{sr}/{vol['key']}", timeout=120), "rb") as dev:
         assert hashlib.sha256(dev.read(data)).hexdigest() == then
     request.config.stash.setdefault(CRASH_KEY, []).append(
