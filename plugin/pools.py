@@ -23,17 +23,12 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
     from zfsaga.steps.zfs.errors import AlreadyExists, ZfsError
     from zfsaga.steps.zfs.interface import POOL_LAYOUTS
 
-    raw = configuration["devices"]
-    devices = [d.strip() for d in raw.split(",") if d.strip()] if isinstance(raw, str) else []
-    if not devices:
-        raise InvalidArgument("SR.create: devices is a comma-separated list of device paths")
+    devices = _devices(configuration, "SR.create")
     pool = configuration.get("pool") or f"zfsaga-{''.join(c for c in uuid if c.isalnum())[:8]}"
     layout = configuration.get("layout") or ("stripe" if len(devices) == 1 else "")
     ashift_text = str(configuration.get("ashift", "")).strip()
     try:
         names.check_pool(pool)
-        for device in devices:
-            names.check_device(device)
     except ZfsError as exc:
         raise InvalidArgument(f"SR.create: {exc}") from None
     if configuration.get("dataset") not in (None, pool):
@@ -56,7 +51,7 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
     provisioning = verbs.checked_provisioning(configuration)
     backend = zfs()
     tuning = verbs.checked_tuning(backend, pool, configuration,
-                           ashift=ashift or verbs.ASSUMED_ASHIFT)
+                                  ashift=ashift or verbs.ASSUMED_ASHIFT)
     props = {meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
              "snapdev": "visible", **tuning}
@@ -93,18 +88,7 @@ def probe_devices(configuration: dict) -> list:
     """The pools on these devices that are not imported (a host reinstalled, disks moved
     here), each with the configuration SR.attach imports it by. Their labels are read, the
     pools are not imported: whether one is zfsaga's shows once it is attached."""
-    from zfsaga.steps.zfs import names
-    from zfsaga.steps.zfs.errors import ZfsError
-
-    raw = configuration["devices"]
-    devices = [d.strip() for d in raw.split(",") if d.strip()] if isinstance(raw, str) else []
-    try:
-        if not devices:
-            raise InvalidArgument("SR.probe: devices is a comma-separated list of paths")
-        for device in devices:
-            names.check_device(device)
-    except ZfsError as exc:
-        raise InvalidArgument(f"SR.probe: {exc}") from None
+    devices = _devices(configuration, "SR.probe")
     found = []
     for pool in zfs().importable_pools(devices):
         config = {"devices": ",".join(devices), "pool": pool["name"], "dataset": pool["name"],
@@ -114,7 +98,27 @@ def probe_devices(configuration: dict) -> list:
     return found
 
 
+def _devices(configuration: dict, verb: str) -> list[str]:
+    """The configuration's `devices`, a comma-separated list of absolute device paths, each
+    checked (Invalid_argument otherwise)."""
+    from zfsaga.steps.zfs import names
+    from zfsaga.steps.zfs.errors import ZfsError
+
+    raw = configuration["devices"]
+    devices = [d.strip() for d in raw.split(",") if d.strip()] if isinstance(raw, str) else []
+    if not devices:
+        raise InvalidArgument(f"{verb}: devices is a comma-separated list of device paths")
+    try:
+        for device in devices:
+            names.check_device(device)
+    except ZfsError as exc:
+        raise InvalidArgument(f"{verb}: {exc}") from None
+    return devices
+
+
 def import_made_pool(configuration: dict) -> None:
+    """Import the SR's pool by its guid when it is not imported (after a reboot, a detach):
+    a saga on the host's journal. Another pool imported under its name is refused."""
     from zfsaga.sagas import pool_import
     from zfsaga.steps.zfs import names
     from zfsaga.steps.zfs.errors import ZfsError
