@@ -123,6 +123,9 @@ def test_a_thick_sr_reserves_each_volume(host: Host) -> None:
     assert int(got["refreservation"].value) >= 10 << 20
     # Destroyed while its snapshot lives, it stays hidden (retired) and reserves nothing more:
     # the SR's free space gets the volume's reservation back.
+    if not isinstance(host.zfs, SharedModelZfs):
+        real_more("the model checks the retired volume's reservation; the full-pool test "
+                  "reverts a thick VDI with half its size free on real ZFS")
     snap = host.xapi.call("Volume.snapshot", sr=sr, key=vol["key"])
     free = host.xapi.call("SR.stat", sr=sr)["free_space"]
     host.xapi.call("Volume.destroy", sr=sr, key=vol["key"])

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import POOL, real_zfs
+from tests.conftest import POOL, real_more, real_zfs
 from tests.xapi_daemon import Daemon, ScriptError
 from zfsaga.state.journal import Journal
 from zfsaga.steps.zfs.shared_model import SharedModelZfs
@@ -161,6 +161,8 @@ def test_an_sr_on_devices_is_made_exported_imported_and_destroyed(devices: Devic
 def test_a_pool_holding_what_zfsaga_did_not_make_is_kept(devices: Devices) -> None:
     """Someone made a filesystem on the SR's pool: detach leaves the pool imported, destroy
     unmarks the SR and keeps the pool and that filesystem."""
+    if devices.real:
+        real_more("the model holds the same rule; the real flow above exports and destroys a made pool")
     dev = devices
     config = dev.create(devices=dev.device("a"))
     sr = dev.xapi.call("SR.attach", configuration=config)
@@ -175,6 +177,8 @@ def test_a_pool_holding_what_zfsaga_did_not_make_is_kept(devices: Devices) -> No
 
 
 def test_bad_device_configurations_change_nothing(devices: Devices) -> None:
+    if devices.real:
+        real_more("every bad configuration runs on the model; the real flow proves zpool's own refusals are typed")
     dev = devices
     a, b = dev.device("a"), dev.device("b")
     taken = dev.create(devices=b, pool=dev.pool + "t")  # b now belongs to a pool
@@ -229,6 +233,8 @@ def test_an_sr_create_killed_mid_saga_is_finished_by_xapis_retry(devices: Device
     """SR.create dies (as kill -9) just after `zpool create` returned, before the SR's mark:
     xapi's retry of the same call finishes the orphan from the host's journal and answers
     with the SR; a detach killed after its export is finished by the next attach's import."""
+    if devices.real:
+        real_more("the model kills the same calls at the same point")
     dev = devices
     a = dev.device("a")
     dying = Daemon(dev.xapi.destdir, "zfsaga",
@@ -259,6 +265,9 @@ def test_an_sr_create_killed_mid_saga_is_finished_by_xapis_retry(devices: Device
 def test_a_pool_not_imported_is_found_by_probing_its_devices(devices: Devices) -> None:
     """After a host reinstall (or a detach) the SR's pool is not imported: SR.probe with its
     devices finds it by its labels, imports nothing, and its configuration attaches it."""
+    if devices.real:
+        real_more("the model probes the same devices; run once on real ZFS, where zpool "
+                  "import's listing is parsed")
     dev = devices
     a, other = dev.device("a"), dev.device("other")
     config = dev.create(devices=a)
