@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 
 from zfsaga.steps.zfs import names
-from zfsaga.steps.zfs.errors import (AlreadyExists, DeviceInUse, HasDependents, InvalidName, InvalidValue,
-                                 NotAClone, NotFound, SnapshotHeld)
+from zfsaga.steps.zfs.errors import (AlreadyExists, DeviceInUse, HasDependents, InvalidName,
+                                     InvalidValue, NotAClone, NotFound, SnapshotHeld)
 from zfsaga.steps.zfs.interface import TUNABLE, DEFAULT_VOLBLOCKSIZE, Prop, Zfs, ZfsHooks
 
 _INHERITABLE_NATIVE = {"snapdev": "hidden", "compression": "off", "sync": "standard",

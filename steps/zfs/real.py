@@ -79,16 +79,22 @@ class RealZfs(Zfs):
             raise from_lzc(exc, name) from None
 
     def _run(self, args: list[str], name: str, binary: str = ZFS_BIN) -> str:
+        proc = self._process(args, name, binary)
+        if proc.returncode != 0:
+            raise from_cli(name, proc.stderr)
+        return proc.stdout
+
+    def _process(self, args: list[str], name: str,
+                 binary: str = ZFS_BIN) -> subprocess.CompletedProcess:
+        """One CLI process, bounded; its exit status is the caller's to read (`_run`, or a
+        command whose non-zero exit can still carry an answer)."""
         try:
-            proc = subprocess.run([binary, *args], capture_output=True, text=True,
+            return subprocess.run([binary, *args], capture_output=True, text=True,
                                   timeout=CLI_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             # Outcome unknown: the step's probe decides whether it happened.
             raise Busy(name, f"{os.path.basename(binary)} {args[0]} timed out after "
                              f"{CLI_TIMEOUT:.0f}s") from None
-        if proc.returncode != 0:
-            raise from_cli(name, proc.stderr)
-        return proc.stdout
 
     # -- mutations ---------------------------------------------------------------------------
     def _create_zvol(self, name, size, sparse, volblocksize, props):
@@ -217,11 +223,7 @@ class RealZfs(Zfs):
 
     def _importable_pools(self, devices):
         where = [arg for dev in devices for arg in ("-d", dev)]
-        try:
-            proc = subprocess.run([ZPOOL_BIN, "import", *where], capture_output=True,
-                                  text=True, timeout=CLI_TIMEOUT, check=False)
-        except subprocess.TimeoutExpired:
-            raise Busy(devices[0], "zpool import (listing) timed out") from None
+        proc = self._process(["import", *where], devices[0], ZPOOL_BIN)
         if proc.returncode != 0 and "no pools available" not in proc.stderr:
             raise from_cli(devices[0], proc.stderr)
         found: list[dict[str, str]] = []
@@ -239,7 +241,8 @@ class RealZfs(Zfs):
 
     def _pool_guid(self, pool):
         try:
-            return self._run(["list", "-Hp", "-o", "guid", pool], pool, ZPOOL_BIN).strip() or None
+            out = self._run(["list", "-Hp", "-o", "guid", pool], pool, ZPOOL_BIN)
+            return out.strip() or None
         except NotFound:
             return None
 
@@ -282,12 +285,8 @@ class RealZfs(Zfs):
 
     def _describe_many(self, names_, props):
         # One process for all: `zfs get` prints what exists and complains of the rest (exit 1).
-        try:
-            proc = subprocess.run([ZFS_BIN, "get", "-Hp", "-o", "name,property,value,source",
-                                   "all", *names_], capture_output=True, text=True,
-                                  timeout=CLI_TIMEOUT, check=False)
-        except subprocess.TimeoutExpired:
-            raise Busy(names_[0], f"zfs get timed out after {CLI_TIMEOUT:.0f}s") from None
+        proc = self._process(["get", "-Hp", "-o", "name,property,value,source", "all",
+                              *names_], names_[0])
         if proc.returncode != 0:
             for line in proc.stderr.splitlines():
                 if line.strip() and not line.rstrip().endswith("dataset does not exist"):
