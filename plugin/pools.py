@@ -55,33 +55,38 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
     props = {meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
              "snapdev": "visible", **tuning}
-    if not _made_for(backend, pool, uuid):  # xapi's retry of a create that did happen: done
+    pool_guid = _made_for(backend, pool, uuid)  # xapi's retry of a create that did happen
+    if pool_guid is None:
         try:
             outcome = pool_create.start(host_engine(backend), pool, devices, layout, ashift,
                                         props)
         except AlreadyExists as exc:
             # The engine first finishes an orphan (this SR's own create, cut off by a crash:
             # then it is made now) before it finds the pool there.
-            if not _made_for(backend, pool, uuid):
+            pool_guid = _made_for(backend, pool, uuid)
+            if pool_guid is None:
                 raise InvalidArgument(f"SR.create: {exc}") from None
         else:
             if outcome.status != "succeeded":
                 raise saga_failed(outcome, f"SR.create of a pool {pool} on "
                                            f"{', '.join(devices)}")
+            pool_guid = outcome.facts["create"]["pool_guid"]
     return {**{k: v for k, v in configuration.items() if k in verbs.CONFIGURATION},
             "devices": ",".join(devices), "pool": pool, "layout": layout, "dataset": pool,
-            "provisioning": provisioning, "pool_guid": backend.pool_guid(pool)}
+            "provisioning": provisioning, "pool_guid": pool_guid}
 
 
-def _made_for(backend, pool: str, uuid: str) -> bool:
-    """Whether `pool` is imported, made by zfsaga and marked as this very SR (a second
-    SR.create of one uuid: xapi retried, or an answer was lost)."""
+def _made_for(backend, pool: str, uuid: str) -> str | None:
+    """The guid of `pool` when it is imported, made by zfsaga and marked as this very SR (a
+    second SR.create of one uuid: xapi retried, or an answer was lost); None otherwise."""
     from zfsaga.steps.srs import MADE_POOL, SR_MARK
 
-    if backend.pool_guid(pool) is None:
-        return False
+    pool_guid = backend.pool_guid(pool)
+    if pool_guid is None:
+        return None
     got = backend.get_props(pool, [MADE_POOL, SR_MARK, meta.SR_UUID])
-    return bool(got[MADE_POOL].local and got[SR_MARK].local and got[meta.SR_UUID].local == uuid)
+    made = got[MADE_POOL].local and got[SR_MARK].local and got[meta.SR_UUID].local == uuid
+    return pool_guid if made else None
 
 
 def probe_devices(configuration: dict) -> list:
@@ -98,15 +103,15 @@ def probe_devices(configuration: dict) -> list:
     return found
 
 
-def _devices(configuration: dict, verb: str) -> list[str]:
+def _devices(configuration: dict, verb: str, required: bool = True) -> list[str]:
     """The configuration's `devices`, a comma-separated list of absolute device paths, each
-    checked (Invalid_argument otherwise)."""
+    checked (Invalid_argument otherwise). Not `required`: absent or empty is no device."""
     from zfsaga.steps.zfs import names
     from zfsaga.steps.zfs.errors import ZfsError
 
-    raw = configuration["devices"]
+    raw = configuration.get("devices", "")
     devices = [d.strip() for d in raw.split(",") if d.strip()] if isinstance(raw, str) else []
-    if not devices:
+    if required and not devices:
         raise InvalidArgument(f"{verb}: devices is a comma-separated list of device paths")
     try:
         for device in devices:
@@ -124,11 +129,9 @@ def import_made_pool(configuration: dict) -> None:
     from zfsaga.steps.zfs.errors import ZfsError
 
     pool, guid = configuration.get("pool") or "", str(configuration["pool_guid"])
-    devices = [d for d in str(configuration.get("devices", "")).split(",") if d]
+    devices = _devices(configuration, "SR.attach", required=False)
     try:
         names.check_pool(pool)
-        for device in devices:
-            names.check_device(device)
     except ZfsError as exc:
         raise InvalidArgument(f"SR.attach: {exc}") from None
     if not guid.isdigit():

@@ -99,7 +99,7 @@ def checked_provisioning(configuration: dict) -> str:
 
 
 def checked_tuning(backend, dataset: str, configuration: dict,
-            ashift: int | None = None) -> dict[str, str]:
+                   ashift: int | None = None) -> dict[str, str]:
     """The admin's per-SR ZFS tuning, checked before anything is recorded: the native
     properties every volume inherits, and the volume block size (a user property). `ashift`:
     the pool's, when it is not made yet."""
