@@ -99,15 +99,16 @@ class Sr:
         raise missing
 
 
-def zfs() -> "Zfs":
-    """The ZFS layer, with CI's fault switch (zfsaga/faults.py) when it is set."""
+def zfs(writes: bool = False) -> "Zfs":
+    """The ZFS layer, with CI's fault switch (zfsaga/faults.py) when it is set. `writes`: the
+    verb runs a saga, so its reads go through pyzfs, which it loads anyway (zfsaga/backend.py)."""
     from zfsaga.backend import open_zfs
 
     if os.environ.get("ZFSAGA_FAULTS") or os.environ.get("ZFSAGA_FAULTS_FILE"):
         from zfsaga.faults import FaultHooks, Faults
 
-        return open_zfs(FaultHooks(Faults.from_env()))
-    return open_zfs()
+        return open_zfs(FaultHooks(Faults.from_env()), in_process=writes)
+    return open_zfs(in_process=writes)
 
 
 def _check_sr_name(sr: str) -> None:
@@ -121,10 +122,12 @@ def _check_sr_name(sr: str) -> None:
         raise InvalidArgument(f"{sr!r} is not an SR this plugin returned") from None
 
 
-def open_sr(sr: str, key: str | None = None, extra: tuple[str, ...] = ()) -> Sr:
+def open_sr(sr: str, key: str | None = None, extra: tuple[str, ...] = (),
+            writes: bool = False) -> Sr:
     """The SR behind xapi's `sr` string; Sr_not_attached when it is not a zfsaga SR now. With
     `key`, the key's home (`<sr>/<key>`) is described in the same `zfs get` (Volume.stat is one
-    process of ZFS's); `extra`: more of the SR's own properties to read in it."""
+    process of ZFS's); `extra`: more of the SR's own properties to read in it. `writes`: the
+    verb runs a saga (see `zfs`)."""
     from zfsaga.plugin.volumes import NATIVE
     from zfsaga.steps import srs
     from zfsaga.steps.zfs import names
@@ -137,7 +140,7 @@ def open_sr(sr: str, key: str | None = None, extra: tuple[str, ...] = ()) -> Sr:
             home = names.check_any(f"{sr}/{key}")
         except ZfsError:
             home = None  # not a name ZFS could hold: find() says Volume_does_not_exist
-    backend = zfs()
+    backend = zfs(writes)
     wanted = list(dict.fromkeys([*NATIVE, "guid", srs.SR_MARK, *extra]))
     try:
         got = backend.describe_many([sr, *([home] if home else [])], wanted)

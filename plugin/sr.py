@@ -73,7 +73,7 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
     if not dataset:
         raise InvalidArgument("SR.create: configuration needs dataset=<pool or filesystem>")
     provisioning = checked_provisioning(configuration)
-    backend = zfs()
+    backend = zfs(writes=True)
     tuning = checked_tuning(backend, dataset, configuration)
     try:
         names.check_dataset(dataset)
@@ -267,7 +267,7 @@ def ls(dbg: str, sr: str) -> list:
 def _set_meta(sr: str, prop: str, value: str) -> None:
     from zfsaga.sagas import set_meta
 
-    s = open_sr(sr)
+    s = open_sr(sr, writes=True)
     outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, s.name,
                              {prop: meta.encode(value)})
     if outcome.status != "succeeded":

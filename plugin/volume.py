@@ -35,7 +35,7 @@ def create(dbg: str, sr: str, name: str, description: str, size: int,
         raise InvalidArgument("Volume.create: zfsaga volumes are not sharable")
     if size < 0:
         raise InvalidArgument(f"Volume.create: size {size} is negative")
-    s = open_sr(sr, extra=(meta.PROVISIONING, meta.VOLBLOCKSIZE))
+    s = open_sr(sr, extra=(meta.PROVISIONING, meta.VOLBLOCKSIZE), writes=True)
     got = s.props
     block = got[meta.VOLBLOCKSIZE].local
     outcome = volume_create.start(s.engine(), s.key, s.name, s.guid, name, description, size,
@@ -44,11 +44,16 @@ def create(dbg: str, sr: str, name: str, description: str, size: int,
     if outcome.status != "succeeded":
         raise saga_failed(outcome, "Volume.create")
     key = outcome.facts["create"]["name"].rsplit("/", 1)[1]
-    return stat(dbg, sr, key)
+    return _record(Sr(s.zfs, s.name, s.guid), key)
 
 
 def stat(dbg: str, sr: str, key: str) -> dict:
-    s = open_sr(sr, key)
+    return _record(open_sr(sr, key), key)
+
+
+def _record(s: Sr, key: str) -> dict:
+    """Volume.stat's answer, read through the SR's own backend (a mutating verb answers with
+    what it made, read the way it reads: in-process)."""
     dataset, native, user = _existing(s, key)
     return volume_record(s.name, dataset, native, user)
 
@@ -56,7 +61,7 @@ def stat(dbg: str, sr: str, key: str) -> dict:
 def destroy(dbg: str, sr: str, key: str) -> None:
     from zfsaga.sagas import volume_destroy
 
-    s = open_sr(sr, key)
+    s = open_sr(sr, key, writes=True)
     target, _, _ = _existing(s, key)
     outcome = volume_destroy.start(s.engine(), s.key, s.name, s.guid, _where(s, key, target))
     if outcome.status != "succeeded":
@@ -67,26 +72,26 @@ def destroy(dbg: str, sr: str, key: str) -> None:
 def snapshot(dbg: str, sr: str, key: str) -> dict:
     from zfsaga.sagas import volume_snapshot
 
-    s = open_sr(sr, key)
+    s = open_sr(sr, key, writes=True)
     volume, _, _ = _existing(s, key)
     if "@" in volume:
         raise InvalidArgument(f"Volume.snapshot: {key} is a snapshot; snapshot its volume")
     outcome = volume_snapshot.start(s.engine(), s.key, s.name, s.guid, volume)
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"Volume.snapshot of {key}")
-    return stat(dbg, sr, _new_key(s, outcome, "snapshot"))
+    return _record(Sr(s.zfs, s.name, s.guid), _new_key(s, outcome, "snapshot"))
 
 
 def clone(dbg: str, sr: str, key: str) -> dict:
     from zfsaga.sagas import volume_clone
 
-    s = open_sr(sr, key, extra=(meta.PROVISIONING,))
+    s = open_sr(sr, key, extra=(meta.PROVISIONING,), writes=True)
     source, _, _ = _existing(s, key)
     outcome = volume_clone.start(s.engine(), s.key, s.name, s.guid, _where(s, key, source),
                                  _thick(s))
     if outcome.status != "succeeded":
         raise saga_failed(outcome, f"Volume.clone of {key}")
-    return stat(dbg, sr, _new_key(s, outcome, "clone"))
+    return _record(Sr(s.zfs, s.name, s.guid), _new_key(s, outcome, "clone"))
 
 
 def revert(dbg: str, sr: str, snapshot: str, key: str) -> None:
@@ -94,7 +99,7 @@ def revert(dbg: str, sr: str, snapshot: str, key: str) -> None:
     its key, metadata and provisioning; every other snapshot stays valid."""
     from zfsaga.sagas import revert as revert_saga
 
-    s = open_sr(sr, key)
+    s = open_sr(sr, key, writes=True)
     volume, _, _ = _existing(s, key)
     if "@" in volume:
         raise InvalidArgument(f"Volume.revert: {key} is a snapshot; revert its volume")
@@ -122,7 +127,7 @@ def resize(dbg: str, sr: str, key: str, new_size: int) -> None:
     from zfsaga.sagas import volume_resize
     from zfsaga.steps.zfs.errors import InvalidValue, NoSpace
 
-    s = open_sr(sr, key)
+    s = open_sr(sr, key, writes=True)
     dataset, _, _ = _existing(s, key)
     if "@" in dataset:
         raise InvalidArgument(f"Volume.resize: {key} is a snapshot, which is read-only")
@@ -148,7 +153,7 @@ class ResizeRefused(SmapiError):
 def _set(sr: str, key: str, props: dict[str, str | None]) -> None:
     from zfsaga.sagas import set_meta
 
-    s = open_sr(sr, key)
+    s = open_sr(sr, key, writes=True)
     dataset, _, _ = _existing(s, key)
     outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, _where(s, key, dataset), props)
     if outcome.status != "succeeded":

@@ -34,14 +34,14 @@ def real_more(what: str) -> None:
         pytest.skip(f"on real ZFS with ZFSAGA_REAL_MORE=1 (make realzfs-more): {what}")
 
 
-def real_zfs():
+def real_zfs(in_process: bool = False):
     """A RealZfs, or a clear error: a real-ZFS test never skips silently."""
     from zfsaga.steps.zfs.real import RealZfs
 
     if not os.path.exists("/dev/zfs"):
         pytest.fail("realzfs tests need /dev/zfs: run them through the guest "
                     "(make test, or python -m zfsaga.guest -- pytest -m realzfs)")
-    return RealZfs()
+    return RealZfs(in_process=in_process)
 
 
 def destroy_tree(root: str) -> None:
@@ -61,16 +61,19 @@ def destdir(tmp_path_factory):
     return dest
 
 
-@pytest.fixture(params=["model", pytest.param("real", marks=pytest.mark.realzfs)])
+@pytest.fixture(params=["model", pytest.param("real", marks=pytest.mark.realzfs),
+                        pytest.param("real-in-process", marks=pytest.mark.realzfs)])
 def zfs(request):
-    """(backend, root): a ZFS backend and an empty filesystem to work under."""
+    """(backend, root): a ZFS backend and an empty filesystem to work under. `real-in-process`
+    is the real backend as a mutating verb opens it: reads and user-property writes through
+    channel programs, not zfs processes (steps/zfs/channel.py), held to the same contract."""
     root = f"{POOL}/t{uuid.uuid4().hex[:10]}"
     if request.param == "model":
         backend = ModelZfs(pools=(POOL,))
         backend.create_filesystem(root)
         yield backend, root
         return
-    backend = real_zfs()
+    backend = real_zfs(in_process=request.param == "real-in-process")
     backend.create_filesystem(root)
     try:
         yield backend, root

@@ -7,7 +7,9 @@ import os
 from zfsaga.steps.zfs.interface import Zfs, ZfsHooks
 
 
-def open_zfs(hooks: ZfsHooks | None = None) -> Zfs:
+def open_zfs(hooks: ZfsHooks | None = None, *, in_process: bool = False) -> Zfs:
+    """The ZFS layer. `in_process`: the caller will mutate (so loads pyzfs anyway), and the
+    real backend then reads through pyzfs too (steps/zfs/channel.py); the model ignores it."""
     spec = os.environ.get("ZFSAGA_ZFS", "real")
     if spec.startswith("model:"):
         from zfsaga.steps.zfs.shared_model import SharedModelZfs
@@ -16,4 +18,4 @@ def open_zfs(hooks: ZfsHooks | None = None) -> Zfs:
         return SharedModelZfs(spec[len("model:"):], pools=pools, hooks=hooks)
     from zfsaga.steps.zfs.real import RealZfs
 
-    return RealZfs(hooks)
+    return RealZfs(hooks, in_process=in_process)

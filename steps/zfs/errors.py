@@ -82,6 +82,13 @@ _ERRNO_CLASSES: dict[int, type[ZfsError]] = {
 }
 
 
+def from_errno(code: int, name: str, detail: str) -> ZfsError:
+    """Translate a bare errno (what a channel program's zfs.sync and zfs.check calls return)."""
+    if code in (_errno.EINVAL, _errno.E2BIG):
+        return InvalidValue(name, detail)
+    return _ERRNO_CLASSES.get(code, ZfsFailure)(name, detail)
+
+
 def from_lzc(exc: BaseException, name: str) -> ZfsError:
     """Translate a libzfs_core exception (or a MultipleOperationsFailure) to a typed error."""
     from libzfs_core import exceptions as lzc  # only the real backend has pyzfs

@@ -7,10 +7,10 @@ import os
 import subprocess
 import time
 
-from zfsaga.steps.zfs import names
+from zfsaga.steps.zfs import channel, names
 from zfsaga.steps.zfs.errors import (AlreadyExists, Busy, HasDependents, NotFound, ZfsError,
                                      ZfsUnavailable, from_cli, from_lzc)
-from zfsaga.steps.zfs.interface import Prop, Zfs, ZfsHooks
+from zfsaga.steps.zfs.interface import Prop, Zfs, ZfsHooks, is_user_prop
 
 ZFS_BIN = os.environ.get("ZFSAGA_ZFS_BIN", "/sbin/zfs")
 ZPOOL_BIN = os.environ.get("ZFSAGA_ZPOOL_BIN", "/sbin/zpool")
@@ -51,10 +51,15 @@ def _parse_all(out: str, props: list[str], names_: list[str] = ()
 
 
 class RealZfs(Zfs):
-    """ZFS on this host (needs /dev/zfs: a real ZFS host, an XCP-ng dom0 or the test guest)."""
+    """ZFS on this host (needs /dev/zfs: a real ZFS host, an XCP-ng dom0 or the test guest).
 
-    def __init__(self, hooks: ZfsHooks | None = None) -> None:
+    `in_process`: this process mutates, so it loads pyzfs anyway; then its reads of a few
+    objects and its writes of user properties run as channel programs through pyzfs, not as
+    `zfs` processes (steps/zfs/channel.py says why and what). Listings stay with the CLI."""
+
+    def __init__(self, hooks: ZfsHooks | None = None, *, in_process: bool = False) -> None:
         super().__init__(hooks)
+        self.in_process = in_process
         if not os.path.exists("/dev/zfs"):
             raise ZfsUnavailable("/dev/zfs", "no ZFS kernel module on this host "
                                  "(run the real-ZFS tier through the guest: make test)")
@@ -136,23 +141,22 @@ class RealZfs(Zfs):
             raise
 
     def _promote(self, name):
-        origin = self._run(["get", "-H", "-o", "value", "origin", name], name).strip()
+        origin = self._get_props(name, ["origin"])["origin"].value or ""
         self._lzc_call(name, self._lzc.lzc_promote, _b(name))
         # OpenZFS 2.1 moves the snapshots but not their /dev/zvol nodes (snapdev=visible): a
         # snapshot VDI's read-only device would be missing at its new name. Setting snapdev
         # again makes ZFS create the minors of every snapshot as named now; the value set is
         # the one in effect, so a crash in between changes nothing a reader sees.
         for dataset in (name, origin.partition("@")[0]):
-            if dataset and dataset != "-":
+            if dataset:
                 self._refresh_snapshot_devices(dataset)
 
     def _refresh_snapshot_devices(self, name):
-        out = self._run(["get", "-H", "-o", "value,source", "snapdev", name], name)
-        value, _, source = out.strip().partition("\t")
-        if value != "visible":
+        got = self._get_props(name, ["snapdev"])["snapdev"]
+        if got.value != "visible":
             return
         self._run(["set", "snapdev=visible", name], name)
-        if source != "local":
+        if got.source != "local":
             self._run(["inherit", "snapdev", name], name)
 
     def _rename(self, old, new):
@@ -176,6 +180,9 @@ class RealZfs(Zfs):
         self._run(["mount", name], name)
 
     def _set_props(self, name, props):
+        if self.in_process and all(is_user_prop(key) for key in props):
+            channel.set_user_props(self._lzc, name, props)
+            return
         # One `zfs set` with every assignment: libzfs sends them in one ioctl, all or none.
         self._run(["set", *(f"{key}={value}" for key, value in props.items()), name], name)
 
@@ -247,6 +254,15 @@ class RealZfs(Zfs):
             return None
 
     # -- queries -----------------------------------------------------------------------------
+    def _reads_here(self, props: list[str]) -> bool:
+        return self.in_process and not channel.CLI_ONLY.intersection(props)
+
+    def _described(self, name: str, props: list[str]) -> tuple[dict[str, Prop], dict[str, str]]:
+        got = channel.describe(self._lzc, [name], props)
+        if name not in got:
+            raise NotFound(name, "dataset does not exist")
+        return got[name]
+
     def _exists(self, name):
         return bool(self._lzc.lzc_exists(_b(name)))
 
@@ -262,12 +278,16 @@ class RealZfs(Zfs):
         return tree
 
     def _get_props(self, name, props):
+        if self._reads_here(props):
+            return self._described(name, props)[0]
         return self._get([], name, props).get(name, {})
 
     def _list_tree(self, root, props):
         return self._get(["-r", "-t", "filesystem,volume,snapshot"], root, props)
 
     def _user_props(self, name):
+        if self.in_process:
+            return self._described(name, [])[1]
         out = self._run(["get", "-Hp", "-s", "local", "-o", "property,value", "all", name], name)
         pairs = (line.split("\t", 1) for line in out.splitlines())
         return {prop: value for prop, value in pairs if ":" in prop}
@@ -280,10 +300,14 @@ class RealZfs(Zfs):
         return int(out.strip() or 0)
 
     def _describe(self, name, props):
+        if self._reads_here(props):
+            return self._described(name, props)
         out = self._run(["get", "-Hp", "-o", "name,property,value,source", "all", name], name)
         return _parse_all(out, props, [name])[name]
 
     def _describe_many(self, names_, props):
+        if self._reads_here(props):
+            return channel.describe(self._lzc, names_, props)
         # One process for all: `zfs get` prints what exists and complains of the rest (exit 1).
         proc = self._process(["get", "-Hp", "-o", "name,property,value,source", "all",
                               *names_], names_[0])
