@@ -61,19 +61,24 @@ def destdir(tmp_path_factory):
     return dest
 
 
-@pytest.fixture(params=["model", pytest.param("real", marks=pytest.mark.realzfs),
-                        pytest.param("real-in-process", marks=pytest.mark.realzfs)])
+@pytest.fixture(params=["model", pytest.param("real", marks=pytest.mark.realzfs)])
 def zfs(request):
-    """(backend, root): a ZFS backend and an empty filesystem to work under. `real-in-process`
-    is the real backend as a mutating verb opens it: reads and user-property writes through
-    channel programs, not zfs processes (steps/zfs/channel.py), held to the same contract."""
+    """(backend, root): a ZFS backend and an empty filesystem to work under."""
+    yield from zfs_backend(request.param)
+
+
+def zfs_backend(kind: str):
+    """The `zfs` fixture's body, for "model", "real" or "real-in-process": the real backend as
+    a mutating verb opens it, reads and user-property writes through channel programs
+    (steps/zfs/channel.py). The layer's contract runs on all three (tests/test_zfs_layer.py);
+    the engine's tests need not: every real plugin test drives its sagas in-process."""
     root = f"{POOL}/t{uuid.uuid4().hex[:10]}"
-    if request.param == "model":
+    if kind == "model":
         backend = ModelZfs(pools=(POOL,))
         backend.create_filesystem(root)
         yield backend, root
         return
-    backend = real_zfs(in_process=request.param == "real-in-process")
+    backend = real_zfs(in_process=kind == "real-in-process")
     backend.create_filesystem(root)
     try:
         yield backend, root

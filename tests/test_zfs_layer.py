@@ -13,6 +13,16 @@ MiB = 1 << 20
 TAG = "org.zfsaga:saga"
 
 
+@pytest.fixture(params=["model", pytest.param("real", marks=pytest.mark.realzfs),
+                        pytest.param("real-in-process", marks=pytest.mark.realzfs)])
+def zfs(request):
+    """The layer's contract on the model, on real ZFS as read by `zfs get`, and on real ZFS as
+    a mutating verb reads and writes it: through channel programs (steps/zfs/channel.py)."""
+    from tests.conftest import zfs_backend
+
+    yield from zfs_backend(request.param)
+
+
 def test_create_zvol_sets_tag_atomically_and_reads_back(zfs):
     z, root = zfs
     z.create_zvol(f"{root}/a", 4 * MiB, props={TAG: "s1/create"})
