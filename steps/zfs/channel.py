@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import NotFound, ZfsFailure, ZfsUnavailable, from_errno
 from zfsaga.steps.zfs.interface import DEFAULT_VOLBLOCKSIZE, Prop
 
@@ -118,7 +119,7 @@ def describe(lzc: Any, objects: list[str], props: list[str]
     user property. One program per pool the objects are in (in practice one)."""
     by_pool: dict[str, list[str]] = {}
     for name in objects:
-        by_pool.setdefault(name.split("/", 1)[0].split("@", 1)[0], []).append(name)
+        by_pool.setdefault(names.pool_of(name), []).append(name)
     described: dict[str, tuple[dict[str, Prop], dict[str, str]]] = {}
     for pool, names_ in by_pool.items():
         try:
@@ -139,7 +140,7 @@ def set_user_props(lzc: Any, name: str, props: dict[str, str]) -> None:
     """Set user properties (only: a channel program cannot set native ones in ZFS 2.1) on one
     dataset or snapshot, all in one transaction."""
     argv = [name, *(part for pair in props.items() for part in pair)]
-    got = _run(lzc, name.split("/", 1)[0].split("@", 1)[0], _SET_USER, argv, name, writes=True)
+    got = _run(lzc, names.pool_of(name), _SET_USER, argv, name, writes=True)
     if b"missing" in got:
         raise NotFound(name, "dataset does not exist")
     if b"refused" in got:

@@ -169,7 +169,7 @@ class ModelZfs(Zfs):
         return self._pools[pool]["guid"] if pool in self._pools else None
 
     def _snapshot(self, snaps, props):
-        pools = {s.split("/")[0].split("@")[0] for s in snaps}
+        pools = {names.pool_of(s) for s in snaps}
         if len(pools) > 1:
             raise InvalidName(snaps[0], "snapshots must all be in one pool")
         if len({names.dataset_of(s) for s in snaps}) != len(snaps):

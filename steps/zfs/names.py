@@ -51,6 +51,11 @@ def dataset_of(name: str) -> str:
     return name.split("@", 1)[0]
 
 
+def pool_of(name: str) -> str:
+    """The pool a dataset, snapshot or pool name lives in."""
+    return name.split("/", 1)[0].split("@", 1)[0]
+
+
 def parent_of(dataset: str) -> str | None:
     """The parent dataset, or None for a pool's root."""
     return dataset.rsplit("/", 1)[0] if "/" in dataset else None
