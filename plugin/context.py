@@ -4,12 +4,14 @@ stop at the SR: no journal, no lock, no engine import."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from zfsaga.plugin.deadline import lock_wait
 from zfsaga.plugin.errors import InvalidArgument, SrNotAttached, VolumeDoesNotExist
 
+TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
 if TYPE_CHECKING:
+    from typing import Any
+
     from zfsaga.steps.zfs.interface import Zfs
 
 
@@ -49,8 +51,7 @@ class Sr:
         from zfsaga.plugin.volumes import NATIVE, candidates, listed, rank, settled
         from zfsaga.steps.zfs import names
         from zfsaga.steps.zfs.errors import NotFound, ZfsError
-        from zfsaga.steps.index import index_prop
-        from zfsaga.steps.meta import KEY
+        from zfsaga.steps.meta import KEY, index_prop
 
         missing = VolumeDoesNotExist(f"no volume {key!r} in SR {self.name}")
         try:

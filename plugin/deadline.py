@@ -23,9 +23,12 @@ import os
 import select
 import sys
 import time
-from typing import IO, Callable
 
 from zfsaga.plugin.errors import Busy, InternalError
+
+TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
+if TYPE_CHECKING:
+    from typing import IO, Callable
 
 #: How long a call may take before xapi is answered (ZFSAGA_CALL_DEADLINE overrides, in
 #: seconds). A healthy pool answers any verb in seconds; this only bounds a stuck one, so it

@@ -7,14 +7,16 @@ Arguments and results are checked against the IDL (plugin/idl.py) both ways. Ver
 imported by name, only the one called: a read-only verb loads no engine, no loguru."""
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
-from typing import IO, Any
 
 from zfsaga.plugin import idl
 from zfsaga.plugin.errors import InvalidArgument, SmapiError, Unimplemented, translate
+
+TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 #: Interface.method -> "module:function" under zfsaga.plugin.
 IMPLEMENTATIONS = {
@@ -82,7 +84,8 @@ def read_arguments(stdin: IO[str], verb: str) -> dict[str, Any]:
 
 def call(verb: str, args: dict[str, Any], verbs: dict[str, str] | None = None) -> Any:
     module, function = (verbs or IMPLEMENTATIONS)[verb].split(":")
-    impl = getattr(importlib.import_module(f"zfsaga.plugin.{module}"), function)
+    # __import__, not importlib: the one verb module, without importlib's own import cost
+    impl = getattr(__import__(f"zfsaga.plugin.{module}", fromlist=[function]), function)
     result = impl(**args)
     try:
         idl.check(result, idl.VERBS[verb][1], "result")

@@ -4,7 +4,10 @@ SR_BACKEND_FAILURE unless a specific XenAPI code fits, `params` starts with the 
 a message an admin can act on. The translation of zfsaga's own errors happens here, once."""
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
+if TYPE_CHECKING:
+    from typing import Any
+
 
 BACKEND_FAILURE = "SR_BACKEND_FAILURE"
 

@@ -9,7 +9,10 @@ Types: "str", "int", "bool", "unit" (JSON null), ("list", T), ("dict", T) (strin
 """
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
+if TYPE_CHECKING:
+    from typing import Any
+
 
 STR, INT, BOOL, UNIT = "str", "int", "bool", "unit"
 

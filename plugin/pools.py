@@ -156,7 +156,7 @@ def made_pool_alone(s: Any, verb: str) -> str | None:
     also holds datasets zfsaga did not make is someone's: left as it is, and logged."""
     from zfsaga.log import get_logger
     from zfsaga.steps import srs
-    from zfsaga.steps.base import OWNER, RETIRED
+    from zfsaga.steps.meta import OWNER, RETIRED
 
     made = s.props[srs.MADE_POOL].local if srs.MADE_POOL in s.props else None
     if not made or "/" in s.name:

@@ -8,10 +8,13 @@ Mid-revert (or after a crash, before recovery) two datasets carry K for a moment
 `<sr>/K`: every key is still shown exactly once, home first, then the head set aside."""
 from __future__ import annotations
 
-from typing import Iterator
 
 from zfsaga.steps import meta
 from zfsaga.steps.zfs.interface import Prop
+
+TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
+if TYPE_CHECKING:
+    from typing import Iterator
 
 #: The URI scheme of zfsaga's datapath (datapath/<scheme>/ once it is installed).
 SCHEME = "zfsaga"
@@ -38,10 +41,8 @@ def volume_record(sr: str, dataset: str, native: dict[str, Prop], user: dict[str
 def listed(name: str, native: dict, user: dict[str, str]) -> bool:
     """Whether xapi sees this object as a VDI: a volume or snapshot zfsaga keyed, not retired
     (a destroyed volume others still need) and not marked for deferred destroy."""
-    from zfsaga.steps.base import RETIRED
-
     kind = "snapshot" if "@" in name else "volume"
-    return (native["type"].value == kind and meta.KEY in user and RETIRED not in user
+    return (native["type"].value == kind and meta.KEY in user and meta.RETIRED not in user
             and native["defer_destroy"].value != "on")
 
 

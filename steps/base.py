@@ -12,15 +12,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal
 
+from zfsaga.steps.meta import OWNER, RETIRED  # noqa: F401 (the steps' names for them)
 from zfsaga.steps.zfs.errors import InvalidName, ZfsError
 from zfsaga.steps.zfs.interface import Prop, Zfs
 
 Probe = Literal["done", "absent", "foreign"]
-#: The ownership tag, a user property set at creation: "<saga id>/<step name>". Atomic against a
-#: crash of the process (one ioctl), not against a power cut: see `half_born`.
-OWNER = "org.zfsaga:saga"
-#: Marks a dataset a saga retired but could not destroy (others depend on it): hidden, kept.
-RETIRED = "org.zfsaga:retired"
+# OWNER, "<saga id>/<step name>", is set at creation: atomic against a crash of the process
+# (one ioctl), not against a power cut: see `half_born`. RETIRED hides what others still need.
 
 
 class Foreign(ZfsError):

@@ -11,16 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from zfsaga.steps.base import Probe, Step, StepContext, exists
-from zfsaga.steps.meta import KEY
+from zfsaga.steps.meta import INDEX_PREFIX, KEY, index_prop  # noqa: F401 (named in meta)
 from zfsaga.steps.zfs.interface import Zfs
-
-INDEX_PREFIX = "org.zfsaga:at:"
-
-
-def index_prop(key: str) -> str:
-    """The SR property that says where the snapshot `key` (`<volume key>@<uuid>`) lives."""
-    volume, _, snap = key.partition("@")
-    return f"{INDEX_PREFIX}{volume}.{snap}"
 
 
 def changes(zfs: Zfs, sr: str, holders: list[str]) -> dict[str, str | None]:

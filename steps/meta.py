@@ -12,7 +12,6 @@ The name and description of a volume or SR have fixed properties of their own.
 """
 from __future__ import annotations
 
-import base64
 import re
 
 from zfsaga.steps.zfs.errors import InvalidValue
@@ -24,6 +23,15 @@ DESCRIPTION = "org.zfsaga:description"
 SR_UUID = "org.zfsaga:sr-uuid"    # the uuid xapi gave SR.create
 PROVISIONING = "org.zfsaga:provisioning"
 VOLBLOCKSIZE = "org.zfsaga:volblocksize"  # the SR's block size for new volumes (bytes)
+#: The ownership tag, a user property set at creation: "<saga id>/<step name>" (steps/base.py
+#: says what it proves).
+OWNER = "org.zfsaga:saga"
+#: Marks a dataset a saga retired but could not destroy (others depend on it): hidden, kept.
+RETIRED = "org.zfsaga:retired"
+#: The SR's index of snapshots living away from home, one property per snapshot
+#: (steps/index.py keeps it). Named here, beside the other marks, so a read finds a key
+#: without loading the step machinery.
+INDEX_PREFIX = "org.zfsaga:at:"
 _PLAIN = "org.zfsaga.k:"
 _HEX = "org.zfsaga.x:"
 _SAFE_KEY = re.compile(r"[a-z0-9_][a-z0-9_.-]*")
@@ -31,6 +39,12 @@ _ENCODED = "b64:"
 #: The layer's rule for a property name component (names._COMPONENT: 200 characters), stricter
 #: than ZFS's 255.
 MAX_PROP_NAME = 200
+
+
+def index_prop(key: str) -> str:
+    """The SR property that says where the snapshot `key` (`<volume key>@<uuid>`) lives."""
+    volume, _, snap = key.partition("@")
+    return f"{INDEX_PREFIX}{volume}.{snap}"
 
 
 def key_prop(key: str) -> str:
@@ -60,7 +74,12 @@ def encode(value: str) -> str:
     if not isinstance(value, str):
         raise InvalidValue(repr(value)[:40], "a metadata value is a string")
     plain = value.isprintable() and not value.startswith(_ENCODED)
-    stored = value if plain else _ENCODED + base64.b64encode(value.encode()).decode()
+    if plain:
+        stored = value
+    else:
+        import base64  # only values that need it: a read-only call's start stays lean
+
+        stored = _ENCODED + base64.b64encode(value.encode()).decode()
     if len(stored.encode()) > MAX_USER_VALUE:
         raise InvalidValue(value[:40], f"metadata value longer than ZFS allows "
                                        f"({MAX_USER_VALUE} bytes once stored)")
@@ -69,6 +88,8 @@ def encode(value: str) -> str:
 
 def decode(stored: str) -> str:
     if stored.startswith(_ENCODED):
+        import base64
+
         try:
             return base64.b64decode(stored[len(_ENCODED):], validate=True).decode()
         except ValueError:

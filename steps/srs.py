@@ -11,7 +11,7 @@ root, or change under a stuck saga, and either would split or free the key.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import namedtuple
 
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import InvalidName, NoSpace, NotFound
@@ -22,7 +22,10 @@ SR_MARK = "org.zfsaga:sr"
 STATE_DATASET = "zfsaga-state"
 
 
-class SrIdentity(NamedTuple):
+class SrIdentity(namedtuple("SrIdentity", ["name", "guid"])):
+    """An SR's dataset and guid (collections' named tuple: a lean start, as interface.Prop)."""
+
+    __slots__ = ()
     name: str
     guid: str
 

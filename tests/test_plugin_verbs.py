@@ -7,6 +7,7 @@ to ZFS; the pool's state mapped to xapi's health."""
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 
 import pytest
@@ -599,3 +600,35 @@ def test_a_saga_that_ran_out_of_space_is_no_space_to_xapi() -> None:
     assert isinstance(err, NoSpace) and "out of space" in str(err)
     other = SimpleNamespace(saga_id="s2", status="compensated", error="clone: Busy: busy")
     assert not isinstance(saga_failed(other, "Volume.clone of v"), NoSpace)
+
+
+#: What a read-only verb never loads: the saga machinery, pyzfs, loguru, and the standard
+#: library's heavy starts (each measured at a tenth to a fifth of such a call in the guest:
+#: README, 'A lean start'). A read is one process start, one `zfs get` and this code.
+HEAVY = ("libzfs_core", "loguru", "transitions", "tenacity", "sqlite3", "zfsaga.sagas.engine",
+         "zfsaga.steps.base", "dataclasses", "inspect", "typing", "subprocess", "pathlib",
+         "base64", "hashlib")
+
+
+@pytest.mark.realzfs
+def test_read_only_verbs_load_nothing_heavy(real_host: Host) -> None:
+    """On real ZFS (the model's own module is not lean, and need not be): Python's own record
+    of every import of the installed entry point, its forked worker included."""
+    sr = real_host.sr()
+    vol = real_host.xapi.call("Volume.create", sr=sr, name="n", description="d" * 50,
+                              size=1 << 20, sharable=False)
+    real_host.xapi.call("Volume.set", sr=sr, key=vol["key"], k="k", v="v")
+    calls = {"Volume.stat": {"sr": sr, "key": vol["key"]}, "SR.ls": {"sr": sr},
+             "SR.stat": {"sr": sr}, "Plugin.query": {}}
+    for verb, args in calls.items():
+        out = subprocess.run(["/usr/bin/python3", "-X", "importtime",
+                              str(real_host.xapi.script(verb)), "--json"],
+                             input=json.dumps({"dbg": "t", **args}), capture_output=True,
+                             text=True, env=real_host.xapi.env, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+        loaded = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
+                  if line.startswith("import time:")}
+        assert "zfsaga.plugin.dispatch" in loaded  # the record is there at all
+        assert sorted(loaded & set(HEAVY)) == [], verb
+        if verb == "Volume.stat":
+            assert json.loads(out.stdout)["keys"] == {"k": "v"}

@@ -16,11 +16,14 @@ state, which a channel program cannot see: reads that ask for it take the CLI.
 """
 from __future__ import annotations
 
-from typing import Any
 
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import NotFound, ZfsFailure, ZfsUnavailable, from_errno
 from zfsaga.steps.zfs.interface import DEFAULT_VOLBLOCKSIZE, Prop
+
+TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Properties only the CLI can read (see the module's docstring).
 CLI_ONLY = frozenset({"mounted"})

@@ -5,12 +5,16 @@ call passes through `ZfsHooks` so fault injection and call counting sit at one b
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Iterable, NamedTuple, TypeVar
+from collections import namedtuple
 
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import InvalidName, InvalidValue
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, TypeVar
+
+    T = TypeVar("T")
 
 #: Native properties the layer reads. Space accounting (used, available, referenced) is real on
 #: the real backend; the model does not simulate it and answers None.
@@ -39,12 +43,13 @@ MAX_VOLSIZE = 2**63 - 1
 MAX_USER_VALUE = 8191
 
 
-class Prop(NamedTuple):
+class Prop(namedtuple("Prop", ["value", "source"])):
     """One property of one dataset: its value as `zfs get -Hp` prints it (None when unset or not
     applicable), and its source: local, default, inherited, none (read-only or not applicable).
-    A named tuple, not a dataclass: read-only verbs start a process each, and dataclasses
-    import inspect (a tenth of such a start)."""
+    collections' named tuple, not a dataclass nor typing's: read-only verbs start a process
+    each, and dataclasses (inspect) or typing would add a fifth to that start."""
 
+    __slots__ = ()
     value: str | None
     source: str
 

@@ -4,10 +4,9 @@ libzfs_core lacks (property writes, listings) through the zfs CLI with argv list
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
-from zfsaga.steps.zfs import channel, names
+from zfsaga.steps.zfs import channel, names, process
 from zfsaga.steps.zfs.errors import (AlreadyExists, Busy, HasDependents, NotFound, ZfsError,
                                      ZfsUnavailable, from_cli, from_lzc)
 from zfsaga.steps.zfs.interface import Prop, Zfs, ZfsHooks, is_user_prop
@@ -90,13 +89,12 @@ class RealZfs(Zfs):
         return proc.stdout
 
     def _process(self, args: list[str], name: str,
-                 binary: str = ZFS_BIN) -> subprocess.CompletedProcess:
+                 binary: str = ZFS_BIN) -> process.Finished:
         """One CLI process, bounded; its exit status is the caller's to read (`_run`, or a
         command whose non-zero exit can still carry an answer)."""
         try:
-            return subprocess.run([binary, *args], capture_output=True, text=True,
-                                  timeout=CLI_TIMEOUT, check=False)
-        except subprocess.TimeoutExpired:
+            return process.run([binary, *args], CLI_TIMEOUT)
+        except process.TimedOut:
             # Outcome unknown: the step's probe decides whether it happened.
             raise Busy(name, f"{os.path.basename(binary)} {args[0]} timed out after "
                              f"{CLI_TIMEOUT:.0f}s") from None
@@ -348,7 +346,9 @@ class RealZfs(Zfs):
         while not os.path.exists(path):
             if time.monotonic() > deadline:
                 raise ZfsUnavailable(name, f"{path} did not appear within {timeout:.0f}s")
-            subprocess.run(["udevadm", "settle", "--timeout=5"], check=False,
-                           capture_output=True)
+            try:
+                process.run(["udevadm", "settle", "--timeout=5"], 30.0)
+            except process.TimedOut:
+                pass  # the loop's own deadline decides
             time.sleep(0.1)
         return path
