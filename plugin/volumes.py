@@ -8,7 +8,6 @@ Mid-revert (or after a crash, before recovery) two datasets carry K for a moment
 `<sr>/K`: every key is still shown exactly once, home first, then the head set aside."""
 from __future__ import annotations
 
-
 from zfsaga.steps import meta
 from zfsaga.steps.zfs.interface import Prop
 

@@ -16,7 +16,6 @@ state, which a channel program cannot see: reads that ask for it take the CLI.
 """
 from __future__ import annotations
 
-
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import NotFound, ZfsFailure, ZfsUnavailable, from_errno
 from zfsaga.steps.zfs.interface import DEFAULT_VOLBLOCKSIZE, Prop
