@@ -65,21 +65,71 @@ def canonical(verb: str, verbs: dict[str, str] | None = None) -> str:
     return name
 
 
-def read_arguments(stdin: IO[str], verb: str) -> dict[str, Any]:
-    """The call's named arguments, type-checked against the verb's IDL entry."""
-    text = stdin.read(MAX_INPUT + 1)
-    if len(text) > MAX_INPUT:
-        raise InvalidArgument(f"{verb}: the arguments exceed {MAX_INPUT} bytes")
+def read_arguments(stdin: IO[str] | None, verb: str) -> dict[str, Any]:
+    """The call's named arguments, type-checked against the verb's IDL entry. Stdin is read as
+    bytes and must be strict UTF-8 JSON: no NaN or Infinity, no key twice, no lone surrogate
+    (a string ZFS could not store); anything else is Invalid_argument before the verb runs."""
+    if stdin is None:  # fd 0 closed: Python gives no stdin at all
+        raise InvalidArgument(f"{verb}: no arguments: stdin is closed")
+    raw = getattr(stdin, "buffer", None)
     try:
-        args = json.loads(text)
+        data = (raw or stdin).read(MAX_INPUT + 1)
+    except (OSError, ValueError) as exc:  # a closed or unreadable descriptor
+        raise InvalidArgument(f"{verb}: stdin cannot be read ({exc})") from None
+    if len(data) > MAX_INPUT:
+        raise InvalidArgument(f"{verb}: the arguments exceed {MAX_INPUT} bytes")
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidArgument(f"{verb}: the arguments on stdin are not UTF-8 "
+                                  f"(byte {exc.start}: {exc.reason})") from None
+    try:
+        args = json.loads(data, parse_constant=_no_constant, object_pairs_hook=_no_twice)
+    except RecursionError:
+        raise InvalidArgument(f"{verb}: the arguments on stdin are nested too deeply") from None
     except ValueError as exc:
         raise InvalidArgument(f"{verb}: the arguments on stdin are not JSON ({exc})") from None
+    _check_text(args, verb)
     fields, _ = idl.VERBS[verb]
     try:
         idl.check_fields(args, {"dbg": idl.STR, **fields}, "arguments", extra_ok=False)
     except idl.TypeMismatch as exc:
         raise InvalidArgument(f"{verb}: {exc}") from None
     return args
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _no_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are each given once: with a key twice, which value was meant?"""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} is given twice")
+        out[key] = value
+    return out
+
+
+def _check_text(args: Any, verb: str) -> None:
+    """Invalid_argument for any key or string holding a lone surrogate (JSON's "\\ud800"):
+    not text, and no property can hold it. A loop, not recursion: the depth is the caller's."""
+    todo = [args]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidArgument(f"{verb}: the arguments hold a lone surrogate "
+                                      f"({item!r}), which is not text") from None
 
 
 def call(verb: str, args: dict[str, Any], verbs: dict[str, str] | None = None) -> Any:
