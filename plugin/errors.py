@@ -66,6 +66,27 @@ class InternalError(SmapiError):
     name = "Internal_error"
 
 
+def require_effect(outcome: Any, what: str, sr: str | None = None) -> None:
+    """Raise unless the verb's effect took place. A saga stuck after its pivot did what was
+    asked (a revert's VDI holds the snapshot's data, a destroyed volume is gone from SR.ls,
+    a clone exists): telling xapi it did not would be the opposite of the truth. Only its
+    cleanup is left (a hold, a retired head, a base snapshot): logged here, listed by
+    `zfsaga list`, finished by `zfsaga resume` or the SR's next saga. `sr`: the SR whose
+    journal holds the saga (None: the host's, for the pool sagas)."""
+    if outcome.status == "succeeded":
+        return
+    if outcome.status == "stuck" and getattr(outcome, "effect_taken", False):
+        from zfsaga.log import get_logger
+
+        where = f"--sr {sr}" if sr else "--host"
+        get_logger(saga_id=outcome.saga_id, verb=what).warning(
+            "{} took effect, but saga {} is stuck in its cleanup ({}): it is finished by the "
+            "next saga of this SR, or now by `zfsaga {} resume {} --reason ... --yes`",
+            what, outcome.saga_id, outcome.error, where, outcome.saga_id)
+        return
+    raise saga_failed(outcome, what)
+
+
 def saga_failed(outcome: Any, what: str) -> SmapiError:
     """A verb's saga ended without doing what was asked: compensated (nothing changed) or
     stuck (an operator's `zfsaga show <id>` tells the rest). A step that failed for want of

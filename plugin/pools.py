@@ -9,7 +9,7 @@ from typing import Any
 
 from zfsaga.plugin.context import zfs
 from zfsaga.plugin.deadline import lock_wait
-from zfsaga.plugin.errors import InvalidArgument, SrNotAttached, saga_failed
+from zfsaga.plugin.errors import InvalidArgument, SrNotAttached, require_effect
 from zfsaga.steps import meta
 
 
@@ -67,9 +67,7 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
             if pool_guid is None:
                 raise InvalidArgument(f"SR.create: {exc}") from None
         else:
-            if outcome.status != "succeeded":
-                raise saga_failed(outcome, f"SR.create of a pool {pool} on "
-                                           f"{', '.join(devices)}")
+            require_effect(outcome, f"SR.create of a pool {pool} on {', '.join(devices)}")
             pool_guid = outcome.facts["create"]["pool_guid"]
     return {**{k: v for k, v in configuration.items() if k in verbs.CONFIGURATION},
             "devices": ",".join(devices), "pool": pool, "layout": layout, "dataset": pool,
@@ -144,9 +142,8 @@ def import_made_pool(configuration: dict) -> None:
         raise SrNotAttached(f"another pool named {pool} (guid {found}) is imported here; the "
                             f"SR's is {guid}: export that one first")
     outcome = pool_import.start(host_engine(backend), pool, guid, devices)
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"SR.attach: the import of pool {pool} (guid {guid}) on "
-                                   f"{', '.join(devices) or 'any device'}")
+    require_effect(outcome, f"SR.attach: the import of pool {pool} (guid {guid}) on "
+                            f"{', '.join(devices) or 'any device'}")
 
 
 def made_pool_alone(s: Any, verb: str) -> str | None:

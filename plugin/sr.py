@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from zfsaga.plugin.context import open_sr, zfs
 from zfsaga.plugin.deadline import lock_wait
-from zfsaga.plugin.errors import InvalidArgument, SrDoesNotExist, saga_failed
+from zfsaga.plugin.errors import InvalidArgument, SrDoesNotExist, require_effect
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
@@ -85,8 +85,7 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
     state = sr_state_dir_by_guid(backend, dataset, guid)
     engine = Engine(backend, Journal(state / "journal.db"), state, lock_wait=lock_wait())
     outcome = sr_create.start(engine, dataset, uuid, name, description, provisioning, tuning)
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"SR.create on {dataset}")
+    require_effect(outcome, f"SR.create on {dataset}", dataset)
     return {**{k: v for k, v in configuration.items() if k in CONFIGURATION},
             "dataset": dataset, "provisioning": provisioning}
 
@@ -207,12 +206,10 @@ def destroy(dbg: str, sr: str) -> None:
     if made:
         pool_guid = s.zfs.pool_guid(s.name)
         outcome = pool_destroy.start(pools.host_engine(s.zfs), s.name, pool_guid, made)
-        if outcome.status != "succeeded":
-            raise saga_failed(outcome, f"SR.destroy of {sr} (its pool)")
+        require_effect(outcome, f"SR.destroy of {sr} (its pool)")
         return None
     outcome = sr_destroy.start(s.engine(), s.key, s.name, s.guid)
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"SR.destroy of {sr}")
+    require_effect(outcome, f"SR.destroy of {sr}", s.name)
     return None
 
 
@@ -228,8 +225,7 @@ def detach(dbg: str, sr: str) -> None:
         devices = []  # the import searches the devices of the PBD's configuration
         outcome = pool_export.start(pools.host_engine(s.zfs), s.name, s.zfs.pool_guid(s.name),
                                     devices)
-        if outcome.status != "succeeded":
-            raise saga_failed(outcome, f"SR.detach of {sr} (the export of its pool)")
+        require_effect(outcome, f"SR.detach of {sr} (the export of its pool)")
     return None
 
 
@@ -270,8 +266,7 @@ def _set_meta(sr: str, prop: str, value: str) -> None:
     s = open_sr(sr, writes=True)
     outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, s.name,
                              {prop: meta.encode(value)})
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"setting {prop} of SR {s.name}")
+    require_effect(outcome, f"setting {prop} of SR {s.name}", s.name)
 
 
 def set_name(dbg: str, sr: str, new_name: str) -> None:

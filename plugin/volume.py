@@ -5,7 +5,7 @@ from __future__ import annotations
 from zfsaga.plugin.context import Sr, open_sr
 from zfsaga.plugin.errors import InvalidArgument, SmapiError
 from zfsaga.plugin.errors import NoSpace as NoSpaceLeft
-from zfsaga.plugin.errors import saga_failed
+from zfsaga.plugin.errors import require_effect
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
@@ -41,8 +41,7 @@ def create(dbg: str, sr: str, name: str, description: str, size: int,
     outcome = volume_create.start(s.engine(), s.key, s.name, s.guid, name, description, size,
                                   got[meta.PROVISIONING].local == "thick",
                                   volblocksize=int(block) if block else None)
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, "Volume.create")
+    require_effect(outcome, "Volume.create", s.name)
     key = outcome.facts["create"]["name"].rsplit("/", 1)[1]
     return _record(Sr(s.zfs, s.name, s.guid), key)
 
@@ -64,8 +63,7 @@ def destroy(dbg: str, sr: str, key: str) -> None:
     s = open_sr(sr, key, writes=True)
     target, _, _ = _existing(s, key)
     outcome = volume_destroy.start(s.engine(), s.key, s.name, s.guid, _where(s, key, target))
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"Volume.destroy of {key}")
+    require_effect(outcome, f"Volume.destroy of {key}", s.name)
     return None
 
 
@@ -77,8 +75,7 @@ def snapshot(dbg: str, sr: str, key: str) -> dict:
     if "@" in volume:
         raise InvalidArgument(f"Volume.snapshot: {key} is a snapshot; snapshot its volume")
     outcome = volume_snapshot.start(s.engine(), s.key, s.name, s.guid, volume)
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"Volume.snapshot of {key}")
+    require_effect(outcome, f"Volume.snapshot of {key}", s.name)
     return _record(Sr(s.zfs, s.name, s.guid), _new_key(s, outcome, "snapshot"))
 
 
@@ -89,8 +86,7 @@ def clone(dbg: str, sr: str, key: str) -> dict:
     source, _, _ = _existing(s, key)
     outcome = volume_clone.start(s.engine(), s.key, s.name, s.guid, _where(s, key, source),
                                  _thick(s))
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"Volume.clone of {key}")
+    require_effect(outcome, f"Volume.clone of {key}", s.name)
     return _record(Sr(s.zfs, s.name, s.guid), _new_key(s, outcome, "clone"))
 
 
@@ -107,8 +103,7 @@ def revert(dbg: str, sr: str, snapshot: str, key: str) -> None:
     if "@" not in snap or user[meta.KEY].partition("@")[0] != key:
         raise InvalidArgument(f"Volume.revert: {snapshot} is not a snapshot of {key}")
     outcome = revert_saga.start(s.engine(), s.name, volume, _where(s, snapshot, snap))
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"Volume.revert of {key} to {snapshot}")
+    require_effect(outcome, f"Volume.revert of {key} to {snapshot}", s.name)
     return None
 
 
@@ -137,8 +132,7 @@ def resize(dbg: str, sr: str, key: str, new_size: int) -> None:
         raise ResizeRefused("VDI Invalid size", exc.detail) from None
     except NoSpace as exc:
         raise NoSpaceLeft(exc.detail) from None
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"Volume.resize of {key}")
+    require_effect(outcome, f"Volume.resize of {key}", s.name)
     return None
 
 
@@ -156,8 +150,7 @@ def _set(sr: str, key: str, props: dict[str, str | None]) -> None:
     s = open_sr(sr, key, writes=True)
     dataset, _, _ = _existing(s, key)
     outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, _where(s, key, dataset), props)
-    if outcome.status != "succeeded":
-        raise saga_failed(outcome, f"changing the metadata of {key}")
+    require_effect(outcome, f"changing the metadata of {key}", s.name)
 
 
 def set_key(dbg: str, sr: str, key: str, k: str, v: str) -> None:

@@ -63,10 +63,15 @@ class JournalLost(RuntimeError):
 
 @dataclass
 class Outcome:
+    """How a run ended. `effect_taken`: the saga is stuck, but what it was for took place (every
+    step before its forward-only tail is done, its pivot included): only cleanup is left, which
+    an operator's resume, or the SR's next saga, finishes (plugin/errors.py require_effect)."""
+
     saga_id: str
     status: str
     error: str | None = None
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    effect_taken: bool = False
 
 
 @dataclass
@@ -83,6 +88,16 @@ class _Run:
 
     def abortable(self) -> bool:
         return not any(s.kind in FORWARD_ONLY and s.name in self.last for s in self.steps)
+
+    def effect_taken(self) -> bool:
+        """Whether the saga's effect is in place: every step before the plan's forward-only
+        tail (the cleanup: release, collect, index, reserve) and every pivot is done. A plan
+        whose last step can be undone (sr.destroy's unmark) has no tail: all must be done."""
+        tail = len(self.steps)
+        while tail > 0 and self.steps[tail - 1].kind in FORWARD_ONLY:
+            tail -= 1
+        needed = [s for i, s in enumerate(self.steps) if i < tail or s.kind == "pivot"]
+        return all(self.last.get(s.name) == "step_done" for s in needed or self.steps[:1])
 
 
 class Engine:
@@ -115,7 +130,8 @@ class Engine:
                 self._rekey_legacy(resource)  # to the SR's key, which a narrow saga lacks
             self._recover_all(holding=resource)
             blocking = self.journal.active(resource)
-            if blocking and blocking[0].status == "stuck":
+            if blocking and blocking[0].status == "stuck" \
+                    and not self._finish_cleanup(blocking[0]):
                 raise SagaBlocked(resource, blocking[0])
             params = resolve()
             if self.journal.created_now and params.get("sr"):
@@ -133,6 +149,21 @@ class Engine:
                     raise SagaBlocked(resource, exc.saga) from None
                 raise
             return self._drive(saga_id, fresh=True)
+
+    def _finish_cleanup(self, row: SagaRow) -> bool:
+        """Retry the cleanup of a saga stuck after its effect took place (its verb answered
+        success), as an operator's resume would, for the next saga of its resource (whose lock
+        is held): True when it finished. A saga stuck before its effect, or backward, waits
+        for an operator."""
+        row = self._row(row.id)  # with its events
+        if self._parked_direction(row) != "running" or not self._plan_known(row) \
+                or not self._load(row).effect_taken():
+            return False
+        self.journal.append(row.id, "operator_resume", actor=self.actor or "zfsaga",
+                            status=next_status("stuck", "resume", abortable=False),
+                            data={"reason": "cleanup retried by the next saga of "
+                                            + row.resource}, claim=True)
+        return self._drive(row.id).status == "succeeded"
 
     def _rekey_legacy(self, key: str) -> None:
         """Journals written before SRs were keyed by guid name the SR as it was typed; this
@@ -339,7 +370,9 @@ class Engine:
 
     def _after_failure(self, run: _Run, error: str) -> Outcome:
         if not run.abortable():
-            return self._park(run.row.id, "running", f"failed after the pivot: {error}")
+            parked = self._park(run.row.id, "running", f"failed after the pivot: {error}")
+            parked.facts, parked.effect_taken = run.ctx.facts, run.effect_taken()
+            return parked
         status = next_status(run.row.status, "compensate", abortable=True)
         self.journal.append(run.row.id, "saga_compensating", status=status, error=error)
         run.row.status = status

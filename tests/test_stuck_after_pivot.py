@@ -1,0 +1,140 @@
+"""A saga that fails after its pivot, through the installed entry points on the file-shared
+model: the verb's effect took place, so the verb answers success (and its normal result);
+the cleanup left is logged naming the saga and the command that finishes it, listed by
+`zfsaga list` as stuck, and finished by the operator's resume or by the SR's next saga. A
+failure before the pivot still answers the error, and its stuck saga still blocks the SR."""
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import POOL
+from tests.xapi_daemon import Daemon, ScriptError
+from zfsaga.steps.zfs.shared_model import SharedModelZfs
+
+
+class Model:
+    def __init__(self, destdir: Path, tmp: Path) -> None:
+        path = tmp / "pool.model"
+        self.destdir = destdir
+        self.env = {"ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp / "state"),
+                    "ZFSAGA_ZFS": f"model:{path}", "ZFSAGA_MODEL_POOLS": POOL}
+        self.zfs = SharedModelZfs(path, pools=(POOL,))
+        self.zfs.create_filesystem(f"{POOL}/p")
+        self.zfs.create_filesystem(f"{POOL}/p/sr")
+        self.xapi = Daemon(destdir, "zfsaga", self.env)
+        config = self.xapi.call("SR.create", uuid=str(uuid.uuid4()), name="s", description="",
+                                configuration={"dataset": f"{POOL}/p/sr"})
+        self.sr = self.xapi.call("SR.attach", configuration=config)
+
+    def faulty(self, faults: str) -> Daemon:
+        return Daemon(self.destdir, "zfsaga", {**self.env, "ZFSAGA_FAULTS": faults})
+
+    def volume(self, name: str = "v") -> str:
+        return self.xapi.call("Volume.create", sr=self.sr, name=name, description="",
+                              size=1 << 20, sharable=False)["key"]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(self.destdir / "usr/sbin/zfsaga"), "--sr", self.sr, *args],
+                              capture_output=True, text=True, timeout=120,
+                              env={"PATH": "/usr/sbin:/usr/bin:/bin", **self.env})
+
+    def active(self) -> list[dict]:
+        out = self.cli("--json", "list")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def listed(self) -> list[str]:
+        return sorted(v["key"] for v in self.xapi.call("SR.ls", sr=self.sr))
+
+    def guid(self, key: str) -> str:
+        return self.zfs.get_props(f"{self.sr}/{key}", ["guid"])["guid"].value
+
+
+def stuck_one(m: Model, kind: str, stderr: str) -> str:
+    """The one active saga: stuck, of `kind`, and named with its resume command in the
+    verb's log."""
+    (saga,) = m.active()
+    assert (saga["kind"], saga["status"]) == (kind, "stuck"), saga
+    assert f"zfsaga --sr {m.sr} resume {saga['id']}" in stderr, stderr
+    return saga["id"]
+
+
+def resume(m: Model, saga_id: str) -> None:
+    out = m.cli("resume", saga_id, "--reason", "test", "--yes")
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    assert m.active() == []
+
+
+@pytest.fixture
+def m(destdir: Path, tmp_path: Path) -> Model:
+    return Model(destdir, tmp_path)
+
+
+def test_a_revert_whose_hold_release_fails_answers_success(m: Model) -> None:
+    key = m.volume()
+    snap = m.xapi.call("Volume.snapshot", sr=m.sr, key=key)["key"]
+    before = m.guid(key)
+    out = m.faulty("fail:release:permanent").raw(
+        "Volume.revert", json.dumps({"dbg": "t", "sr": m.sr, "key": key, "snapshot": snap}))
+    assert out.returncode == 0 and json.loads(out.stdout) is None, out.stdout
+    assert m.guid(key) != before  # the VDI is the snapshot's clone now: the after-state
+    assert m.listed() == sorted([key, snap])
+    saga = stuck_one(m, "vdi.revert", out.stderr)
+    assert m.zfs.holds(f"{m.sr}/{snap}")  # the cleanup left: the revert's hold
+    resume(m, saga)
+    assert not m.zfs.holds(f"{m.sr}/{snap}") and m.listed() == sorted([key, snap])
+
+
+def test_a_snapshot_destroy_whose_collection_fails_answers_success(m: Model) -> None:
+    key, other = m.volume(), m.volume("w")
+    snap = m.xapi.call("Volume.snapshot", sr=m.sr, key=key)["key"]
+    m.xapi.call("Volume.destroy", sr=m.sr, key=key)  # kept retired: its snapshot lives
+    assert m.zfs.exists(f"{m.sr}/{key}")
+    out = m.faulty("fail:destroy:permanent").raw(
+        "Volume.destroy", json.dumps({"dbg": "t", "sr": m.sr, "key": snap}))
+    assert out.returncode == 0 and json.loads(out.stdout) is None, out.stdout
+    assert m.listed() == [other] and not m.zfs.exists(f"{m.sr}/{snap}")
+    stuck_one(m, "volume.destroy", out.stderr)
+    assert m.zfs.exists(f"{m.sr}/{key}")  # the cleanup left: the retired head
+    # The SR's next saga finishes it first, then does its own work.
+    m.xapi.call("Volume.set_name", sr=m.sr, key=other, new_name="next")
+    assert m.active() == [] and not m.zfs.exists(f"{m.sr}/{key}")
+    assert m.xapi.call("Volume.stat", sr=m.sr, key=other)["name"] == "next"
+
+
+def test_a_clone_whose_base_release_fails_answers_with_the_clone(m: Model) -> None:
+    key = m.volume()
+    out = m.faulty("fail:destroy_snapshots:permanent").raw(
+        "Volume.clone", json.dumps({"dbg": "t", "sr": m.sr, "key": key}))
+    assert out.returncode == 0, out.stdout
+    clone = json.loads(out.stdout)
+    assert clone["key"] != key and clone["read_write"]
+    assert m.xapi.call("Volume.stat", sr=m.sr, key=clone["key"]) == clone
+    assert m.listed() == sorted([key, clone["key"]])
+    saga = stuck_one(m, "volume.clone", out.stderr)
+    resume(m, saga)
+    assert m.listed() == sorted([key, clone["key"]])
+
+
+def test_a_failure_before_the_pivot_still_answers_the_error(m: Model) -> None:
+    key = m.volume()
+    snap = m.xapi.call("Volume.snapshot", sr=m.sr, key=key)["key"]
+    before = m.guid(key)
+    with pytest.raises(ScriptError) as err:  # compensated: nothing happened
+        m.faulty("fail:promote:permanent").call("Volume.revert", sr=m.sr, key=key,
+                                                snapshot=snap)
+    assert "did not happen" in err.value.params[1] and m.guid(key) == before
+    assert m.active() == []
+    with pytest.raises(ScriptError) as err:  # stuck compensating: not done, and said so
+        m.faulty("fail:clone:permanent,fail:destroy_snapshots:permanent").call(
+            "Volume.clone", sr=m.sr, key=key)
+    assert "did not happen" in err.value.params[1] and "stuck" in err.value.params[1]
+    assert [s["status"] for s in m.active()] == ["stuck"]
+    with pytest.raises(ScriptError) as err:  # it blocks the SR until an operator acts
+        m.xapi.call("Volume.set_name", sr=m.sr, key=key, new_name="x")
+    assert err.value.name == "Busy" and m.listed() == sorted([key, snap])
