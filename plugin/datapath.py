@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from zfsaga.plugin.errors import Busy, InvalidArgument, SmapiError
+from zfsaga.plugin.errors import Busy, InvalidArgument, SmapiError, VolumeDoesNotExist
 
 SCHEME = "zfsaga"
 PREFIX = "/dev/zvol/"
@@ -45,6 +45,40 @@ def target(uri: str) -> str:
         names.check_any(name)
     except ZfsError as exc:
         raise InvalidArgument(f"{uri!r}: {exc}") from None
+    return name
+
+
+def vdi(uri: str, domain: str | None = None) -> str:
+    """The dataset a URI names, checked to be a VDI xapi can see now: a volume at its home or
+    a snapshot, keyed by zfsaga, not retired, not marked for deferred destroy, in an SR whose
+    mark is present; Volume_does_not_exist at once otherwise (a destroyed volume, an SR's own
+    filesystem, an admin's zvol). One `zfs get` of the SR and the dataset together, as
+    Volume.stat makes: this is the VM start path."""
+    from zfsaga.plugin.context import open_sr
+    from zfsaga.plugin.errors import SrNotAttached
+    from zfsaga.plugin.volumes import listed, rank
+    from zfsaga.steps import meta
+    from zfsaga.steps.zfs import names
+
+    if domain is not None and not domain:
+        raise InvalidArgument("the domain is empty: it names no VM (or dom0)")
+    name = target(uri)
+    missing = VolumeDoesNotExist(f"{uri} is not a volume of a zfsaga SR")
+    sr = names.parent_of(names.dataset_of(name))
+    if not sr:
+        raise missing
+    try:
+        s = open_sr(sr, name[len(sr) + 1:])
+    except (SrNotAttached, InvalidArgument):
+        raise missing from None
+    found = s.seen.get(name)
+    if found is None:
+        raise missing
+    native, user = found
+    key = user.get(meta.KEY)
+    if not listed(name, native, user) or rank(sr, name, key) not in (0, 1) \
+            or ("@" not in name and rank(sr, name, key) != 0):
+        raise missing
     return name
 
 
@@ -84,7 +118,7 @@ def device(name: str, wait: float = DEVICE_WAIT) -> str:
 def attach(dbg: str, uri: str, domain: str) -> dict:
     """The zvol's own device (a snapshot's is read-only: its SR sets snapdev=visible), and
     what blkback should know of it in XenDisk's extras."""
-    name = target(uri)
+    name = vdi(uri, domain)
     dev = device(name)
     return {"implementations": [
         ["XenDisk", {"params": dev, "extra": disk_extras(name, dev), "backend_type": "vbd"}],
@@ -112,16 +146,18 @@ def disk_extras(name: str, dev: str) -> dict[str, str]:
 
 
 def detach(dbg: str, uri: str, domain: str) -> None:
-    target(uri)  # nothing was set up by attach beyond what udev keeps
+    vdi(uri, domain)  # nothing was set up by attach beyond what udev keeps
     return None
 
 
 @contextmanager
-def _record(uri: str) -> Iterator[dict]:
-    """This host's activation record of one volume, under an exclusive flock."""
+def _record(uri: str, domain: str) -> Iterator[dict]:
+    """This host's activation record of one volume (checked first), under an exclusive
+    flock."""
+    name = vdi(uri, domain)
     run = Path(os.environ.get("ZFSAGA_RUN_DIR", "/run/zfsaga")) / "active"
     run.mkdir(parents=True, exist_ok=True)
-    path = run / (hashlib.sha256(target(uri).encode()).hexdigest()[:24] + ".json")
+    path = run / (hashlib.sha256(name.encode()).hexdigest()[:24] + ".json")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -138,10 +174,10 @@ def _record(uri: str) -> Iterator[dict]:
 
 
 def activate(dbg: str, uri: str, domain: str) -> None:
-    with _record(uri) as state:
+    with _record(uri, domain) as state:
         others = [d for d in state["ro"] if d != domain]
         if state["rw"] not in (None, domain) or others:
-            holder = state["rw"] or others[0]
+            holder = state["rw"] if state["rw"] is not None else others[0]
             raise ActivatedElsewhere(f"{target(uri)} is active for domain {holder} on this "
                                      f"host: deactivate it there first")
         state["rw"] = domain
@@ -149,7 +185,7 @@ def activate(dbg: str, uri: str, domain: str) -> None:
 
 
 def activate_readonly(dbg: str, uri: str, domain: str) -> None:
-    with _record(uri) as state:
+    with _record(uri, domain) as state:
         if state["rw"] not in (None, domain):
             raise ActivatedElsewhere(f"{target(uri)} is active read-write for domain "
                                      f"{state['rw']} on this host")
@@ -159,7 +195,7 @@ def activate_readonly(dbg: str, uri: str, domain: str) -> None:
 
 
 def deactivate(dbg: str, uri: str, domain: str) -> None:
-    with _record(uri) as state:
+    with _record(uri, domain) as state:
         if state["rw"] == domain:
             state["rw"] = None
         state["ro"] = [d for d in state["ro"] if d != domain]
