@@ -101,16 +101,24 @@ class _Line:
     flock has no order: a waiter polling it can lose to newer ones for ever). Each waiter is a
     file `locks/<lock>.line/<arrival ns>-<pid>`; a waiter tries the lock only when no live
     waiter came before it. A waiter killed while waiting leaves its file: skipped (its pid is
-    gone) and removed by the next waiter that sees it."""
+    gone) and removed by the next waiter that sees it. The last waiter to leave removes the
+    directory (rmdir: only if empty, so never from under a waiter); a waiter that finds it
+    gone between making it and joining makes it again."""
 
     def __init__(self, lock_path: Path) -> None:
         self.dir = lock_path.with_suffix(".line")
         self.me: Path | None = None
 
     def join(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.me = self.dir / f"{time.time_ns():020d}-{os.getpid()}"
-        self.me.touch()
+        while True:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            me = self.dir / f"{time.time_ns():020d}-{os.getpid()}"
+            try:
+                os.close(os.open(me, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            except FileNotFoundError:
+                continue  # the last waiter before us removed the line just now
+            self.me = me
+            return
 
     def ahead(self, before: str | None = None) -> bool:
         """Whether a live waiter came before us (or before the arrival `before`)."""
@@ -139,6 +147,10 @@ class _Line:
             except FileNotFoundError:
                 pass
             self.me = None
+            try:
+                os.rmdir(self.dir)  # the last one out: fails harmlessly while others wait
+            except OSError:
+                pass
 
 
 def _alive(pid: int) -> bool:

@@ -70,3 +70,27 @@ def test_a_waiter_killed_in_line_holds_nobody_up(tmp_path: Path) -> None:
     with ResourceLock(tmp_path, "sr-1").acquire(5):
         assert time.monotonic() - started < 2
     assert not (tmp_path / "order").exists()
+
+
+CHURN = """
+import sys, uuid
+from zfsaga.state.locks import lock_for
+directory, rounds = sys.argv[1], int(sys.argv[2])
+for i in range(rounds):
+    # a create's own narrow lock (a new resource each time), and the SR-wide one
+    for resource in (f"sr-1/new-{uuid.uuid4()}", "sr-1"):
+        with lock_for(directory, resource).acquire(60):
+            pass
+"""
+
+
+def test_the_line_leaves_no_directory_behind(tmp_path: Path) -> None:
+    """Every waiter's line directory goes when its last waiter leaves (each Volume.create
+    locks a resource of its own: kept, they would pile up for ever), while waiters of the same
+    lines come and go in parallel: a waiter that finds its line gone makes it again."""
+    churners = [subprocess.Popen([sys.executable, "-c", CHURN, str(tmp_path), "40"])
+                for _ in range(4)]
+    assert [c.wait(timeout=120) for c in churners] == [0] * 4
+    locks = tmp_path / "locks"
+    assert len(list(locks.glob("*.lock"))) == 4 * 40 + 1  # lock files stay (see the module)
+    assert list(locks.glob("*.line")) == []
