@@ -5,6 +5,9 @@ Exit codes (stable, for scripts):
   0 ok   1 error   2 usage (or --yes missing)   3 busy (a live process holds the resource)
   4 not found   5 refused by policy (e.g. abort after the pivot)   6 stuck: needs an operator
 
+With --json, stdout carries only results; an error (a usage error included) is one JSON object
+on stderr, {"error": {"exit_code": N, "message": "..."}}, and the exit code is the same.
+
 Read-only commands (list, show, diagram) import only the standard library and the journal;
 ZFS, the engine, transitions, tenacity and loguru load only for commands that act.
 """
@@ -128,6 +131,11 @@ def current_step(row) -> str:
 
 # -- read-only commands ------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.host and not args.state_dir and not (state_dir(args) / "journal.db").exists():
+        # the host's journal is made by its first pool saga: none yet, so nothing to list
+        print("[]" if args.json else "(no sagas)" if args.all or args.status
+              else "(no active sagas)")
+        return EXIT_OK
     journal = open_journal(args, readonly=True)
     if args.all or args.status:
         rows = journal.list(status=args.status, limit=args.limit or -1)
@@ -415,6 +423,20 @@ def wait_seconds(text: str) -> float:
     return value
 
 
+def days(text: str) -> float:
+    """--older-than: a finite, non-negative number of days (-1 would forget every saga)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"--older-than must be a finite number >= 0, "
+                                         f"not {text}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -426,8 +448,18 @@ def non_negative_int(text: str) -> int:
 
 
 # -- main --------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors follow --json too (see `fail`)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if JSON_ERRORS[0]:
+            fail(EXIT_USAGE, f"{self.prog}: {message}")
+            raise SystemExit(EXIT_USAGE)
+        super().error(message)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zfsaga", description="Inspect and repair zfsaga sagas.",
+    p = _Parser(prog="zfsaga", description="Inspect and repair zfsaga sagas.",
                                 epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sr", help="the SR dataset (POOL/SR); its state lives with the pool")
@@ -463,7 +495,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--yes", action="store_true")
         sp.add_argument("--dry-run", action="store_true")
     gc = sub.add_parser("gc", help="forget finished sagas older than N days")
-    gc.add_argument("--older-than", type=float, default=30.0, metavar="DAYS")
+    gc.add_argument("--older-than", type=days, default=30.0, metavar="DAYS")
     gc.add_argument("--yes", action="store_true")
     gc.add_argument("--dry-run", action="store_true")
     rc = sub.add_parser("recover", help="heal orphaned sagas of the SR now; with --sr, also "
@@ -482,13 +514,26 @@ COMMANDS = {"list": cmd_list, "show": cmd_show, "diagram": cmd_diagram, "gc": cm
             "revert": cmd_revert}
 
 
+#: Whether errors are JSON (--json on the command line), known before argparse reads it.
+JSON_ERRORS = [False]
+
+
+def fail(code: int, message: str) -> int:
+    """Say an error on stderr: a JSON object with --json, else a line of words."""
+    if JSON_ERRORS[0]:
+        print(json.dumps({"error": {"exit_code": code, "message": message}}), file=sys.stderr)
+    else:
+        print(f"zfsaga: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    JSON_ERRORS[0] = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except CliError as exc:
-        print(f"zfsaga: {exc}", file=sys.stderr)
-        return exc.code
+        return fail(exc.code, str(exc))
     except Exception as exc:  # typed errors of the layers below, mapped to exit codes
         return _exit_for(exc)
 
@@ -497,9 +542,8 @@ def _exit_for(exc: Exception) -> int:
     import sqlite3
 
     if isinstance(exc, sqlite3.Error):  # a damaged journal, read outside Journal's own checks
-        print(f"zfsaga: the journal cannot be read ({exc}): it is damaged; restore it from a "
-              f"backup", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(EXIT_ERROR, f"the journal cannot be read ({exc}): it is damaged; restore "
+                                f"it from a backup")
     name = type(exc).__name__
     codes = {"InvalidName": EXIT_USAGE, "InvalidValue": EXIT_USAGE,
              "AmbiguousId": EXIT_USAGE, "JournalLost": EXIT_REFUSED, "UnknownPlan": EXIT_REFUSED,
@@ -511,10 +555,12 @@ def _exit_for(exc: Exception) -> int:
     code = codes.get(name)
     if code is None and hasattr(exc, "transient"):  # any other ZfsError
         code = EXIT_ERROR
+    if code is None and JSON_ERRORS[0]:  # a bug of zfsaga's: still an answer a script reads
+        code = EXIT_ERROR
+        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
     if code is None:
         raise exc
-    print(f"zfsaga: {exc}", file=sys.stderr)
-    return code
+    return fail(code, str(exc))
 
 
 if __name__ == "__main__":
