@@ -75,9 +75,10 @@ def vdi(uri: str, domain: str | None = None) -> str:
     if found is None:
         raise missing
     native, user = found
-    key = user.get(meta.KEY)
-    if not listed(name, native, user) or rank(sr, name, key) not in (0, 1) \
-            or ("@" not in name and rank(sr, name, key) != 0):
+    # A volume at its home only (a retired head's name is no URI of ours); a snapshot at
+    # home or on the head a revert left it on (rank 1), never on a revert's unswapped clone.
+    if not listed(name, native, user) \
+            or rank(sr, name, user[meta.KEY]) not in ((0, 1) if "@" in name else (0,)):
         raise missing
     return name
 
