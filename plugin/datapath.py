@@ -37,8 +37,11 @@ def target(uri: str) -> str:
     from zfsaga.steps.zfs import names
     from zfsaga.steps.zfs.errors import ZfsError
 
-    parts = urlsplit(uri)
-    if parts.scheme != SCHEME or parts.netloc or not parts.path.startswith(PREFIX):
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # a malformed authority ("zfsaga://[::1"): no URI of ours
+        parts = None
+    if parts is None or parts.scheme != SCHEME or parts.netloc or not parts.path.startswith(PREFIX):
         raise InvalidArgument(f"{uri!r} is not a zfsaga volume URI ({SCHEME}://{PREFIX}...)")
     name = parts.path[len(PREFIX):]
     try:
@@ -147,19 +150,33 @@ def disk_extras(name: str, dev: str) -> dict[str, str]:
 
 
 def detach(dbg: str, uri: str, domain: str) -> None:
-    vdi(uri, domain)  # nothing was set up by attach beyond what udev keeps
+    """Nothing was set up by attach beyond what udev keeps. A teardown verb: it answers
+    success for a volume that is gone by now (xapi unplugs after a destroy, an SR detach, a
+    crash), so only the URI's form is checked."""
+    _teardown_checks(uri, domain)
     return None
 
 
+def _teardown_checks(uri: str, domain: str) -> str:
+    if not domain:
+        raise InvalidArgument("the domain is empty: it names no VM (or dom0)")
+    return target(uri)
+
+
 @contextmanager
-def _record(uri: str, domain: str) -> Iterator[dict]:
-    """This host's activation record of one volume (checked first), under an exclusive
-    flock."""
-    name = vdi(uri, domain)
+def _record(uri: str, domain: str, teardown: bool = False) -> Iterator[dict]:
+    """This host's activation record of one volume, under an exclusive flock. The volume is
+    checked to be a VDI first, unless `teardown` (deactivate: a record must be dropped even
+    when its volume has gone since)."""
+    name = _teardown_checks(uri, domain) if teardown else vdi(uri, domain)
     run = Path(os.environ.get("ZFSAGA_RUN_DIR", "/run/zfsaga")) / "active"
     run.mkdir(parents=True, exist_ok=True)
     path = run / (hashlib.sha256(name.encode()).hexdigest()[:24] + ".json")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:  # a teardown makes no record: there is nothing to drop where there is none
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (0 if teardown else os.O_CREAT), 0o600)
+    except FileNotFoundError:
+        yield {"rw": None, "ro": []}
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         text = os.read(fd, 1 << 16).decode() or "{}"
@@ -196,7 +213,7 @@ def activate_readonly(dbg: str, uri: str, domain: str) -> None:
 
 
 def deactivate(dbg: str, uri: str, domain: str) -> None:
-    with _record(uri, domain) as state:
+    with _record(uri, domain, teardown=True) as state:
         if state["rw"] == domain:
             state["rw"] = None
         state["ro"] = [d for d in state["ro"] if d != domain]
