@@ -90,9 +90,17 @@ class _Run:
         return not any(s.kind in FORWARD_ONLY and s.name in self.last for s in self.steps)
 
     def effect_taken(self) -> bool:
-        """Whether the saga's effect is in place: every step before the plan's forward-only
-        tail (the cleanup: release, collect, index, reserve) and every pivot is done. A plan
-        whose last step can be undone (sr.destroy's unmark) has no tail: all must be done."""
+        """Whether the saga's effect is in place. A saga module that names the step after
+        which the caller's request holds (`EFFECT`: a revert's VDI holds the snapshot's data
+        once its promote is done, whatever becomes of the old head) is judged by that step.
+        Otherwise: every step before the plan's forward-only tail (the cleanup: release,
+        collect, index, reserve) and every pivot is done. A plan whose last step can be
+        undone (sr.destroy's unmark) has no tail: all must be done."""
+        from zfsaga.sagas.catalog import saga_module
+
+        effect = getattr(saga_module(self.row.kind), "EFFECT", None)
+        if effect in {s.name for s in self.steps}:
+            return self.last.get(effect) == "step_done"
         tail = len(self.steps)
         while tail > 0 and self.steps[tail - 1].kind in FORWARD_ONLY:
             tail -= 1

@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from zfsaga.sagas.engine import Engine
 
 KIND = "vdi.revert"
+#: Once the promote is done the VDI holds the snapshot's data: what xapi asked for. A failure
+#: after it (retiring the old head, the reserve, the release) is cleanup; the verb succeeds.
+EFFECT = "promote"
 #: Still 1 with the reserve step: a recorded plan runs as it was frozen (every step type it
 #: names is still here), so a revert begun by the previous zfsaga resumes unparked.
 VERSION = 1

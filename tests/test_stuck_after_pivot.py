@@ -90,6 +90,23 @@ def test_a_revert_whose_hold_release_fails_answers_success(m: Model) -> None:
     assert not m.zfs.holds(f"{m.sr}/{snap}") and m.listed() == sorted([key, snap])
 
 
+def test_a_revert_whose_old_head_cannot_be_retired_answers_success(m: Model) -> None:
+    """The pivot itself (retiring the old head) fails: the promote already made the VDI the
+    snapshot's clone, so the revert took place; the old head is cleanup (sagas/revert.py
+    EFFECT)."""
+    key = m.volume()
+    snap = m.xapi.call("Volume.snapshot", sr=m.sr, key=key)["key"]
+    before = m.guid(key)
+    out = m.faulty("fail:destroy:permanent").raw(
+        "Volume.revert", json.dumps({"dbg": "t", "sr": m.sr, "key": key, "snapshot": snap}))
+    assert out.returncode == 0 and json.loads(out.stdout) is None, out.stdout
+    assert m.guid(key) != before and m.listed() == sorted([key, snap])
+    saga = stuck_one(m, "vdi.revert", out.stderr)
+    resume(m, saga)
+    assert m.listed() == sorted([key, snap])
+    assert [n for n in m.zfs.list_tree(m.sr, ["guid"]) if ".old-" in n] == []
+
+
 def test_a_snapshot_destroy_whose_collection_fails_answers_success(m: Model) -> None:
     key, other = m.volume(), m.volume("w")
     snap = m.xapi.call("Volume.snapshot", sr=m.sr, key=key)["key"]
