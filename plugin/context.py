@@ -42,12 +42,14 @@ class Sr:
         state = sr_state_dir(self.zfs, self.name, create=True)
         return Engine(self.zfs, Journal(state / "journal.db"), state, lock_wait=lock_wait())
 
-    def find(self, key: str) -> tuple[str, dict, dict]:
+    def find(self, key: str, hint: str | None = None) -> tuple[str, dict, dict]:
         """(dataset, native, user properties) of the VDI with this key; Volume_does_not_exist
         otherwise. One read at home, whatever the SR's size; a snapshot a revert left on a
         retired head costs two more (the SR's index, then the snapshot). Only a key found in
         neither place (mid-revert, before recovery, a stale index, an unknown key) lists the
-        SR, and then picks exactly as SR.ls does."""
+        SR, and then picks exactly as SR.ls does. `hint`: where the key was found before (a
+        finder under a saga's lock, plugin/volume.py), read first: one read while the VDI is
+        still there, and a retired or destroyed one is looked for as any unknown key is."""
         from zfsaga.plugin.volumes import NATIVE, candidates, listed, rank, settled
         from zfsaga.steps.zfs import names
         from zfsaga.steps.zfs.errors import NotFound, ZfsError
@@ -79,6 +81,11 @@ class Sr:
                 return name, native, user
             return None
 
+        if hint:
+            found = held_at(hint)
+            if found:
+                return found
+            self.seen[hint] = None  # read just now, and not this key's VDI: not read again
         found = held_at(f"{self.name}/{key}")
         if found:
             return found

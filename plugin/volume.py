@@ -9,21 +9,27 @@ from zfsaga.plugin.errors import require_effect
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
+TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
+if TYPE_CHECKING:
+    from typing import Callable
+
+
 def _existing(s: Sr, key: str) -> tuple[str, dict, dict]:
     """The VDI's dataset (or snapshot), native and user properties; Volume_does_not_exist
     otherwise."""
     return s.find(key)
 
 
-def _where(s: Sr, key: str, found: str):
+def _where(s: Sr, key: str, found: str) -> Callable[[], str]:
     """A finder of where the VDI `key`, found at `found` before the saga's lock, is once the
-    saga holds it (sagas/lookup.py): a concurrent revert may have moved a snapshot onto a
-    retired head meanwhile. A name that still exists is still that key's (names carry the
-    key, which is never reused): one in-process check. Else the key is found again."""
+    saga holds it (sagas/lookup.py): every verb acts on the key as it is under its lock, as
+    if the calls queued on the SR ran one after the other. A destroy served first leaves
+    the key no VDI (gone, or its volume retired for its snapshots): Volume_does_not_exist,
+    raised in the saga's resolve, so nothing is recorded. A concurrent revert may have moved
+    a snapshot onto a retired head: the key is found again, as Sr.find finds any. While the
+    VDI is still at `found`, one read (`found` first)."""
     def now() -> str:
-        if s.zfs.exists(found):
-            return found
-        return Sr(s.zfs, s.name, s.guid).find(key)[0]
+        return Sr(s.zfs, s.name, s.guid).find(key, hint=found)[0]
     return now
 
 
@@ -74,7 +80,7 @@ def snapshot(dbg: str, sr: str, key: str) -> dict:
     volume, _, _ = _existing(s, key)
     if "@" in volume:
         raise InvalidArgument(f"Volume.snapshot: {key} is a snapshot; snapshot its volume")
-    outcome = volume_snapshot.start(s.engine(), s.key, s.name, s.guid, volume)
+    outcome = volume_snapshot.start(s.engine(), s.key, s.name, s.guid, _where(s, key, volume))
     require_effect(outcome, f"Volume.snapshot of {key}", s.name)
     return _record(Sr(s.zfs, s.name, s.guid), _new_key(s, outcome, "snapshot"))
 
@@ -102,7 +108,8 @@ def revert(dbg: str, sr: str, snapshot: str, key: str) -> None:
     snap, _, user = _existing(s, snapshot)
     if "@" not in snap or user[meta.KEY].partition("@")[0] != key:
         raise InvalidArgument(f"Volume.revert: {snapshot} is not a snapshot of {key}")
-    outcome = revert_saga.start(s.engine(), s.name, volume, _where(s, snapshot, snap))
+    outcome = revert_saga.start(s.engine(), s.name, _where(s, key, volume),
+                                _where(s, snapshot, snap))
     require_effect(outcome, f"Volume.revert of {key} to {snapshot}", s.name)
     return None
 
@@ -127,7 +134,8 @@ def resize(dbg: str, sr: str, key: str, new_size: int) -> None:
     if "@" in dataset:
         raise InvalidArgument(f"Volume.resize: {key} is a snapshot, which is read-only")
     try:
-        outcome = volume_resize.start(s.engine(), s.key, s.name, s.guid, dataset, new_size)
+        outcome = volume_resize.start(s.engine(), s.key, s.name, s.guid,
+                                      _where(s, key, dataset), new_size)
     except InvalidValue as exc:  # xapi's own code and words for a shrink (smapiv3.md 1.7)
         raise ResizeRefused("VDI Invalid size", exc.detail) from None
     except NoSpace as exc:

@@ -29,10 +29,10 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from zfsaga.sagas.lookup import Target, current
+from zfsaga.sagas.lookup import DESTROYED, Target, current, refuse_destroyed
 from zfsaga.steps import srs
 from zfsaga.steps.zfs import names
-from zfsaga.steps.base import OWNER, RETIRED, Step, guid_of
+from zfsaga.steps.base import OWNER, RETIRED, Step, exists, guid_of
 from zfsaga.steps.clone import CloneSnapshot
 from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.zfs.errors import InvalidName, NotFound
@@ -87,13 +87,20 @@ def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str, sr_guid: str,
     datasets (random unless a test fixes it)."""
     check(sr, vdi, snapshot)
     derived = derived_names(vdi, token or uuid.uuid4().hex[:8])
-    head = srs.vdi_props(zfs, sr, vdi, ["guid", "refreservation"])
-    snap_guid = guid_of(zfs, snapshot)
-    if snap_guid is None:
+    head = srs.vdi_props(zfs, sr, vdi, ["guid", "refreservation", *DESTROYED])
+    # A destroyed VDI kept retired for its snapshots is no VDI: its new head, born without
+    # the mark, would bring it back.
+    refuse_destroyed(vdi, head)
+    if not exists(zfs, snapshot):
         raise NotFound(snapshot, "no such snapshot")
+    snap = zfs.get_props(snapshot, ["guid", KEY, *DESTROYED])
+    refuse_destroyed(snapshot, snap)
     # The new head replaces the VDI: it must carry the VDI's metadata (name, description, keys:
     # local user properties) and stay thick if it was; zfsaga's own bookkeeping stays behind.
     carried = {k: v for k, v in zfs.user_props(vdi).items() if k not in (OWNER, RETIRED)}
+    owner = (snap[KEY].local or "").partition("@")[0]
+    if KEY in carried and owner and owner != carried[KEY]:
+        raise InvalidName(snapshot, f"a snapshot of the VDI keyed {owner}, not of {vdi}")
     holder = names.dataset_of(snapshot)
     # The promote swaps the clone with the dataset holding the snapshot: the old head itself
     # (by then renamed aside), or a retired head of an earlier revert, which the promote may
@@ -101,23 +108,26 @@ def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str, sr_guid: str,
     origin = derived["aside"] if holder == vdi else holder
     retired = [] if holder == vdi else [[holder, guid_of(zfs, holder)]]
     return {"sr": sr, "sr_guid": sr_guid, "vdi": vdi, "snapshot": snapshot,
-            "vdi_guid": head["guid"].value, "snapshot_guid": snap_guid, "vdi_props": carried,
+            "vdi_guid": head["guid"].value, "snapshot_guid": snap["guid"].value,
+            "vdi_props": carried,
             "thick": head["refreservation"].value not in (None, "0"), "origin": origin,
             "retired_holder": retired, "indexed": KEY in carried,
             "holders": [vdi, derived["aside"], *([holder] if holder != vdi else [])],
             **derived}
 
 
-def start(engine: "Engine", sr: str, vdi: str, snapshot: Target, token: str | None = None):
+def start(engine: "Engine", sr: str, vdi: Target, snapshot: Target,
+          token: str | None = None):
     """Run a revert through the engine: check, lock the SR (by guid), resolve, drive. The
     revert changes the dataset graph (promote moves snapshots between datasets): SR-wide.
-    `snapshot`: its name, or a finder of where it is now (sagas/lookup.py)."""
-    if not callable(snapshot):
+    `vdi`, `snapshot`: names, or finders of where each is now, called under the lock in that
+    order (sagas/lookup.py): a VDI destroyed meanwhile is not brought back."""
+    if not callable(vdi) and not callable(snapshot):
         check(sr, vdi, snapshot)
     ident = srs.identify(engine.zfs, sr)
     return engine.run(KIND, ident.key,
-                      lambda: resolve(engine.zfs, sr, vdi, current(snapshot), ident.guid,
-                                      token))
+                      lambda: resolve(engine.zfs, sr, current(vdi), current(snapshot),
+                                      ident.guid, token))
 
 
 def plan(params: dict[str, Any]) -> list[Step]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zfsaga.sagas.lookup import Target, current
+from zfsaga.sagas.lookup import DESTROYED, Target, current, refuse_destroyed
 from zfsaga.steps.props import SetUserProps
 from zfsaga.steps.zfs.interface import Zfs
 
@@ -22,7 +22,8 @@ VERSION = 1
 def resolve(zfs: Zfs, sr: str, sr_guid: str, dataset: str,
             props: dict[str, str | None]) -> dict[str, Any]:
     """The dataset's guid and the values the properties have now (what an undo puts back)."""
-    got = zfs.get_props(dataset, ["guid", *props])
+    got = zfs.get_props(dataset, list(dict.fromkeys(["guid", *DESTROYED, *props])))
+    refuse_destroyed(dataset, got)
     return {"sr": sr, "sr_guid": sr_guid, "dataset": dataset, "guid": got["guid"].value,
             "props": props, "before": {p: got[p].local for p in props}}
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
-from zfsaga.sagas.lookup import Target, current
+from zfsaga.sagas.lookup import Target, current, refuse_retired
 from zfsaga.steps import meta, srs
 from zfsaga.steps.base import guid_of
 from zfsaga.steps.clone import CloneSnapshot
@@ -35,10 +35,11 @@ BASE = "org.zfsaga:clone-base"  # marks a hidden base snapshot (never listed)
 def resolve(zfs: Zfs, sr: str, sr_guid: str, source: str, thick: bool,
             key: str | None = None) -> dict[str, Any]:
     key = key or str(uuidlib.uuid4())
+    user = zfs.user_props(source)
+    refuse_retired(source, user)  # a destroyed volume its snapshots still need
     if thick:
         size = zfs.get_props(source, ["volsize"])["volsize"].value
         srs.check_fits(zfs, sr, int(size or 0), "the clone")
-    user = zfs.user_props(source)
     props = {meta.KEY: key, meta.NAME: user.get(meta.NAME, ""),
              meta.DESCRIPTION: user.get(meta.DESCRIPTION, "")}
     params = {"sr": sr, "sr_guid": sr_guid, "key": key, "target": f"{sr}/{key}",

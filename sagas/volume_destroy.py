@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zfsaga.sagas.lookup import Target, current
+from zfsaga.sagas.lookup import DESTROYED, Target, current, refuse_destroyed
 from zfsaga.steps.zfs import names
 from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.index import INDEX_PREFIX, IndexSnapshots
@@ -47,7 +47,9 @@ def origin_chain(zfs: Zfs, dataset: str) -> list[list[str]]:
 
 
 def resolve(zfs: Zfs, sr: str, sr_guid: str, target: str) -> dict[str, Any]:
-    guid = zfs.get_props(target, ["guid"])["guid"].value
+    got = zfs.get_props(target, ["guid", *DESTROYED])
+    refuse_destroyed(target, got)  # destroyed once already: a second destroy is no VDI's
+    guid = got["guid"].value
     params = {"sr": sr, "sr_guid": sr_guid, "target": target, "guid": guid,
               "snapshot": "@" in target}
     if params["snapshot"]:

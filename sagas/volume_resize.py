@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from zfsaga.sagas.lookup import DESTROYED, Target, current, refuse_destroyed
 from zfsaga.sagas.volume_create import rounded
 from zfsaga.steps import srs
 from zfsaga.steps.zfs.errors import InvalidValue
@@ -23,7 +24,9 @@ VERSION = 1
 
 
 def resolve(zfs: Zfs, sr: str, sr_guid: str, dataset: str, new_size: int) -> dict[str, Any]:
-    got = zfs.get_props(dataset, ["guid", "volsize", "volblocksize", "refreservation"])
+    got = zfs.get_props(dataset, ["guid", "volsize", "volblocksize", "refreservation",
+                                  *DESTROYED])
+    refuse_destroyed(dataset, got)
     before = int(got["volsize"].value)
     size = rounded(new_size, int(got["volblocksize"].value or 8192))
     if size < before:
@@ -36,8 +39,10 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, dataset: str, new_size: int) -> dic
             "size": size, "before": before}
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, dataset: str, new_size: int):
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, dataset,
+def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, dataset: Target,
+          new_size: int):
+    """`dataset`: its name, or a finder of it called under the SR's lock (sagas/lookup.py)."""
+    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, current(dataset),
                                                     new_size))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
+from zfsaga.sagas.lookup import Target, current, refuse_retired
 from zfsaga.steps import meta
 from zfsaga.steps.snapshot import TakeSnapshot
 from zfsaga.steps.zfs.interface import Zfs
@@ -23,15 +24,18 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, volume: str, snap: str | None = Non
             ) -> dict[str, Any]:
     snap = snap or str(uuidlib.uuid4())
     user = zfs.user_props(volume)
+    refuse_retired(volume, user)  # a destroyed volume its snapshots still need
     volume_key = user[meta.KEY]
     props = {meta.KEY: f"{volume_key}@{snap}",
              meta.NAME: user.get(meta.NAME, ""), meta.DESCRIPTION: user.get(meta.DESCRIPTION, "")}
     return {"sr": sr, "sr_guid": sr_guid, "target": f"{volume}@{snap}", "props": props}
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, volume: str,
+def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, volume: Target,
           snap: str | None = None):
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, volume, snap))
+    """`volume`: its name, or a finder of it called under the SR's lock (sagas/lookup.py)."""
+    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, current(volume),
+                                                    snap))
 
 
 def plan(params: dict[str, Any]) -> list:
