@@ -418,3 +418,17 @@ def _same_space(lzc, cli, name: str) -> None:
         if got == expected:
             return
     assert got == expected, name
+
+
+def test_a_deferred_destroy_that_is_busy_is_transient_not_held() -> None:
+    """pyzfs names every EBUSY of lzc_destroy_snaps SnapshotIsHeld. A deferred destroy is
+    never refused for holds, so its EBUSY is the snapshot's device held open (udev probing a
+    new snapshot's zvol): Busy, retried, not a permanent failure that parks a clone's
+    release of its base snapshot (seen on real ZFS under load)."""
+    lzc = pytest.importorskip("libzfs_core.exceptions")
+    from zfsaga.steps.zfs.errors import Busy, from_lzc
+
+    refused = lzc.SnapshotDestructionFailure([lzc.SnapshotIsHeld(b"p/a@s")], 0)
+    assert type(from_lzc(refused, "p/a@s")) is SnapshotHeld
+    busy = from_lzc(refused, "p/a@s", deferred=True)
+    assert type(busy) is Busy and busy.transient

@@ -172,7 +172,10 @@ class RealZfs(Zfs):
             raise exc
 
     def _destroy_snapshots(self, snaps, defer):
-        self._lzc_call(snaps[0], self._lzc.lzc_destroy_snaps, [_b(s) for s in snaps], defer)
+        try:
+            self._lzc.lzc_destroy_snaps([_b(s) for s in snaps], defer)
+        except self._lzc.exceptions.ZFSError as exc:
+            raise from_lzc(exc, snaps[0], deferred=defer) from None
 
     def _mount(self, name):
         self._run(["mount", name], name)
