@@ -78,7 +78,7 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
             pool_guid = outcome.facts["create"]["pool_guid"]
     return {**{k: v for k, v in configuration.items() if k in verbs.CONFIGURATION},
             "devices": ",".join(devices), "pool": pool, "layout": layout, "dataset": pool,
-            "provisioning": provisioning, "pool_guid": pool_guid}
+            "provisioning": provisioning, "pool_guid": pool_guid, "sr_uuid": uuid}
 
 
 def _made_for(backend, pool: str, uuid: str) -> str | None:
