@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from tests.conftest import POOL
-from tests.test_plugin_verbs import Host, host, real_host  # noqa: F401 (fixtures)
+from tests.test_plugin_verbs import Host, model_host, real_host  # noqa: F401 (fixtures)
 from tests.xapi_daemon import ScriptError
 from zfsaga.steps.zfs.shared_model import SharedModelZfs
 
@@ -67,10 +67,6 @@ def lifetime(h: Host, tuning: dict[str, str], *, collect: bool = False,
     h.xapi.call("SR.destroy", sr=sr)
 
 
-def _model_only(h: Host) -> None:
-    if not isinstance(h.zfs, SharedModelZfs):
-        pytest.skip("exhaustive on the model; real ZFS runs test_every_key_at_once_on_real_zfs")
-
 
 def _prepare(h: Host, key: str, state: str) -> None:
     """Set `key` on the dataset as `state` says, with an admin's own user property beside,
@@ -92,80 +88,75 @@ CASES = [(key, state) for key in (*TUNING, "snapdev") for state in STATES
 
 @pytest.mark.parametrize("collect", [False, True], ids=["journal", "after-gc"])
 @pytest.mark.parametrize(("key", "state"), CASES, ids=[f"{k}-{s}" for k, s in CASES])
-def test_sr_destroy_gives_back_every_local_property(host: Host, key: str, state: str,
+def test_sr_destroy_gives_back_every_local_property(model_host: Host, key: str, state: str,
                                                    collect: bool) -> None:
-    _model_only(host)
     if key == "snapdev":
-        parent = host.dataset.rsplit("/", 1)[0]
-        host.zfs.set_props(parent, {"snapdev": "hidden"})
+        parent = model_host.dataset.rsplit("/", 1)[0]
+        model_host.zfs.set_props(parent, {"snapdev": "hidden"})
         if state != "inherited":
-            host.zfs.set_props(host.dataset,
-                               {"snapdev": "hidden" if state == "local-other" else "visible"})
+            model_host.zfs.set_props(model_host.dataset, {
+                "snapdev": "hidden" if state == "local-other" else "visible"})
         tuning = {}
     else:
-        _prepare(host, key, state)
+        _prepare(model_host, key, state)
         tuning = {key: TUNING[key][0]}
-    before = local_listing(host, host.dataset)
-    lifetime(host, tuning, collect=collect)
-    assert local_listing(host, host.dataset) == before
+    before = local_listing(model_host, model_host.dataset)
+    lifetime(model_host, tuning, collect=collect)
+    assert local_listing(model_host, model_host.dataset) == before
 
 
-def test_every_key_at_once_and_two_lives_in_a_row(host: Host) -> None:
+def test_every_key_at_once_and_two_lives_in_a_row(model_host: Host) -> None:
     """All keys together, some local and some inherited; then a second SR on the dataset
     (its SR.create must record the admin's values, not what the first SR left)."""
-    _model_only(host)
-    parent = host.dataset.rsplit("/", 1)[0]
-    host.zfs.set_props(parent, {"sync": "always", "primarycache": "none"})
-    host.zfs.set_props(host.dataset, {"compression": "gzip-3", "logbias": "throughput",
+    parent = model_host.dataset.rsplit("/", 1)[0]
+    model_host.zfs.set_props(parent, {"sync": "always", "primarycache": "none"})
+    model_host.zfs.set_props(model_host.dataset, {"compression": "gzip-3", "logbias": "throughput",
                                       "com.example:note": "the admin's"})
-    before = local_listing(host, host.dataset)
+    before = local_listing(model_host, model_host.dataset)
     every = {k: v for k, (v, _) in TUNING.items()}
-    lifetime(host, every, collect=True)
-    assert local_listing(host, host.dataset) == before
-    lifetime(host, {"sync": "disabled", "compression": "lz4"})
-    assert local_listing(host, host.dataset) == before
+    lifetime(model_host, every, collect=True)
+    assert local_listing(model_host, model_host.dataset) == before
+    lifetime(model_host, {"sync": "disabled", "compression": "lz4"})
+    assert local_listing(model_host, model_host.dataset) == before
 
 
-def test_a_retried_create_records_the_admins_values_not_its_own(host: Host) -> None:
+def test_a_retried_create_records_the_admins_values_not_its_own(model_host: Host) -> None:
     """xapi retries an SR.create whose answer it lost: the second one finds zfsaga's values on
     the dataset and must keep the record of the admin's, made by the first."""
-    _model_only(host)
-    host.zfs.set_props(host.dataset, {"sync": "always"})
-    before = local_listing(host, host.dataset)
+    model_host.zfs.set_props(model_host.dataset, {"sync": "always"})
+    before = local_listing(model_host, model_host.dataset)
     uid = str(uuid.uuid4())
     tuning = {"sync": "disabled", "compression": "lz4", "volblocksize": "16K"}
-    config = host.xapi.call("SR.create", uuid=uid, name="SR", description="",
-                            configuration={"dataset": host.dataset, **tuning})
-    again = host.xapi.call("SR.create", uuid=uid, name="SR", description="",
-                           configuration={"dataset": host.dataset, **tuning})
+    config = model_host.xapi.call("SR.create", uuid=uid, name="SR", description="",
+                            configuration={"dataset": model_host.dataset, **tuning})
+    again = model_host.xapi.call("SR.create", uuid=uid, name="SR", description="",
+                           configuration={"dataset": model_host.dataset, **tuning})
     assert again == config
-    sr = host.xapi.call("SR.attach", configuration=config)
-    host.xapi.call("SR.destroy", sr=sr)
-    assert local_listing(host, host.dataset) == before
+    sr = model_host.xapi.call("SR.attach", configuration=config)
+    model_host.xapi.call("SR.destroy", sr=sr)
+    assert local_listing(model_host, model_host.dataset) == before
 
 
-def test_what_an_earlier_zfsaga_left_is_not_taken_for_the_admins(host: Host) -> None:
+def test_what_an_earlier_zfsaga_left_is_not_taken_for_the_admins(model_host: Host) -> None:
     """A dataset an earlier zfsaga SR left marked (zfsaga's own user properties, which no
     admin sets): SR.create does not record them as the admin's, and SR.destroy removes
     them with every other zfsaga mark; the admin's own properties stay."""
-    _model_only(host)
-    host.zfs.set_props(host.dataset, {"org.zfsaga:volblocksize": "16384",
+    model_host.zfs.set_props(model_host.dataset, {"org.zfsaga:volblocksize": "16384",
                                       "org.zfsaga:provisioning": "thick",
                                       "com.example:note": "the admin's", "sync": "always"})
-    before = local_listing(host, host.dataset)
-    lifetime(host, {"volblocksize": "32K", "sync": "disabled"}, collect=True)
-    assert local_listing(host, host.dataset) == {
+    before = local_listing(model_host, model_host.dataset)
+    lifetime(model_host, {"volblocksize": "32K", "sync": "disabled"}, collect=True)
+    assert local_listing(model_host, model_host.dataset) == {
         p: v for p, v in before.items() if not p.startswith("org.zfsaga")}
 
 
-def test_a_create_that_is_refused_changes_nothing(host: Host) -> None:
+def test_a_create_that_is_refused_changes_nothing(model_host: Host) -> None:
     """A tuning value ZFS refuses after the marks were chosen: nothing is left, no record."""
-    _model_only(host)
-    before = local_listing(host, host.dataset)
+    before = local_listing(model_host, model_host.dataset)
     with pytest.raises(ScriptError):
-        host.xapi.call("SR.create", uuid=str(uuid.uuid4()), name="SR", description="",
-                       configuration={"dataset": host.dataset, "sync": "sometimes"})
-    assert local_listing(host, host.dataset) == before
+        model_host.xapi.call("SR.create", uuid=str(uuid.uuid4()), name="SR", description="",
+                       configuration={"dataset": model_host.dataset, "sync": "sometimes"})
+    assert local_listing(model_host, model_host.dataset) == before
 
 
 @pytest.mark.realzfs

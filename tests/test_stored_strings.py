@@ -23,12 +23,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_plugin_verbs import Host, host, real_host  # noqa: F401 (fixtures)
+from tests.test_plugin_verbs import Host, model_host, real_host  # noqa: F401 (fixtures)
 from tests.xapi_daemon import ScriptError
 from zfsaga.steps import meta
 from zfsaga.steps.zfs.errors import InvalidValue
 from zfsaga.steps.zfs.interface import MAX_USER_VALUE
-from zfsaga.steps.zfs.shared_model import SharedModelZfs
 
 #: One string per character class a property must carry.
 CLASSES = {
@@ -58,10 +57,6 @@ BAD_UUIDS = ["", "\r", "\n", "\u2028", "\x1c", "sr1", "dummySR",
              "{" + str(uuid.UUID(int=7)) + "}", "0000000-0000-0000-0000-0000000000007"]
 
 
-def _model_only(h: Host) -> None:
-    if not isinstance(h.zfs, SharedModelZfs):
-        pytest.skip("every class on the model; real ZFS runs test_every_class_at_once_...")
-
 
 def _round_trip(h: Host, text: str, key_text: str) -> None:
     """`text` as SR and volume name and description and as a Volume.set value (under the
@@ -87,14 +82,12 @@ def _round_trip(h: Host, text: str, key_text: str) -> None:
 
 
 @pytest.mark.parametrize("text", list(CLASSES.values()), ids=list(CLASSES))
-def test_every_character_class_round_trips(host: Host, text: str) -> None:
-    _model_only(host)
-    _round_trip(host, text, text[:90] or "k")
+def test_every_character_class_round_trips(model_host: Host, text: str) -> None:
+    _round_trip(model_host, text, text[:90] or "k")
 
 
-def test_every_class_at_once_round_trips(host: Host) -> None:
-    _model_only(host)
-    _round_trip(host, ALL_AT_ONCE, ALL_AT_ONCE[:40])
+def test_every_class_at_once_round_trips(model_host: Host) -> None:
+    _round_trip(model_host, ALL_AT_ONCE, ALL_AT_ONCE[:40])
 
 
 def _refused(h: Host, verb: str, **args) -> ScriptError:
@@ -109,69 +102,65 @@ def _refused(h: Host, verb: str, **args) -> ScriptError:
 
 @pytest.mark.parametrize("text", [*UNSTORABLE.values(), *TOO_LONG.values()],
                          ids=[*UNSTORABLE, *(f"too-long-{k}" for k in TOO_LONG)])
-def test_what_zfs_cannot_hold_is_refused_up_front_in_every_field(host: Host,
+def test_what_zfs_cannot_hold_is_refused_up_front_in_every_field(model_host: Host,
                                                                   text: str) -> None:
     """In every field that reaches a property, with nothing changed: not a compensated saga."""
-    _model_only(host)
-    _refused(host, "SR.create", uuid=str(uuid.uuid4()), name=text, description="",
-             configuration={"dataset": host.dataset})
-    _refused(host, "SR.create", uuid=str(uuid.uuid4()), name="", description=text,
-             configuration={"dataset": host.dataset})
-    sr = host.sr()
-    vol = host.xapi.call("Volume.create", sr=sr, name="v", description="", size=1 << 20,
+    _refused(model_host, "SR.create", uuid=str(uuid.uuid4()), name=text, description="",
+             configuration={"dataset": model_host.dataset})
+    _refused(model_host, "SR.create", uuid=str(uuid.uuid4()), name="", description=text,
+             configuration={"dataset": model_host.dataset})
+    sr = model_host.sr()
+    vol = model_host.xapi.call("Volume.create", sr=sr, name="v", description="", size=1 << 20,
                          sharable=False)
-    _refused(host, "SR.set_name", sr=sr, new_name=text)
-    _refused(host, "SR.set_description", sr=sr, new_description=text)
-    _refused(host, "Volume.create", sr=sr, name=text, description="", size=1 << 20,
+    _refused(model_host, "SR.set_name", sr=sr, new_name=text)
+    _refused(model_host, "SR.set_description", sr=sr, new_description=text)
+    _refused(model_host, "Volume.create", sr=sr, name=text, description="", size=1 << 20,
              sharable=False)
-    _refused(host, "Volume.create", sr=sr, name="", description=text, size=1 << 20,
+    _refused(model_host, "Volume.create", sr=sr, name="", description=text, size=1 << 20,
              sharable=False)
-    _refused(host, "Volume.set_name", sr=sr, key=vol["key"], new_name=text)
-    _refused(host, "Volume.set_description", sr=sr, key=vol["key"], new_description=text)
-    _refused(host, "Volume.set", sr=sr, key=vol["key"], k="k", v=text)
-    _refused(host, "Volume.set", sr=sr, key=vol["key"], k=text, v="v")
+    _refused(model_host, "Volume.set_name", sr=sr, key=vol["key"], new_name=text)
+    _refused(model_host, "Volume.set_description", sr=sr, key=vol["key"], new_description=text)
+    _refused(model_host, "Volume.set", sr=sr, key=vol["key"], k="k", v=text)
+    _refused(model_host, "Volume.set", sr=sr, key=vol["key"], k=text, v="v")
     if text in UNSTORABLE.values():
-        _refused(host, "Volume.unset", sr=sr, key=vol["key"], k=text)
+        _refused(model_host, "Volume.unset", sr=sr, key=vol["key"], k=text)
 
 
 @pytest.mark.parametrize("k", ["k" * 187, "é" * 46 + "x"], ids=["plain-key", "hex-key"])
-def test_keys_at_the_name_limit_round_trip_and_one_more_is_refused(host: Host,
+def test_keys_at_the_name_limit_round_trip_and_one_more_is_refused(model_host: Host,
                                                                      k: str) -> None:
     """A key is a property name of at most meta.MAX_PROP_NAME characters: 187 plain, or 93
     bytes of UTF-8 as hex."""
-    _model_only(host)
-    sr = host.sr()
-    vol = host.xapi.call("Volume.create", sr=sr, name="v", description="", size=1 << 20,
+    sr = model_host.sr()
+    vol = model_host.xapi.call("Volume.create", sr=sr, name="v", description="", size=1 << 20,
                          sharable=False)
-    host.xapi.call("Volume.set", sr=sr, key=vol["key"], k=k, v="v")
-    assert host.xapi.call("Volume.stat", sr=sr, key=vol["key"])["keys"] == {k: "v"}
-    _refused(host, "Volume.set", sr=sr, key=vol["key"], k=k + "k", v="v")
+    model_host.xapi.call("Volume.set", sr=sr, key=vol["key"], k=k, v="v")
+    assert model_host.xapi.call("Volume.stat", sr=sr, key=vol["key"])["keys"] == {k: "v"}
+    _refused(model_host, "Volume.set", sr=sr, key=vol["key"], k=k + "k", v="v")
 
 
 @pytest.mark.parametrize("bad", BAD_UUIDS, ids=[ascii(u) for u in BAD_UUIDS])
-def test_an_sr_uuid_is_a_canonical_uuid(host: Host, bad: str) -> None:
-    _model_only(host)
-    err = _refused(host, "SR.create", uuid=bad, name="n", description="",
-                   configuration={"dataset": host.dataset})
+def test_an_sr_uuid_is_a_canonical_uuid(model_host: Host, bad: str) -> None:
+    err = _refused(model_host, "SR.create", uuid=bad, name="n", description="",
+                   configuration={"dataset": model_host.dataset})
     assert "uuid" in err.params[1]
 
 
-def test_attach_attaches_only_the_sr_xapi_names(host: Host) -> None:
+def test_attach_attaches_only_the_sr_xapi_names(model_host: Host) -> None:
     """The PBD's configuration (SR.create's answer) names its SR's uuid: an SR.attach whose
     sr_uuid is another SR's is refused, naming both; one without sr_uuid (a PBD made before
     zfsaga returned it) attaches as it did."""
-    _model_only(host)
     mine = str(uuid.uuid4())
-    config = host.xapi.call("SR.create", uuid=mine, name="n", description="",
-                            configuration={"dataset": host.dataset})
+    config = model_host.xapi.call("SR.create", uuid=mine, name="n", description="",
+                            configuration={"dataset": model_host.dataset})
     assert config["sr_uuid"] == mine
     other = str(uuid.uuid4())
-    err = _refused(host, "SR.attach", configuration={**config, "sr_uuid": other})
+    err = _refused(model_host, "SR.attach", configuration={**config, "sr_uuid": other})
     assert mine in err.params[1] and other in err.params[1]
-    _refused(host, "SR.attach", configuration={**config, "sr_uuid": "\u2028"})
-    assert host.xapi.call("SR.attach", configuration=config) == host.dataset
+    _refused(model_host, "SR.attach", configuration={**config, "sr_uuid": "\u2028"})
+    assert model_host.xapi.call("SR.attach", configuration=config) == model_host.dataset
     older = {k: v for k, v in config.items() if k != "sr_uuid"}
-    assert host.xapi.call("SR.attach", configuration=older) == host.dataset
+    assert model_host.xapi.call("SR.attach", configuration=older) == model_host.dataset
 
 
 @settings(derandomize=True, max_examples=500)
