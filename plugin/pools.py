@@ -19,6 +19,7 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
     then on) names the pool and its guid, which SR.attach imports by."""
     from zfsaga.plugin import sr as verbs
     from zfsaga.sagas import pool_create
+    from zfsaga.steps import srs
     from zfsaga.steps.zfs import names
     from zfsaga.steps.zfs.errors import AlreadyExists, ZfsError
     from zfsaga.steps.zfs.interface import POOL_LAYOUTS
@@ -55,6 +56,10 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
     props = {meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
              "snapdev": "visible", **tuning}
+    # The root is born with these: had the admin none of them (SR.destroy of a pool that then
+    # holds someone's data keeps the pool, and gives it back with ZFS's own values).
+    props.update({srs.before_prop(p): srs.before_record(None) for p in props
+                  if p in srs.RESTORED_NATIVE})
     pool_guid = _made_for(backend, pool, uuid)  # xapi's retry of a create that did happen
     if pool_guid is None:
         try:
@@ -71,7 +76,7 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
             pool_guid = outcome.facts["create"]["pool_guid"]
     return {**{k: v for k, v in configuration.items() if k in verbs.CONFIGURATION},
             "devices": ",".join(devices), "pool": pool, "layout": layout, "dataset": pool,
-            "provisioning": provisioning, "pool_guid": pool_guid}
+            "provisioning": provisioning, "pool_guid": pool_guid, "sr_uuid": uuid}
 
 
 def _made_for(backend, pool: str, uuid: str) -> str | None:

@@ -58,10 +58,14 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
     from zfsaga.steps.zfs import names
     from zfsaga.steps.zfs.errors import NotFound, ZfsError
 
-    unknown = sorted(set(configuration) - set(CONFIGURATION))
+    unknown = sorted(set(configuration) - set(CONFIGURATION) - {"sr_uuid"})
     if unknown:
         raise InvalidArgument(f"SR.create: unknown configuration key {unknown[0]!r}; zfsaga "
                               f"takes {', '.join(sorted(CONFIGURATION))}")
+    checked_strings(uuid, name, description)
+    if configuration.get("sr_uuid", uuid) != uuid:
+        raise InvalidArgument(f"SR.create: configuration's sr_uuid "
+                              f"{ascii(configuration['sr_uuid'])} is not the uuid {uuid}")
     if "devices" in configuration:
         from zfsaga.plugin import pools
 
@@ -87,7 +91,20 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
     outcome = sr_create.start(engine, dataset, uuid, name, description, provisioning, tuning)
     require_effect(outcome, f"SR.create on {dataset}", dataset)
     return {**{k: v for k, v in configuration.items() if k in CONFIGURATION},
-            "dataset": dataset, "provisioning": provisioning}
+            "dataset": dataset, "provisioning": provisioning, "sr_uuid": uuid}
+
+
+def checked_strings(uuid: str, name: str, description: str) -> None:
+    """SR.create's strings, before anything is read or made: the uuid canonical (it is stored
+    and compared as it is), the name and description storable (meta.encode's rules)."""
+    from zfsaga.steps.zfs.errors import InvalidValue
+
+    try:
+        meta.check_sr_uuid(uuid)
+        meta.encode(name)
+        meta.encode(description)
+    except InvalidValue as exc:
+        raise InvalidArgument(f"SR.create: {exc}") from None
 
 
 def checked_provisioning(configuration: dict) -> str:
@@ -172,7 +189,8 @@ def probe(dbg: str, configuration: dict) -> list:
 
 def attach(dbg: str, configuration: dict) -> str:
     """The SR's dataset, after importing its pool when zfsaga made it and it is not imported
-    (a reboot, a detach): a saga on the host's journal."""
+    (a reboot, a detach): a saga on the host's journal. The configuration's sr_uuid (SR.create
+    returns it, so every PBD's device-config has it) must be the uuid the SR there carries."""
     dataset = configuration.get("dataset")
     unknown = sorted(set(configuration) - set(CONFIGURATION) - {"sr_uuid", "pool_guid"})
     if unknown:
@@ -187,7 +205,29 @@ def attach(dbg: str, configuration: dict) -> str:
         from zfsaga.plugin import pools
 
         pools.import_made_pool(configuration)
-    return open_sr(dataset).name
+    s = open_sr(dataset, extra=(meta.SR_UUID,))
+    check_is_the_sr(s, configuration.get("sr_uuid"))
+    return s.name
+
+
+def check_is_the_sr(s, sr_uuid: object) -> None:
+    """Refuse to attach, as the SR xapi names (`sr_uuid`, which xapi puts in the
+    configuration), an SR of another uuid that the dataset holds now: a PBD pointing at
+    another SR's dataset would hand xapi that SR's VDIs as its own. Without `sr_uuid` (a
+    caller that does not send it) there is nothing to compare."""
+    from zfsaga.steps.zfs.errors import InvalidValue
+
+    if sr_uuid is None:
+        return
+    try:
+        meta.check_sr_uuid(sr_uuid)
+    except InvalidValue as exc:
+        raise InvalidArgument(f"SR.attach: sr_uuid {exc}") from None
+    found = s.props[meta.SR_UUID].local
+    if found != sr_uuid:
+        raise InvalidArgument(f"SR.attach: {s.name} holds the SR {found or '(no uuid)'}, not "
+                              f"the SR {sr_uuid} xapi names: its configuration points at "
+                              f"another SR's dataset")
 
 
 def destroy(dbg: str, sr: str) -> None:

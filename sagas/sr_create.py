@@ -7,7 +7,11 @@ it: the SR is marked, named and described, atomically, in one step.
                 device for vm-copy and export (no clone per snapshot);
                 and the admin's tuning (compression, sync, logbias,
                 primarycache: inherited by every volume; volblocksize:
-                a user property Volume.create reads)
+                a user property Volume.create reads); and, for each
+                native property it changes, the admin's value as it
+                was (org.zfsaga:before:<prop>), which SR.destroy
+                puts back: the dataset carries it, no journal gc
+                loses it
 
 The checks come first, in resolve: a filesystem, not zfsaga's state dataset, not inside an SR
 and not containing one (srs.adopt's rules), and not already an SR of another uuid.
@@ -32,14 +36,16 @@ VERSION = 1
 def resolve(zfs: Zfs, dataset: str, uuid: str, name: str, description: str,
             provisioning: str, tuning: dict[str, str] | None = None) -> dict[str, Any]:
     tuning = dict(tuning or {})
-    marks = (meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING, "snapdev", *tuning)
+    natives = ["snapdev", *(p for p in tuning if p in srs.RESTORED_NATIVE)]
+    marks = tuple(dict.fromkeys((meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING,
+                                 *tuning, *natives, *map(srs.before_prop, natives))))
     got = srs.adoptable(zfs, dataset, marks)  # the values an undo puts back, in the same read
     if got[srs.SR_MARK].local is not None and got[meta.SR_UUID].local not in (None, uuid):
         raise AlreadyExists(dataset, f"is already the SR {got[meta.SR_UUID].local}")
     guid = got["guid"].value
     props = {srs.SR_MARK: guid, meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
-             "snapdev": "visible", **tuning}
+             "snapdev": "visible", **tuning, **srs.recording(got, natives)}
     return {"sr": dataset, "sr_guid": guid, "dataset": dataset, "guid": guid, "props": props,
             "before": {p: got[p].local for p in props}}
 

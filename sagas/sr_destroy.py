@@ -5,14 +5,18 @@ and nothing zfsaga did not make is touched.
 
     1 collect   every retired volume of the SR, newest first (a clone   forward only
                 goes before the volume it was cloned from)
-    2 unmark    remove org.zfsaga:sr and the SR's name, description,    undo: put them back
-                uuid and provisioning
+    2 unmark    give the dataset back as SR.create found it: each       undo: put them back
+                native property SR.create changed back to the value
+                it recorded on the dataset (org.zfsaga:before:<prop>:
+                local again, or inherited again), and every zfsaga
+                mark removed (the SR's, its name, description, uuid,
+                provisioning, block size, the records themselves)
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zfsaga.steps import meta, srs
+from zfsaga.steps import srs
 from zfsaga.steps.base import RETIRED
 from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.props import SetUserProps
@@ -23,7 +27,6 @@ if TYPE_CHECKING:
 
 KIND = "sr.destroy"
 VERSION = 1
-MARKS = (srs.SR_MARK, meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING)
 
 
 def resolve(zfs: Zfs, sr: str, sr_guid: str) -> dict[str, Any]:
@@ -32,9 +35,12 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str) -> dict[str, Any]:
                       for name, p in tree.items()
                       if p["type"].value == "volume" and p[RETIRED].local is not None),
                      reverse=True)
-    now = zfs.get_props(sr, list(MARKS))
+    user = zfs.user_props(sr)
+    props = srs.restoring(user)
+    now = zfs.get_props(sr, [p for p in props if p in srs.RESTORED_NATIVE] or ["guid"])
+    before = {p: user.get(p) if p in user else now[p].local for p in props}
     return {"sr": sr, "sr_guid": sr_guid, "candidates": [[n, g] for _, n, g in retired],
-            "props": {p: None for p in MARKS}, "before": {p: now[p].local for p in MARKS}}
+            "props": props, "before": before}
 
 
 def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str):

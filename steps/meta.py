@@ -9,6 +9,15 @@ xapi's keys and values are arbitrary strings; ZFS property names are lowercase [
 - a value of printable characters is stored as it is; any other (or one that would read as
   encoded) as `b64:<base64 of its UTF-8>`.
 The name and description of a volume or SR have fixed properties of their own.
+
+Every string that reaches a property passes here, so every one round-trips exactly (what
+`zfs get` prints holds no tab nor newline, nor any other line or record separator: those are
+encoded). Two kinds of string are refused, up front (InvalidValue, Invalid_argument to xapi):
+one holding NUL (ZFS's strings end at it) and one holding a lone surrogate (not Unicode text,
+no UTF-8 for it). ZFS holds a user property value of at most 8,191 bytes (ZAP_MAXVALUELEN,
+8,192 with its terminating NUL): printable text up to 8,191 bytes of UTF-8, encoded text up
+to 6,138 (base64 makes 4 of each 3, after its 4-character prefix).
+The SR's uuid is not encoded: it must be a canonical UUID (`check_sr_uuid`).
 """
 from __future__ import annotations
 
@@ -47,13 +56,45 @@ def index_prop(key: str) -> str:
     return f"{INDEX_PREFIX}{volume}.{snap}"
 
 
+#: The longest text a value encoded in base64 can be, in UTF-8 bytes (see the docstring).
+MAX_ENCODED_TEXT = (MAX_USER_VALUE - len("b64:")) // 4 * 3
+_SR_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def check_sr_uuid(uuid: object) -> str:
+    """The uuid xapi gives SR.create (and SR.attach's sr_uuid) as a canonical, lowercase UUID:
+    it is stored as it is and compared as it is. Uppercase is refused, not folded: xapi writes
+    lowercase, and an SR that reported another spelling than the one it was given would not
+    be the same SR to a probe."""
+    if not isinstance(uuid, str) or not _SR_UUID.fullmatch(uuid):
+        raise InvalidValue(ascii(uuid)[:60], "an SR's uuid is a canonical lowercase UUID, "
+                                             "8-4-4-4-12 hexadecimal digits")
+    return uuid
+
+
+def _utf8(text: str, what: str) -> bytes:
+    """The UTF-8 of a string bound for a property: InvalidValue for NUL or a lone surrogate."""
+    if "\x00" in text:
+        raise InvalidValue(ascii(text[:40]), f"a metadata {what} cannot hold NUL: ZFS strings "
+                                             f"end at it")
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise InvalidValue(ascii(text[:40]), f"a metadata {what} holds a lone surrogate: not "
+                                             f"Unicode text") from None
+
+
 def key_prop(key: str) -> str:
     """The user property that holds xapi's key `key`."""
     if not isinstance(key, str) or not key:
         raise InvalidValue(repr(key), "a metadata key is a non-empty string")
-    prop = _PLAIN + key if _SAFE_KEY.fullmatch(key) else _HEX + key.encode().hex()
+    raw = _utf8(key, "key")
+    prop = _PLAIN + key if _SAFE_KEY.fullmatch(key) else _HEX + raw.hex()
     if len(prop) > MAX_PROP_NAME:
-        raise InvalidValue(key[:40], "metadata key too long for a ZFS property name")
+        raise InvalidValue(ascii(key[:40]), f"metadata key too long for a ZFS property name "
+                                            f"(at most {MAX_PROP_NAME - len(_PLAIN)} "
+                                            f"characters of [a-z0-9_.-], or "
+                                            f"{(MAX_PROP_NAME - len(_HEX)) // 2} bytes of UTF-8)")
     return prop
 
 
@@ -73,16 +114,21 @@ def encode(value: str) -> str:
     """A value as a ZFS user property can hold it; InvalidValue past ZFS's length limit."""
     if not isinstance(value, str):
         raise InvalidValue(repr(value)[:40], "a metadata value is a string")
+    raw = _utf8(value, "value")
+    # isprintable() is false for every control (C0, DEL, C1), separator (\x85, \u2028,
+    # \u2029) and format character (RTL marks): all that a line-wise read could split on.
     plain = value.isprintable() and not value.startswith(_ENCODED)
     if plain:
         stored = value
     else:
         import base64  # only values that need it: a read-only call's start stays lean
 
-        stored = _ENCODED + base64.b64encode(value.encode()).decode()
+        stored = _ENCODED + base64.b64encode(raw).decode()
     if len(stored.encode()) > MAX_USER_VALUE:
-        raise InvalidValue(value[:40], f"metadata value longer than ZFS allows "
-                                       f"({MAX_USER_VALUE} bytes once stored)")
+        raise InvalidValue(ascii(value[:40]), f"metadata value longer than ZFS holds: "
+                                              f"{MAX_USER_VALUE} bytes of UTF-8 of printable "
+                                              f"text, {MAX_ENCODED_TEXT} of text with control "
+                                              f"or separator characters (stored encoded)")
     return stored
 
 

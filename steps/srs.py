@@ -133,3 +133,59 @@ def check_fits(zfs: Zfs, sr: str, need: int, what: str) -> None:
 #: made it, set as the pool is made. Only such a pool is ever exported on detach or destroyed
 #: with its SR; any other pool or dataset zfsaga took on stays where it is.
 MADE_POOL = "org.zfsaga:made-pool"
+
+
+#: SR.create's record, on the dataset itself, of each native property it changes there, as the
+#: admin had it: `org.zfsaga:before:<prop>` holds `local=<value>` or `inherited`. Written in
+#: the step that changes the property, so the pool carries it (another host, a re-import) and
+#: no `zfsaga gc` of the journal loses it; SR.destroy puts each property back and removes it.
+BEFORE_PREFIX = "org.zfsaga:before:"
+WAS_INHERITED = "inherited"
+WAS_LOCAL = "local="
+#: The native properties SR.create may set on an SR's dataset (and so records): snapdev,
+#: always, and the admin's tuning (interface.TUNABLE).
+RESTORED_NATIVE = ("snapdev", "compression", "sync", "logbias", "primarycache")
+
+
+def before_prop(prop: str) -> str:
+    """The user property that records `prop` as it was before SR.create."""
+    return BEFORE_PREFIX + prop
+
+
+def before_record(local: str | None) -> str:
+    """The record of a property whose local value was `local` (None: not set here)."""
+    return WAS_INHERITED if local is None else WAS_LOCAL + local
+
+
+def recorded_value(record: str) -> str | None:
+    """The local value a record says to put back; None: inherit. A record that is not one
+    of ours (set by hand, damaged) reads as inherited: the safe side is ZFS's own value."""
+    return record[len(WAS_LOCAL):] if record.startswith(WAS_LOCAL) else None
+
+
+def is_zfsaga_mark(prop: str) -> bool:
+    """Whether a user property is zfsaga's own (any `org.zfsaga:` or `org.zfsaga.` name): no
+    admin sets one, so SR.create never records one as the admin's and SR.destroy removes all."""
+    return prop.startswith(("org.zfsaga:", "org.zfsaga."))
+
+
+def recording(props: dict[str, Prop], natives: list[str]) -> dict[str, str]:
+    """The records SR.create adds for `natives`, from the dataset's properties read with
+    their records (`props` holds each native and its before_prop). A native already recorded
+    keeps its record: the dataset then carries zfsaga's own values (a retried create, an
+    SR whose destroy did not finish), and the record is the admin's."""
+    return {before_prop(p): before_record(props[p].local) for p in natives
+            if props[before_prop(p)].local is None}
+
+
+def restoring(user: dict[str, str]) -> dict[str, str | None]:
+    """What SR.destroy sets on the dataset, given its local user properties: each recorded
+    native back to its record (None: inherit) and every zfsaga mark removed (None)."""
+    out: dict[str, str | None] = {}
+    for prop, value in user.items():
+        native = prop[len(BEFORE_PREFIX):] if prop.startswith(BEFORE_PREFIX) else None
+        if native in RESTORED_NATIVE:
+            out[native] = recorded_value(value)
+        if is_zfsaga_mark(prop):
+            out[prop] = None
+    return out

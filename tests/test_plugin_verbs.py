@@ -43,14 +43,26 @@ class Host:
 def host(request, destdir, tmp_path) -> Host:
     env = {"ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp_path / "state")}
     if request.param == "model":
-        path = tmp_path / "pool.model"
-        env.update(ZFSAGA_ZFS=f"model:{path}", ZFSAGA_MODEL_POOLS=POOL)
-        zfs = SharedModelZfs(path, pools=(POOL,))
-        zfs.create_filesystem(f"{POOL}/p")
-        zfs.create_filesystem(f"{POOL}/p/sr")
-        yield Host(zfs, f"{POOL}/p/sr", Daemon(destdir, "zfsaga", env))
+        yield model_host_at(destdir, tmp_path)
         return
     yield from _real_host(Daemon(destdir, "zfsaga", env))
+
+
+@pytest.fixture
+def model_host(destdir, tmp_path) -> Host:
+    """The model half of `host`, for the exhaustive tests whose real-ZFS check is one test of
+    its own (a real host made only to be skipped costs the guest's tier its datasets)."""
+    return model_host_at(destdir, tmp_path)
+
+
+def model_host_at(destdir, tmp_path) -> Host:
+    env = {"ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp_path / "state")}
+    path = tmp_path / "pool.model"
+    env.update(ZFSAGA_ZFS=f"model:{path}", ZFSAGA_MODEL_POOLS=POOL)
+    zfs = SharedModelZfs(path, pools=(POOL,))
+    zfs.create_filesystem(f"{POOL}/p")
+    zfs.create_filesystem(f"{POOL}/p/sr")
+    return Host(zfs, f"{POOL}/p/sr", Daemon(destdir, "zfsaga", env))
 
 
 @pytest.fixture

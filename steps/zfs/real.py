@@ -31,14 +31,36 @@ def _source(raw: str) -> str:
     return "none" if raw == "-" else raw
 
 
+def _rows(out: str, fields: int, *, source: bool = False) -> list[list[str]]:
+    """The rows of `zfs get -H` output, each split into its `fields` tab-separated fields; with
+    `source`, the last field is the source, printed after the value.
+
+    Split on newlines only: `str.splitlines` also splits on \\r, \\v, \\f, \\x1c-\\x1e,
+    \\x85, \\u2028 and \\u2029, any of which a value may hold. The value is the one field
+    that can hold a tab, so it is split around from both ends. zfsaga never stores a tab or a
+    newline (steps/meta.py encodes them); a value someone else stored with a newline makes
+    rows of the wrong width, which are skipped: that property reads as unset, and the rest of
+    the listing stays readable."""
+    rows = []
+    for line in out.split("\n"):
+        if source:
+            *head, rest = line.split("\t", fields - 2)
+            value, sep, last = rest.rpartition("\t")
+            row = [*head, value, last] if sep and len(head) == fields - 2 else []
+        else:
+            row = line.split("\t", fields - 1)
+        if len(row) == fields:
+            rows.append(row)
+    return rows
+
+
 def _parse_all(out: str, props: list[str], names_: list[str] = ()
                ) -> dict[str, tuple[dict[str, Prop], dict[str, str]]]:
     """`zfs get -o name,property,value,source all` output, per object: the requested properties
     (native or user, with their sources; one `all` does not print for a type, such as volsize
     of a filesystem, reads as unset) and every local user property."""
     seen: dict[str, tuple[dict[str, Prop], dict[str, str]]] = {n: ({}, {}) for n in names_}
-    for line in out.splitlines():
-        ds, prop, value, source = line.split("\t")
+    for ds, prop, value, source in _rows(out, 4, source=True):
         native, user = seen.setdefault(ds, ({}, {}))
         src = _source(source)
         if prop in props:
@@ -271,8 +293,7 @@ class RealZfs(Zfs):
         out = self._run(["get", "-Hp", *args, "-o", "name,property,value,source",
                          ",".join(props), name], name)
         tree: dict[str, dict[str, Prop]] = {}
-        for line in out.splitlines():
-            ds, prop, value, source = line.split("\t")
+        for ds, prop, value, source in _rows(out, 4, source=True):
             src = _source(source)
             tree.setdefault(ds, {})[prop] = Prop(None if value == "-" and src == "none" else value,
                                                  src)
@@ -290,8 +311,7 @@ class RealZfs(Zfs):
         if self.in_process:
             return self._described(name, [])[1]
         out = self._run(["get", "-Hp", "-s", "local", "-o", "property,value", "all", name], name)
-        pairs = (line.split("\t", 1) for line in out.splitlines())
-        return {prop: value for prop, value in pairs if ":" in prop}
+        return {prop: value for prop, value in _rows(out, 2) if ":" in prop}
 
     def _pool_health(self, pool):
         return self._run(["list", "-H", "-o", "health", pool], pool, ZPOOL_BIN).strip()
@@ -327,8 +347,7 @@ class RealZfs(Zfs):
         out = self._run(["get", "-r", "-Hp", "-s", "local", "-t", "filesystem,volume,snapshot",
                          "-o", "name,property,value", "all", root], root)
         tree: dict[str, dict[str, str]] = {}
-        for line in out.splitlines():
-            name, prop, value = line.split("\t", 2)
+        for name, prop, value in _rows(out, 3):
             if ":" in prop:
                 tree.setdefault(name, {})[prop] = value
         return tree
