@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 KIND = "sr.destroy"
 VERSION = 1
-MARKS = (srs.SR_MARK, meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING)
+MARKS = (srs.SR_MARK, meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING,
+         srs.JOURNAL_GEN)
 
 
 def resolve(zfs: Zfs, sr: str, sr_guid: str) -> dict[str, Any]:
