@@ -278,8 +278,13 @@ class Engine:
     def _check_row(self, row: SagaRow) -> None:
         """An operator's resume or abort acts on ZFS: refused, as a verb is, on a journal that
         lost records (the saga's own record may be one cut short)."""
+        from zfsaga.steps.zfs.errors import NotFound
+
         if row.params.get("sr") and row.kind not in UNWITNESSED:
-            self.check_whole(row.params["sr"])
+            try:
+                self.check_whole(row.params["sr"])
+            except NotFound:
+                pass  # the SR moved: _drive parks the saga and says so (_sr_moved)
 
     def resume(self, saga_id: str, reason: str) -> Outcome:
         """Operator: continue a stuck or orphaned saga in its direction."""
@@ -362,11 +367,18 @@ class Engine:
                 left.append(effect)
         return left
 
-    def acknowledge(self, sr: str) -> dict[str, str]:
-        """Operator: record the sagas behind `strangers` as known-and-forgotten, touching no
-        dataset, so a journal that was lost stops blocking new sagas."""
+    def acknowledge(self, sr: str, reason: str = "journal loss acknowledged") -> dict[str, str]:
+        """Operator: record the sagas behind `strangers` as known-and-forgotten and bring the
+        journal up to the SR's witness, touching no dataset, so a journal that lost records
+        stops blocking new sagas."""
+        from zfsaga.steps import srs
+
         found = self.strangers(sr)
         self.journal.forget(sorted(set(found.values())), actor=self.actor)
+        mark = srs.journal_generation(self.zfs, sr)
+        if self.journal.generation() < mark:
+            self.journal.acknowledge_generation(mark, self.actor, reason)
+        self._sound.discard(sr)
         return found
 
     def strangers(self, sr: str) -> dict[str, str]:

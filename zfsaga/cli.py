@@ -429,7 +429,6 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if not args.sr:
         return recover_orphans(args, open_journal(args), {})
     from zfsaga.state.journal import Journal, JournalError
-    from zfsaga.steps import srs
 
     path = state_dir(args) / "journal.db"
     journal, loss = None, None
@@ -446,7 +445,6 @@ def cmd_recover(args: argparse.Namespace) -> int:
         return recover_orphans(args, journal, strangers, engine)
     damaged = journal is None or journal.damage() is not None
     tagged, holds = left_by_lost_sagas(engine.zfs, args.sr, None if damaged else journal)
-    mark = srs.journal_generation(engine.zfs, args.sr)
     report: dict[str, Any] = {"schema_version": 1, "journal": str(path), "lost": loss,
                               "unknown_tags": tagged, "holds": holds, "acknowledged": False}
     if args.yes:
@@ -458,8 +456,8 @@ def cmd_recover(args: argparse.Namespace) -> int:
             report["damaged_journal_kept_at"] = str(set_aside(path))
             journal = Journal(path)
             engine = make_engine(args, journal, engine.zfs)
-        journal.acknowledge_generation(mark, actor(), args.reason)
         journal.forget(sorted(set(tagged.values())), actor=actor())
+        engine.acknowledge(args.sr, args.reason)
         report["acknowledged"] = True
     if args.json:
         print(json.dumps(report))
