@@ -282,3 +282,34 @@ def test_the_witness_on_real_zfs_detects_a_deleted_journal(tmp_path) -> None:
         assert pool.revert().returncode == 0
     finally:
         destroy_tree(root)
+
+
+# -- the page check and its stamp --------------------------------------------------------------
+class _Counting:
+    """A connection that counts the quick checks run through it."""
+
+    def __init__(self, db) -> None:
+        self.db, self.checks = db, 0
+
+    def execute(self, sql: str, *args):
+        self.checks += "quick_check" in sql
+        return self.db.execute(sql, *args)
+
+
+def test_pages_are_checked_unless_the_file_is_as_zfsaga_left_it(tmp_path) -> None:
+    from zfsaga.state.journal import Journal
+
+    journal = Journal(tmp_path / "journal.db")
+    for _ in range(30):
+        journal.create_saga("vdi.revert", 1, f"sr-1/{os.urandom(4).hex()}", [], {"x": "y" * 500})
+    counting = _Counting(journal._db)
+    journal._db = counting
+    assert journal.damage() is None and counting.checks == 1  # never stamped: checked
+    journal.checkpoint()  # the file changes, and is stamped as this sound process left it
+    assert journal.damage() is None and counting.checks == 1  # unchanged since: not again
+    assert Journal(journal.path).damage() is None  # another process: the stamp is current
+    with open(journal.path, "r+b") as f:  # a page overwritten behind zfsaga's back
+        f.seek(2 * 4096)
+        f.write(b"\x5a" * 4096)
+    later = Journal(journal.path)  # the next call, a process of its own
+    assert later.damage() is not None
