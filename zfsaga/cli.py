@@ -292,7 +292,7 @@ def make_engine(args: argparse.Namespace, journal, zfs=None):
 
     faults = Faults.from_env()
     boundary = faults.boundary if faults else None
-    if faults is not None:
+    if faults is not None and journal is not None:
         journal._boundary = faults.boundary
     zfs = zfs or open_zfs(FaultHooks(faults))
     return Engine(zfs, journal, state_dir(args), boundary=boundary, lock_wait=args.wait,
@@ -431,10 +431,12 @@ def cmd_recover(args: argparse.Namespace) -> int:
     from zfsaga.state.journal import Journal, JournalError
 
     path = state_dir(args) / "journal.db"
-    journal, loss = None, None
+    journal, loss, damaged = None, None, True
     try:
         journal = Journal(path)
-        loss = None if journal.damage() is None else f"it is damaged ({journal.damage()})"
+        damage = journal.damage()
+        damaged = damage is not None
+        loss = f"it is damaged ({damage})" if damaged else None
     except JournalError as exc:
         loss = str(exc)
     engine = make_engine(args, journal)
@@ -443,7 +445,6 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if loss is None:
         strangers = engine.acknowledge(args.sr) if args.yes else engine.strangers(args.sr)
         return recover_orphans(args, journal, strangers, engine)
-    damaged = journal is None or journal.damage() is not None
     tagged, holds = left_by_lost_sagas(engine.zfs, args.sr, None if damaged else journal)
     report: dict[str, Any] = {"schema_version": 1, "journal": str(path), "lost": loss,
                               "unknown_tags": tagged, "holds": holds, "acknowledged": False}
@@ -478,15 +479,16 @@ def cmd_recover(args: argparse.Namespace) -> int:
               f"zfsaga --sr {args.sr} recover --yes --reason '...'")
     if not args.yes:
         return EXIT_REFUSED
-    return recover_orphans(args, journal, {}, engine, quiet=args.json)
+    return recover_orphans(args, journal, {}, engine, report=not args.json)
 
 
 def recover_orphans(args: argparse.Namespace, journal, strangers: dict[str, str],
-                    engine=None, quiet: bool = False) -> int:
-    """Heal the SR's orphaned sagas now, and report the datasets tagged by unknown sagas."""
+                    engine=None, report: bool = True) -> int:
+    """Heal the SR's orphaned sagas now, and report the datasets tagged by unknown sagas
+    (`report` False: the caller printed its own JSON already)."""
     engine = engine or make_engine(args, journal)
     outcomes = engine.recover()
-    if quiet:
+    if not report:
         pass
     elif args.json:
         print(json.dumps({"schema_version": 1, "recovered": [outcome_json(o) for o in outcomes],
