@@ -47,18 +47,33 @@ class SagaNotFound(LookupError):
 
 
 class JournalLost(RuntimeError):
-    """A journal just created for an SR whose datasets carry tags of sagas it has no record
-    of: the SR had a journal, and it was deleted or replaced. Starting afresh would forget
-    what those sagas left behind."""
+    """The SR's journal has lost records: it is behind the SR's witness (deleted, its -wal
+    lost, cut or damaged), or its pages are damaged, or it is new while the SR's datasets carry
+    tags of sagas it does not know. Every mutating call is refused until an operator
+    acknowledges the loss (`zfsaga recover --yes`): starting afresh would forget what those
+    sagas left behind (a hold, a dataset renamed aside)."""
 
-    def __init__(self, journal: Journal, strangers: dict[str, str]) -> None:
+    def __init__(self, journal: Journal, strangers: dict[str, str], detail: str | None = None,
+                 sr: str | None = None) -> None:
         shown = ", ".join(f"{name} (saga {sid})" for name, sid in list(strangers.items())[:5])
+        where = f"--sr {sr} " if sr else ""
         super().__init__(
-            f"journal {journal.path} is new, but {len(strangers)} dataset(s) carry tags of "
-            f"sagas it does not know: {shown}. Restore the journal from a backup; or check "
-            f"each (one may be a VDI's current head, never destroy it blindly) and run "
-            f"`zfsaga recover --acknowledge` to let new sagas run")
+            f"journal {journal.path} has lost records: "
+            + (detail or "it is new") + ". "
+            + (f"{len(strangers)} dataset(s) carry tags of sagas it does not know: {shown}. "
+               if strangers else "")
+            + f"Nothing was done. Restore the journal from a backup; or run `zfsaga {where}"
+              f"recover` to list what its lost sagas left (datasets, snapshots, holds: check "
+              f"each, one may be a VDI's current head, never destroy it blindly), then "
+              f"`zfsaga {where}recover --yes --reason ...` to acknowledge the loss and let "
+              f"sagas run again")
         self.strangers = strangers
+        self.detail = detail
+
+
+#: Sagas that do not write the witness: SR.create takes on a dataset that is not an SR yet
+#: (a compensated create must leave it as it was), and its journal is born with it.
+UNWITNESSED = ("sr.create",)
 
 
 @dataclass
@@ -121,6 +136,8 @@ class Engine:
         self.lock_wait = lock_wait
         self.retry_sleep = retry_sleep
         self.actor = actor
+        self._sound: set[str] = set()  # SRs whose journal this process found whole
+        self._pages_ok = False  # the journal's pages passed SQLite's quick check
 
     # -- entry points --------------------------------------------------------------------------
     def run(self, kind: str, resource: str,
@@ -134,6 +151,10 @@ class Engine:
         if module is None:
             raise ValueError(f"unknown saga kind {kind!r}")
         with self._lock(resource).acquire(self.lock_wait):
+            damage = self._damage()
+            if damage is not None:  # before a single record is read from it
+                sr = resolve().get("sr")  # reads ZFS only: to name the SR in the message
+                raise JournalLost(self.journal, {}, f"it is damaged ({damage})", sr)
             if not isinstance(self._lock(resource), NestedLock):
                 self._rekey_legacy(resource)  # to the SR's key, which a narrow saga lacks
             self._recover_all(holding=resource)
@@ -142,21 +163,84 @@ class Engine:
                     and not self._finish_cleanup(blocking[0]):
                 raise SagaBlocked(resource, blocking[0])
             params = resolve()
+            witnessed = bool(params.get("sr")) and kind not in UNWITNESSED
+            if witnessed:
+                self.check_whole(params["sr"])
             if self.journal.created_now and params.get("sr"):
                 strangers = self.strangers(params["sr"])
                 if strangers:
-                    raise JournalLost(self.journal, strangers)
+                    raise JournalLost(self.journal, strangers, None, params["sr"])
                 self.journal.created_now = False
             plan = module.plan(params)
             version = module.VERSION
             try:
                 saga_id = self.journal.create_saga(kind, version, resource,
-                                                   [s.describe() for s in plan], params)
+                                                   [s.describe() for s in plan], params,
+                                                   witnessed=witnessed)
             except ResourceTaken as exc:
                 if exc.saga.status == "stuck":
                     raise SagaBlocked(resource, exc.saga) from None
                 raise
-            return self._drive(saga_id, fresh=True)
+            try:
+                return self._drive(saga_id, fresh=True)
+            finally:
+                self.journal.checkpoint()
+
+    # -- the journal's witness -----------------------------------------------------------------
+    def journal_loss(self, sr: str) -> str | None:
+        """Why the journal cannot be trusted for this SR, or None: its pages are damaged, or
+        its newest generation is behind the SR's witness. The witness is read first: every
+        value it can hold was committed to the journal before it was written, so a saga of
+        another process landing between the two reads cannot look like a loss."""
+        from zfsaga.steps import srs
+
+        mark = srs.journal_generation(self.zfs, sr)
+        damage = self._damage()
+        if damage is not None:
+            return f"it is damaged ({damage})"
+        gen = self.journal.generation()
+        if gen < mark:
+            return (f"its newest saga generation is {gen}, but the SR {sr} carries "
+                    f"{srs.JOURNAL_GEN}={mark}: the records of at least {mark - gen} saga(s) "
+                    f"are gone (the journal deleted or replaced, its -wal lost, cut or "
+                    f"damaged)")
+        return None
+
+    def _damage(self) -> str | None:
+        if self._pages_ok:
+            return None
+        damage = self.journal.damage()
+        self._pages_ok = damage is None
+        return damage
+
+    def check_whole(self, sr: str) -> None:
+        """Refuse (JournalLost) to act on an SR whose journal lost records; once per process."""
+        if sr in self._sound:
+            return
+        detail = self.journal_loss(sr)
+        if detail is not None:
+            try:
+                strangers = self.strangers(sr)
+            except Exception:  # a damaged journal may not answer: the loss is reported anyway
+                strangers = {}
+            raise JournalLost(self.journal, strangers, detail, sr)
+        self._sound.add(sr)
+
+    def _advance_witness(self, run: "_Run") -> str | None:
+        """Set the SR's witness to the saga's generation, before its first step; the error
+        that stops the saga (compensated: nothing of it was done), or None."""
+        from zfsaga.steps import srs
+
+        gen = self.journal.generation_of(run.row.id)
+        sr = run.row.params.get("sr")
+        if gen is None or not sr:
+            return None
+        try:
+            self._retrying(lambda: srs.advance_journal_generation(self.zfs, sr, gen),
+                           self._log(run.row))
+        except ZfsError as exc:
+            return f"journal witness: {type(exc).__name__}: {exc}"
+        return None
 
     def _finish_cleanup(self, row: SagaRow) -> bool:
         """Retry the cleanup of a saga stuck after its effect took place (its verb answered
@@ -186,11 +270,26 @@ class Engine:
 
     def recover(self) -> list[Outcome]:
         """Heal every orphaned saga of this SR (lock free, not terminal)."""
-        return self._recover_all(holding=None)
+        try:
+            return self._recover_all(holding=None)
+        finally:
+            self.journal.checkpoint()
+
+    def _check_row(self, row: SagaRow) -> None:
+        """An operator's resume or abort acts on ZFS: refused, as a verb is, on a journal that
+        lost records (the saga's own record may be one cut short)."""
+        from zfsaga.steps.zfs.errors import NotFound
+
+        if row.params.get("sr") and row.kind not in UNWITNESSED:
+            try:
+                self.check_whole(row.params["sr"])
+            except NotFound:
+                pass  # the SR moved: _drive parks the saga and says so (_sr_moved)
 
     def resume(self, saga_id: str, reason: str) -> Outcome:
         """Operator: continue a stuck or orphaned saga in its direction."""
         row = self._row(saga_id)
+        self._check_row(row)
         with self._lock(row.resource).acquire(self.lock_wait):
             row = self._row(saga_id)
             if row.status == "stuck":
@@ -206,11 +305,15 @@ class Engine:
             else:
                 self.journal.append(saga_id, "operator_resume", actor=self.actor,
                                     data={"reason": reason}, claim=True)
-            return self._drive(saga_id)
+            try:
+                return self._drive(saga_id)
+            finally:
+                self.journal.checkpoint()
 
     def abort(self, saga_id: str, reason: str) -> Outcome:
         """Operator: undo a saga that has not reached its pivot."""
         row = self._row(saga_id)
+        self._check_row(row)
         with self._lock(row.resource).acquire(self.lock_wait):
             row = self._row(saga_id)
             known = self._plan_known(row)
@@ -221,7 +324,10 @@ class Engine:
                 status = next_status(row.status, "abort", abortable=abortable, plan_known=known)
             self.journal.append(saga_id, "operator_abort", status=status, actor=self.actor,
                                 data={"reason": reason}, claim=True)
-            return self._drive(saga_id)
+            try:
+                return self._drive(saga_id)
+            finally:
+                self.journal.checkpoint()
 
     def abandon(self, saga_id: str, reason: str) -> tuple[Outcome, list[str]]:
         """Operator: close the record without touching ZFS; returns what the saga left tagged."""
@@ -261,11 +367,18 @@ class Engine:
                 left.append(effect)
         return left
 
-    def acknowledge(self, sr: str) -> dict[str, str]:
-        """Operator: record the sagas behind `strangers` as known-and-forgotten, touching no
-        dataset, so a journal that was lost stops blocking new sagas."""
+    def acknowledge(self, sr: str, reason: str = "journal loss acknowledged") -> dict[str, str]:
+        """Operator: record the sagas behind `strangers` as known-and-forgotten and bring the
+        journal up to the SR's witness, touching no dataset, so a journal that lost records
+        stops blocking new sagas."""
+        from zfsaga.steps import srs
+
         found = self.strangers(sr)
         self.journal.forget(sorted(set(found.values())), actor=self.actor)
+        mark = srs.journal_generation(self.zfs, sr)
+        if self.journal.generation() < mark:
+            self.journal.acknowledge_generation(mark, self.actor, reason)
+        self._sound.discard(sr)
         return found
 
     def strangers(self, sr: str) -> dict[str, str]:
@@ -302,6 +415,7 @@ class Engine:
         return outcomes
 
     def _recover_one(self, row: SagaRow) -> Outcome:
+        self._check_row(row)  # an orphan of a journal that lost records is not driven blind
         log = self._log(row)
         self.journal.append(row.id, "recovery_started", count_attempt=True, claim=True,
                             data={"pid": os.getpid()})
@@ -344,6 +458,10 @@ class Engine:
 
     def _forward(self, run: _Run) -> Outcome:
         sid = run.row.id
+        if run.fresh and not run.last:
+            error = self._advance_witness(run)
+            if error is not None:
+                return self._after_failure(run, error)
         for step in run.steps:
             if run.last.get(step.name) == "step_done":
                 continue

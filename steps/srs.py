@@ -18,6 +18,10 @@ from zfsaga.steps.zfs.errors import InvalidName, NoSpace, NotFound
 from zfsaga.steps.zfs.interface import Prop, Zfs
 
 SR_MARK = "org.zfsaga:sr"
+#: The journal's witness, outside its files: the generation of the newest saga of this SR, set
+#: on the SR's dataset before the saga's first step and only after the journal committed that
+#: generation (sagas/engine.py), so a journal behind it has lost records.
+JOURNAL_GEN = "org.zfsaga:journal-gen"
 #: zfsaga's own filesystem on each pool (journals, locks): never an SR, never a VDI.
 STATE_DATASET = "zfsaga-state"
 
@@ -189,3 +193,21 @@ def restoring(user: dict[str, str]) -> dict[str, str | None]:
         if is_zfsaga_mark(prop):
             out[prop] = None
     return out
+
+
+def journal_generation(zfs: Zfs, sr: str) -> int:
+    """The SR's witness of its journal (0: no saga has written it yet). A value that is not a
+    number was not written by zfsaga: it counts as "unknown", which refuses like a loss."""
+    value = zfs.get_props(sr, [JOURNAL_GEN])[JOURNAL_GEN].local
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidName(sr, f"{JOURNAL_GEN}={value!r} is not a generation zfsaga wrote: "
+                              f"restore it, or acknowledge with `zfsaga recover`") from None
+
+
+def advance_journal_generation(zfs: Zfs, sr: str, gen: int) -> None:
+    """Set the SR's witness to `gen`, a generation the journal has already committed."""
+    zfs.set_witness(sr, {JOURNAL_GEN: str(gen)})

@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 from tests.conftest import POOL
 from zfsaga.faults import FaultHooks, Faults, SimulatedCrash
 from zfsaga.sagas import revert
-from zfsaga.sagas.engine import Engine
+from zfsaga.sagas.engine import UNWITNESSED, Engine
 from zfsaga.state.journal import Journal
 from zfsaga.state.lifecycle import IllegalMove
 from zfsaga.steps import meta, srs
@@ -275,7 +275,8 @@ class Harness:
     def run_cut(self, crash_at: int, keep: int | None):
         """Crash at boundary crash_at; with keep None, return how many journal records the
         crash left. Otherwise cut the journal to `keep` records, recover, check: returns
-        (case, whether the row was lost, whether every tagged dataset was then reported)."""
+        (case, whether the row was lost, whether every tagged dataset was then reported,
+        whether the loss was detected: the SR's witness ahead of the journal, issue 18)."""
         case = Case(crash_at, f"cut:{keep}", None)
         try:
             with self._fresh_world() as (zfs, fixture, state_dir):
@@ -293,14 +294,22 @@ class Harness:
                         tagged = {n for n, p in tree(zfs, fixture["sr"], [OWNER]).items()
                                   if p[OWNER].local}
                         untouched = sr_state(zfs, fixture["sr"]) == before
+                        # Issue 18: a cut that lost the row after the saga set the SR's
+                        # witness is a loss the next mutating call refuses (until recover).
+                        detected = (zfs.exists(fixture["sr"]) and fixture["sr"] in str(
+                            engine.journal_loss(fixture["sr"]) or ""))
+                        if tagged and not detected and self.scenario.kind not in UNWITNESSED \
+                                and not self.scenario.kind.startswith("pool."):
+                            case.problems.append("row lost after ZFS changed, not detected")
+                            return case, True, False, False
                     finally:
                         engine.journal.close()
-                    return case, True, untouched and tagged == set(strangers)
+                    return case, True, untouched and tagged == set(strangers), detected
                 self._recover(zfs, state_dir, "resume", None)
                 case.problems, case.status = self.check(zfs, fixture["sr"], state_dir)
         except Exception as exc:
             case.problems.append(f"{type(exc).__name__}: {exc}")
-        return case, False, False
+        return case, False, False, False
 
     def _view(self, zfs: Zfs, fixture: dict[str, str], when: str) -> list[str]:
         if self.scenario.view is None:
@@ -419,6 +428,9 @@ class CutReport:
     cases: list[Case] = field(default_factory=list)
     row_lost: int = 0          # cuts that removed the saga's own row: counted apart
     row_lost_reported: int = 0  # ...of which every tagged dataset was reported as unknown
+    #: ...of which the SR's witness showed the loss (every cut made after the saga's witness
+    #: write): the next mutating call refuses until `zfsaga recover --yes` (issue 18).
+    row_lost_detected: int = 0
 
     @property
     def failures(self) -> list[Case]:
@@ -439,10 +451,11 @@ def enumerate_cuts(harness: "Harness", points: list[int] | None = None,
         if n == 0:
             continue  # died before the saga was recorded: nothing to cut
         for j in (keeps(n) if keeps else range(0, n + 1)):
-            case, lost, reported = harness.run_cut(k, j)
+            case, lost, reported, detected = harness.run_cut(k, j)
             if lost:
                 report.row_lost += 1
                 report.row_lost_reported += reported
+                report.row_lost_detected += detected
                 if not reported:
                     report.cases.append(case)
                     case.problems.append("row lost, and the tagged datasets were not reported")
@@ -464,7 +477,9 @@ def cut_summary(report: CutReport) -> str:
             f"row surviving the cut, ends: {ends(report.cases)}, "
             f"failures: {len(report.failures)}; "
             f"{report.row_lost} cuts removed the row itself (counted apart), of which "
-            f"{report.row_lost_reported} reported every tagged dataset as unknown")
+            f"{report.row_lost_reported} reported every tagged dataset as unknown and "
+            f"{report.row_lost_detected} were detected as lost by the SR's witness (refused "
+            f"until recover)")
 
 
 def summary(report: Report) -> str:

@@ -162,10 +162,14 @@ def test_a_corrupt_journal_is_one_line_not_a_traceback(pool: Pool) -> None:
     data = bytearray(journal.read_bytes())
     data[100:4096] = b"\xff" * (4096 - 100)
     journal.write_bytes(bytes(data))
-    for cmd in (["list", "--all"], ["recover"]):
-        out = pool.cli(*cmd)
-        assert out.returncode == 1, out.stderr
-        assert "Traceback" not in out.stderr and "journal" in out.stderr
+    out = pool.cli("list", "--all")
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and "recover --yes" in out.stderr
+    # recover reports the damage and what it would do, and refuses until told (issue 18)
+    out = pool.cli("recover")
+    assert out.returncode == 5, out.stderr
+    assert "Traceback" not in out.stderr and "damaged" in out.stdout
+    assert "recover --yes" in out.stdout
 
 
 @pytest.mark.parametrize("wait", ["nan", "inf", "-1"])

@@ -18,7 +18,7 @@ from tests.test_plugin_verbs import Host, host, real_host  # noqa: F401 (fixture
 from tests.xapi_daemon import ScriptError, parse_error
 from zfsaga.state.journal import Journal
 from zfsaga.state.locks import ResourceLock
-from zfsaga.steps import meta
+from zfsaga.steps import meta, srs
 from zfsaga.steps.srs import sr_key
 
 MiB = 1 << 20
@@ -90,9 +90,11 @@ def _named(err: ScriptError) -> str:
 
 
 def _state(host: Host, sr: str) -> dict:
-    """Every dataset and snapshot of the SR: guid, size and user properties."""
+    """Every dataset and snapshot of the SR: guid, size and user properties (but the journal's
+    witness, which every saga advances: srs.JOURNAL_GEN)."""
     own = host.zfs.tree_user_props(sr)
-    return {n: (p["guid"].value, p["volsize"].value, sorted(own.get(n, {}).items()))
+    return {n: (p["guid"].value, p["volsize"].value,
+                sorted((k, v) for k, v in own.get(n, {}).items() if k != srs.JOURNAL_GEN))
             for n, p in host.zfs.list_tree(sr, ["guid", "volsize"]).items()}
 
 

@@ -161,7 +161,24 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
     if len(table) == 1:
         print("(no sagas)" if args.all or args.status else "(no active sagas)")
+    warn_if_lost(args, journal)
     return EXIT_OK
+
+
+def warn_if_lost(args: argparse.Namespace, journal) -> None:
+    """With --sr, ZFS is open already (it located the journal): compare the journal with its
+    SR's witness, one property read, and say so when it is behind."""
+    if not args.sr:
+        return
+    from zfsaga.backend import open_zfs
+    from zfsaga.steps import srs
+
+    mark = srs.journal_generation(open_zfs(), args.sr)
+    if journal.generation() < mark:
+        print(f"zfsaga: journal {journal.path} has lost records (the SR {args.sr} carries "
+              f"{srs.JOURNAL_GEN}={mark}, the journal stands at {journal.generation()}): what "
+              f"is listed is not all; run `zfsaga --sr {args.sr} recover` to see what its lost "
+              f"sagas left", file=sys.stderr)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -275,7 +292,7 @@ def make_engine(args: argparse.Namespace, journal, zfs=None):
 
     faults = Faults.from_env()
     boundary = faults.boundary if faults else None
-    if faults is not None:
+    if faults is not None and journal is not None:
         journal._boundary = faults.boundary
     zfs = zfs or open_zfs(FaultHooks(faults))
     return Engine(zfs, journal, state_dir(args), boundary=boundary, lock_wait=args.wait,
@@ -374,29 +391,120 @@ def report_outcome(args: argparse.Namespace, outcome,
     return EXIT_OK if outcome.status in ok else EXIT_ERROR
 
 
+def left_by_lost_sagas(zfs, sr: str, journal) -> tuple[dict[str, str], list[str]]:
+    """What zfsaga's tags say sagas this journal has no record of left under the SR: every
+    dataset and snapshot tagged by one (name -> saga id; all tagged ones when there is no
+    journal to ask), and every zfsaga hold on a snapshot that no active saga of the journal
+    names (`hold TAG on SNAPSHOT`). Read only."""
+    from zfsaga.steps.base import OWNER
+
+    known: set[str] = set()
+    if journal is not None:
+        known = {r.params.get("hold_tag") for r in journal.active()} - {None}
+    tagged, holds = {}, []
+    for name, props in zfs.list_tree(sr, [OWNER]).items():
+        tag = props[OWNER].local
+        if tag and (journal is None or not journal.knows(tag.split("/", 1)[0])):
+            tagged[name] = tag.split("/", 1)[0]
+        if "@" in name:
+            holds += [f"hold {t} on {name}" for t in sorted(zfs.holds(name))
+                      if t.startswith("zfsaga-") and t not in known]
+    return tagged, holds
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged journal (and its -wal and -shm) aside, kept for a post-mortem."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            src.rename(aside.with_name(aside.name + suffix))
+    return aside
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
-    journal = open_journal(args)
+    if args.acknowledge:
+        args.yes = True
+    if not args.sr:
+        return recover_orphans(args, open_journal(args), {})
+    from zfsaga.state.journal import Journal, JournalError
+
+    path = state_dir(args) / "journal.db"
+    journal, loss, damaged = None, None, True
+    try:
+        journal = Journal(path)
+        damage = journal.damage()
+        damaged = damage is not None
+        loss = f"it is damaged ({damage})" if damaged else None
+    except JournalError as exc:
+        loss = str(exc)
     engine = make_engine(args, journal)
-    outcomes = engine.recover()
-    strangers: dict[str, str] = {}
-    if args.sr:  # the SR's datasets tagged by sagas this journal has no record of
-        strangers = engine.acknowledge(args.sr) if args.acknowledge \
-            else engine.strangers(args.sr)
+    if loss is None:
+        loss = engine.journal_loss(args.sr)
+    if loss is None:
+        strangers = engine.acknowledge(args.sr) if args.yes else engine.strangers(args.sr)
+        return recover_orphans(args, journal, strangers, engine)
+    tagged, holds = left_by_lost_sagas(engine.zfs, args.sr, None if damaged else journal)
+    report: dict[str, Any] = {"schema_version": 1, "journal": str(path), "lost": loss,
+                              "unknown_tags": tagged, "holds": holds, "acknowledged": False}
+    if args.yes:
+        if not args.reason:
+            raise CliError(EXIT_USAGE, "acknowledging a lost journal needs --reason (recorded)")
+        if damaged:
+            if journal is not None:
+                journal.close()
+            report["damaged_journal_kept_at"] = str(set_aside(path))
+            journal = Journal(path)
+            engine = make_engine(args, journal, engine.zfs)
+        journal.forget(sorted(set(tagged.values())), actor=actor())
+        engine.acknowledge(args.sr, args.reason)
+        report["acknowledged"] = True
     if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"journal {path} has lost records: {loss}")
+        for name, saga_id in tagged.items():
+            print(f"left: {name} is tagged by saga {saga_id}, which the journal has no record "
+                  f"of (check it: it may be a VDI's current head)")
+        for hold in holds:
+            print(f"left: {hold} (release it by hand once nothing needs the snapshot: zfs "
+                  f"release TAG SNAPSHOT)")
+        if not tagged and not holds:
+            print("left: nothing zfsaga's tags name")
+        if report.get("damaged_journal_kept_at"):
+            print(f"the damaged journal is kept at {report['damaged_journal_kept_at']}")
+        print("acknowledged: sagas may run again; zfsaga destroyed nothing" if args.yes else
+              f"nothing was changed; to acknowledge the loss and let sagas run again: "
+              f"zfsaga --sr {args.sr} recover --yes --reason '...'")
+    if not args.yes:
+        return EXIT_REFUSED
+    return recover_orphans(args, journal, {}, engine, report=not args.json)
+
+
+def recover_orphans(args: argparse.Namespace, journal, strangers: dict[str, str],
+                    engine=None, report: bool = True) -> int:
+    """Heal the SR's orphaned sagas now, and report the datasets tagged by unknown sagas
+    (`report` False: the caller printed its own JSON already)."""
+    engine = engine or make_engine(args, journal)
+    outcomes = engine.recover()
+    if not report:
+        pass
+    elif args.json:
         print(json.dumps({"schema_version": 1, "recovered": [outcome_json(o) for o in outcomes],
-                          "unknown_tags": strangers, "acknowledged": bool(args.acknowledge)}))
+                          "unknown_tags": strangers, "acknowledged": bool(args.yes)}))
     else:
         for o in outcomes:
             print(f"saga {o.saga_id}: {o.status}" + (f" ({o.error})" if o.error else ""))
         if not outcomes:
             print("no orphaned sagas")
         for name, saga_id in strangers.items():
-            print(f"{'acknowledged' if args.acknowledge else 'unknown'}: {name} is tagged by "
+            print(f"{'acknowledged' if args.yes else 'unknown'}: {name} is tagged by "
                   f"saga {saga_id}, which this journal has no record of (check it: it may be "
                   f"a VDI's current head; zfsaga never destroys it on its own)")
     if any(o.status == "stuck" for o in outcomes):
         return EXIT_STUCK
-    return EXIT_ERROR if strangers and not args.acknowledge else EXIT_OK
+    return EXIT_ERROR if strangers and not args.yes else EXIT_OK
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
@@ -500,9 +608,12 @@ def parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true")
     rc = sub.add_parser("recover", help="heal orphaned sagas of the SR now; with --sr, also "
                                          "report datasets tagged by sagas the journal lost")
-    rc.add_argument("--acknowledge", action="store_true",
-                    help="record those unknown sagas as forgotten (touches no dataset), so a "
-                         "lost journal stops blocking new sagas")
+    rc.add_argument("--yes", action="store_true",
+                    help="acknowledge what was lost: record the unknown sagas as forgotten "
+                         "and set the journal in line with the SR's witness (touches no "
+                         "dataset; a damaged journal is moved aside, kept), so sagas run again")
+    rc.add_argument("--reason", help="recorded in the journal (needed with --yes after a loss)")
+    rc.add_argument("--acknowledge", action="store_true", help=argparse.SUPPRESS)
     rv = sub.add_parser("revert", help="revert a VDI to a snapshot (the sample saga)")
     rv.add_argument("vdi")
     rv.add_argument("snapshot")
@@ -542,8 +653,11 @@ def _exit_for(exc: Exception) -> int:
     import sqlite3
 
     if isinstance(exc, sqlite3.Error):  # a damaged journal, read outside Journal's own checks
-        return fail(EXIT_ERROR, f"the journal cannot be read ({exc}): it is damaged; restore "
-                                f"it from a backup")
+        return fail(EXIT_ERROR, f"the journal cannot be read ({exc}): it is damaged, and every "
+                                f"saga of its SR is refused until it is dealt with. Restore it "
+                                f"from a backup; or run `zfsaga --sr SR recover` to list what "
+                                f"its sagas left, then `zfsaga --sr SR recover --yes --reason "
+                                f"'...'` to move it aside (kept) and start a new one")
     name = type(exc).__name__
     codes = {"InvalidName": EXIT_USAGE, "InvalidValue": EXIT_USAGE,
              "AmbiguousId": EXIT_USAGE, "JournalLost": EXIT_REFUSED, "UnknownPlan": EXIT_REFUSED,

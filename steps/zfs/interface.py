@@ -222,6 +222,14 @@ class Zfs(ABC):
             check_size(int(p["volsize"]))
         self._call("set_props", name, True, lambda: self._set_props(name, p))
 
+    def set_witness(self, name: str, props: dict[str, str]) -> None:
+        """Set the user properties that witness the journal (steps/srs.py, JOURNAL_GEN): a
+        `set_props` of its own name, so faults aimed at a step's property writes, and the
+        labels of crash points, stay the steps' own."""
+        names.check_any(name)
+        p = check_props(props)
+        self._call("set_witness", name, True, lambda: self._set_props(name, p))
+
     def set_volsize(self, name: str, size: int) -> None:
         """Resize a zvol. ZFS allows shrinking; refusing a shrink is the caller's policy.
         A reserved (thick) zvol keeps its whole size reserved: ZFS moves refreservation along
