@@ -71,6 +71,16 @@ class JournalLost(RuntimeError):
         self.detail = detail
 
 
+#: How often a saga of an SR retries a cleanup set aside from it (seconds).
+CLEANUP_RETRY_S = 60.0
+
+
+def set_aside_key(resource: str, saga_id: str) -> str:
+    """The resource a saga stuck in its cleanup moves to, so it no longer blocks `resource`:
+    under the SR's key (a narrow lock beneath the SR's), listed and resumed as any other."""
+    return f"{resource}/cleanup-{saga_id}"
+
+
 #: Sagas that do not write the witness: SR.create takes on a dataset that is not an SR yet
 #: (a compensated create must leave it as it was), and its journal is born with it.
 UNWITNESSED = ("sr.create",)
@@ -122,6 +132,14 @@ class _Run:
         needed = [s for i, s in enumerate(self.steps) if i < tail or s.kind == "pivot"]
         return all(self.last.get(s.name) == "step_done" for s in needed or self.steps[:1])
 
+    def pivots_done(self) -> bool:
+        """Every pivot is done: what is left is forward-only cleanup (release a hold, collect
+        a retired head, index, reserve), each guarded by guid, safe to run after other sagas.
+        A pivot not done (a revert's old head not yet retired) would let another saga see
+        that head as the VDI."""
+        return all(self.last.get(s.name) == "step_done" for s in self.steps
+                   if s.kind == "pivot")
+
 
 class Engine:
     def __init__(self, zfs: Zfs, journal: Journal, state_dir: str | os.PathLike[str], *,
@@ -160,8 +178,10 @@ class Engine:
             self._recover_all(holding=resource)
             blocking = self.journal.active(resource)
             if blocking and blocking[0].status == "stuck" \
-                    and not self._finish_cleanup(blocking[0]):
+                    and not self._finish_cleanup(blocking[0], resource):
                 raise SagaBlocked(resource, blocking[0])
+            if not isinstance(self._lock(resource), NestedLock):
+                self._retry_set_aside(resource)
             params = resolve()
             witnessed = bool(params.get("sr")) and kind not in UNWITNESSED
             if witnessed:
@@ -242,20 +262,42 @@ class Engine:
             return f"journal witness: {type(exc).__name__}: {exc}"
         return None
 
-    def _finish_cleanup(self, row: SagaRow) -> bool:
-        """Retry the cleanup of a saga stuck after its effect took place (its verb answered
-        success), as an operator's resume would, for the next saga of its resource (whose lock
-        is held): True when it finished. A saga stuck before its effect, or backward, waits
-        for an operator."""
+    def _finish_cleanup(self, row: SagaRow, resource: str) -> bool:
+        """For the next saga of `resource` (whose lock is held), a saga stuck there after its
+        effect took place (its verb answered success): retry its cleanup, as an operator's
+        resume would. True when the resource is free: the cleanup finished, or it failed again
+        and the saga was set aside (`_set_aside`). A saga stuck before its effect, or before
+        its pivot, or backward, waits for an operator: False."""
         row = self._row(row.id)  # with its events
-        if self._parked_direction(row) != "running" or not self._plan_known(row) \
-                or not self._load(row).effect_taken():
+        if self._parked_direction(row) != "running" or not self._plan_known(row):
             return False
+        run = self._load(row)
+        if not run.effect_taken() or not run.pivots_done():
+            return False
+        if self._retry(row):
+            return True
+        return self.journal.rekey(row.id, set_aside_key(resource, row.id))
+
+    def _retry(self, row: SagaRow) -> bool:
         self.journal.append(row.id, "operator_resume", actor=self.actor or "zfsaga",
                             status=next_status("stuck", "resume", abortable=False),
                             data={"reason": "cleanup retried by the next saga of "
                                             + row.resource}, claim=True)
         return self._drive(row.id).status == "succeeded"
+
+    def _retry_set_aside(self, resource: str) -> None:
+        """Retry the cleanups set aside from `resource` (a thick revert's reserve that found
+        the pool full: once space is back, the next saga of the SR reserves it), at most once
+        a minute each, so a pool that stays full does not grow the journal by every call.
+        Only a saga holding the SR's lock exclusive does it (the set-aside saga's own lock is
+        a narrow one under it)."""
+        import time
+
+        prefix = set_aside_key(resource, "")
+        for row in self.journal.active():
+            if row.resource.startswith(prefix) and row.status == "stuck" \
+                    and time.time() - row.updated >= CLEANUP_RETRY_S:
+                self._retry(self._row(row.id))
 
     def _rekey_legacy(self, key: str) -> None:
         """Journals written before SRs were keyed by guid name the SR as it was typed; this

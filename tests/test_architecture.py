@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 #: The Zfs interface's methods that change ZFS (steps/zfs/interface.py).
 MUTATING = {"create_zvol", "create_filesystem", "snapshot", "clone", "promote", "rename",
-            "destroy", "destroy_snapshots", "mount", "set_props", "set_witness", "set_volsize", "inherit",
+            "destroy", "destroy_snapshots", "mount", "set_props", "set_witness", "reserve", "set_volsize", "inherit",
             "hold", "release"}
 #: What each folder may import of zfsaga (besides itself): downward only.
 ALLOWED = {

@@ -18,7 +18,7 @@ from zfsaga.steps.zfs.shared_model import SharedModelZfs
 
 
 class Model:
-    def __init__(self, destdir: Path, tmp: Path) -> None:
+    def __init__(self, destdir: Path, tmp: Path, provisioning: str = "thin") -> None:
         path = tmp / "pool.model"
         self.destdir = destdir
         self.env = {"ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp / "state"),
@@ -28,7 +28,8 @@ class Model:
         self.zfs.create_filesystem(f"{POOL}/p/sr")
         self.xapi = Daemon(destdir, "zfsaga", self.env)
         config = self.xapi.call("SR.create", uuid=str(uuid.uuid4()), name="s", description="",
-                                configuration={"dataset": f"{POOL}/p/sr"})
+                                configuration={"dataset": f"{POOL}/p/sr",
+                                               "provisioning": provisioning})
         self.sr = self.xapi.call("SR.attach", configuration=config)
 
     def faulty(self, faults: str) -> Daemon:
@@ -155,3 +156,62 @@ def test_a_failure_before_the_pivot_still_answers_the_error(m: Model) -> None:
     with pytest.raises(ScriptError) as err:  # it blocks the SR until an operator acts
         m.xapi.call("Volume.set_name", sr=m.sr, key=key, new_name="x")
     assert err.value.name == "Busy" and m.listed() == sorted([key, snap])
+
+
+def test_a_thick_revert_that_cannot_reserve_blocks_nothing(destdir: Path, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    """A thick VDI is thin between the revert's retire and its reserve; when the pool fills
+    in that window the reserve fails after the effect. The revert answers success, the saga
+    is set aside (listed, stuck in its reserve), and the SR's other verbs run: above all the
+    destroy an admin makes to free space. Once space is back, the operator's resume, or the
+    SR's next saga a minute later, reserves the VDI."""
+    from zfsaga.sagas import engine as engine_module
+
+    m = Model(destdir, tmp_path, provisioning="thick")
+    key, other = m.volume(), m.volume("w")
+    snap = m.xapi.call("Volume.snapshot", sr=m.sr, key=key)["key"]
+    out = m.faulty("fail:reserve:permanent").raw(
+        "Volume.revert", json.dumps({"dbg": "t", "sr": m.sr, "key": key, "snapshot": snap}))
+    assert out.returncode == 0 and json.loads(out.stdout) is None, out.stdout
+    reserved = lambda: m.zfs.get_props(f"{m.sr}/{key}", ["refreservation"])[
+        "refreservation"].value not in (None, "0")
+    assert not reserved()  # thin for now: said by zfsaga list
+    saga = stuck_one(m, "vdi.revert", out.stderr)
+    # The pool still full (the reserve still fails): not Busy. The destroy that frees space
+    # runs, then every other verb, more than once.
+    full = m.faulty("fail:reserve:permanent")
+    full.call("Volume.destroy", sr=m.sr, key=other)
+    full.call("Volume.set_name", sr=m.sr, key=key, new_name="still thin")
+    full.call("Volume.snapshot", sr=m.sr, key=key)
+    [row] = m.active()
+    assert row["id"] == saga and row["status"] == "stuck" and "cleanup-" in row["resource"]
+    assert not reserved() and len(m.listed()) == 3
+    resume(m, saga)
+    assert reserved() and not m.zfs.holds(f"{m.sr}/{snap}")
+
+
+def test_the_next_saga_retries_a_set_aside_reserve(destdir: Path, tmp_path: Path) -> None:
+    """Without an operator: a saga of the SR past the retry interval reserves the VDI."""
+    m = Model(destdir, tmp_path, provisioning="thick")
+    key = m.volume()
+    snap = m.xapi.call("Volume.snapshot", sr=m.sr, key=key)["key"]
+    out = m.faulty("fail:reserve:permanent").raw(
+        "Volume.revert", json.dumps({"dbg": "t", "sr": m.sr, "key": key, "snapshot": snap}))
+    assert out.returncode == 0, out.stdout
+    m.faulty("fail:reserve:permanent").call("Volume.set_name", sr=m.sr, key=key,
+                                            new_name="a")  # still full: sets it aside
+    [row] = m.active()
+    assert "cleanup-" in row["resource"]
+    m.xapi.call("Volume.set_name", sr=m.sr, key=key, new_name="b")  # within the minute
+    assert [r["id"] for r in m.active()] == [row["id"]]
+    # A minute on: the saga's last update moved back, as the clock would have moved on.
+    import sqlite3
+    [journal] = Path(m.env["ZFSAGA_STATE_DIR"]).glob("**/journal.db")
+    db = sqlite3.connect(journal)
+    db.execute("UPDATE saga SET updated = updated - 61 WHERE id = ?", (row["id"],))
+    db.commit()
+    db.close()
+    m.xapi.call("Volume.set_name", sr=m.sr, key=key, new_name="c")
+    assert m.active() == []
+    got = m.zfs.get_props(f"{m.sr}/{key}", ["refreservation"])["refreservation"].value
+    assert got not in (None, "0") and not m.zfs.holds(f"{m.sr}/{snap}")

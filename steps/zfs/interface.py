@@ -249,7 +249,9 @@ class Zfs(ABC):
         size = self.get_props(name, ["volsize"])["volsize"].value
         if size is None:
             raise InvalidValue(name, "only a volume can be reserved")
-        self._call("set_props", name, True,
+        # An op of its own name (a set of refreservation underneath), so a fault or a crash
+        # point can aim at the reserve apart from the steps' other property writes.
+        self._call("reserve", name, True,
                    lambda: self._set_props(name, {"refreservation": size}))
 
     def inherit(self, name: str, prop: str) -> None:
