@@ -39,6 +39,9 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str) -> dict[str, Any]:
     props = srs.restoring(user)
     now = zfs.get_props(sr, [p for p in props if p in srs.RESTORED_NATIVE] or ["guid"])
     before = {p: user.get(p) if p in user else now[p].local for p in props}
+    # The journal's witness is written after this read, before step 1 (the engine): the SR's
+    # first witnessed saga may be this one, and the mark must go with the others.
+    props[srs.JOURNAL_GEN], before[srs.JOURNAL_GEN] = None, user.get(srs.JOURNAL_GEN)
     return {"sr": sr, "sr_guid": sr_guid, "candidates": [[n, g] for _, n, g in retired],
             "props": props, "before": before}
 
