@@ -47,17 +47,23 @@ class Pool:
         return json.loads(out.stdout)
 
 
+def model_pool(tmp_path, name: str, kind: type | None = None):
+    """A Pool (or `kind`, built alike) on the file-shared model every subprocess reaches, its
+    fixture under `name`."""
+    env = dict(os.environ, ZFSAGA_SYSLOG="0", PYTHONDONTWRITEBYTECODE="1")
+    path = tmp_path / "pool.model"
+    env.update(ZFSAGA_ZFS=f"model:{path}", ZFSAGA_MODEL_POOLS=POOL)
+    zfs = SharedModelZfs(path, pools=(POOL,))
+    zfs.create_filesystem(f"{POOL}/{name}")
+    return (kind or Pool)(zfs, f"{POOL}/{name}", tmp_path / "state", env)
+
+
 @pytest.fixture(params=["model", pytest.param("real", marks=pytest.mark.realzfs)])
 def pool(request, tmp_path):
-    env = dict(os.environ, ZFSAGA_SYSLOG="0", PYTHONDONTWRITEBYTECODE="1")
     if request.param == "model":
-        path = tmp_path / "pool.model"
-        env.update(ZFSAGA_ZFS=f"model:{path}", ZFSAGA_MODEL_POOLS=POOL)
-        zfs = SharedModelZfs(path, pools=(POOL,))
-        root = f"{POOL}/cli"
-        zfs.create_filesystem(root)
-        yield Pool(zfs, root, tmp_path / "state", env)
+        yield model_pool(tmp_path, "cli")
         return
+    env = dict(os.environ, ZFSAGA_SYSLOG="0", PYTHONDONTWRITEBYTECODE="1")
     zfs = real_zfs()
     root = f"{POOL}/k{uuid.uuid4().hex[:10]}"
     zfs.create_filesystem(root)

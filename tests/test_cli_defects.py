@@ -12,18 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import POOL
-from tests.test_cli import Pool
-from zfsaga.steps.zfs.shared_model import SharedModelZfs
+from tests.test_cli import Pool, model_pool
 
 
 @pytest.fixture
 def pool(tmp_path) -> Pool:
-    env = dict(os.environ, ZFSAGA_SYSLOG="0", PYTHONDONTWRITEBYTECODE="1")
-    path = tmp_path / "pool.model"
-    env.update(ZFSAGA_ZFS=f"model:{path}", ZFSAGA_MODEL_POOLS=POOL)
-    zfs = SharedModelZfs(path, pools=(POOL,))
-    zfs.create_filesystem(f"{POOL}/cli")
-    return Pool(zfs, f"{POOL}/cli", tmp_path / "state", env)
+    return model_pool(tmp_path, "cli")
 
 
 def stuck_saga(pool: Pool, faults: str = "fail:set_props:permanent") -> str:

@@ -22,9 +22,9 @@ import pytest
 
 from tests.conftest import POOL, destroy_tree, real_zfs
 from tests.crash_harness import build_fixture
+from tests.test_cli import model_pool
 from zfsaga.steps import srs
 from zfsaga.steps.base import OWNER
-from zfsaga.steps.zfs.shared_model import SharedModelZfs
 
 WAL_HEADER, FRAME = 32, 24 + 4096
 
@@ -59,12 +59,7 @@ class Pool:
 
 @pytest.fixture
 def pool(tmp_path) -> Pool:
-    env = dict(os.environ, ZFSAGA_SYSLOG="0", PYTHONDONTWRITEBYTECODE="1")
-    path = tmp_path / "pool.model"
-    env.update(ZFSAGA_ZFS=f"model:{path}", ZFSAGA_MODEL_POOLS=POOL)
-    zfs = SharedModelZfs(path, pools=(POOL,))
-    zfs.create_filesystem(f"{POOL}/jl")
-    return Pool(zfs, f"{POOL}/jl", tmp_path / "state", env)
+    return model_pool(tmp_path, "jl", Pool)
 
 
 # -- what is lost ------------------------------------------------------------------------------
@@ -238,16 +233,11 @@ def test_the_witness_is_on_the_sr_and_in_the_journal(pool: Pool) -> None:
 
 # -- through the installed entry points ---------------------------------------------------------
 def test_the_plugin_refuses_every_verb_after_a_lost_journal(destdir, tmp_path) -> None:
-    from tests.test_plugin_verbs import Host
-    from tests.xapi_daemon import Daemon, ScriptError
+    from tests.test_plugin_verbs import model_host_at
+    from tests.xapi_daemon import ScriptError
 
-    env = {"ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp_path / "state")}
-    path = tmp_path / "pool.model"
-    env.update(ZFSAGA_ZFS=f"model:{path}", ZFSAGA_MODEL_POOLS=POOL)
-    zfs = SharedModelZfs(path, pools=(POOL,))
-    zfs.create_filesystem(f"{POOL}/p")
-    zfs.create_filesystem(f"{POOL}/p/sr")
-    host = Host(zfs, f"{POOL}/p/sr", Daemon(destdir, "zfsaga", env))
+    host = model_host_at(destdir, tmp_path)
+    zfs, env = host.zfs, host.xapi.env
     sr = host.sr()
     vol = host.xapi.call("Volume.create", sr=sr, name="a", description="", size=1 << 20,
                          sharable=False)

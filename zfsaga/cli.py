@@ -518,31 +518,25 @@ def cmd_revert(args: argparse.Namespace) -> int:
     return report_outcome(args, outcome)
 
 
-def wait_seconds(text: str) -> float:
-    """--wait: a finite, non-negative number of seconds (nan would never time out)."""
+def _finite_nonnegative(flag: str, unit: str):
+    """An argparse type: a finite number >= 0 of `unit` (nan would never time out a --wait;
+    -1 days would forget every saga)."""
     import math
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"--wait must be a finite number >= 0, not {text}")
-    return value
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be a finite number >= 0, not {text}")
+        return value
+
+    return parse
 
 
-def days(text: str) -> float:
-    """--older-than: a finite, non-negative number of days (-1 would forget every saga)."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"--older-than must be a finite number >= 0, "
-                                         f"not {text}")
-    return value
+wait_seconds = _finite_nonnegative("--wait", "seconds")
+days = _finite_nonnegative("--older-than", "days")
 
 
 def non_negative_int(text: str) -> int:
