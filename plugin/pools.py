@@ -73,7 +73,9 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
                 raise InvalidArgument(f"SR.create: {exc}") from None
         else:
             require_effect(outcome, f"SR.create of a pool {pool} on {', '.join(devices)}")
-            pool_guid = outcome.facts["create"]["pool_guid"]
+            # An adopted pool (made by a saga the host journal lost) has no create step.
+            pool_guid = outcome.facts.get("create", {}).get("pool_guid") \
+                or backend.pool_guid(pool)
     return {**{k: v for k, v in configuration.items() if k in verbs.CONFIGURATION},
             "devices": ",".join(devices), "pool": pool, "layout": layout, "dataset": pool,
             "provisioning": provisioning, "pool_guid": pool_guid, "sr_uuid": uuid}

@@ -426,6 +426,8 @@ def set_aside(path: Path) -> Path:
 def cmd_recover(args: argparse.Namespace) -> int:
     if args.acknowledge:
         args.yes = True
+    if args.host and not args.state_dir:
+        return recover_host(args)
     if not args.sr:
         return recover_orphans(args, open_journal(args), {})
     from zfsaga.state.journal import Journal, JournalError
@@ -480,6 +482,40 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if not args.yes:
         return EXIT_REFUSED
     return recover_orphans(args, journal, {}, engine, report=not args.json)
+
+
+def recover_host(args: argparse.Namespace) -> int:
+    """The host's journal: heal its orphaned pool sagas (when it exists), and report every
+    imported pool zfsaga made by a saga it does not know (the journal lost or the host
+    reinstalled). Destroys nothing: xapi's retry of that SR.create takes such a pool over."""
+    from zfsaga.backend import open_zfs
+    from zfsaga.sagas.pool_create import lost_made_pool
+
+    journal = open_journal(args) if (state_dir(args) / "journal.db").exists() else None
+    engine = make_engine(args, journal) if journal is not None else None
+    outcomes = engine.recover() if engine is not None else []
+    zfs = engine.zfs if engine is not None else open_zfs()
+    known = journal.knows if journal is not None else (lambda saga_id: False)
+    lost = [found for pool in zfs.imported_pools()
+            if (found := lost_made_pool(zfs, known, pool)) is not None]
+    if args.json:
+        print(json.dumps({"schema_version": 1, "recovered": [outcome_json(o) for o in outcomes],
+                          "unknown_pools": lost}))
+        return EXIT_OK
+    for o in outcomes:
+        print(f"saga {o.saga_id}: {o.status}" + (f" ({o.error})" if o.error else ""))
+    for found in lost:
+        print(f"pool {found['pool']}: made by saga {found['saga']} (org.zfsaga:made-pool="
+              f"{found['made_pool']}) for SR {found['sr_uuid'] or '(none)'}, which the host "
+              f"journal does not know"
+              + (f"; it holds {', '.join(found['others'])}, which zfsaga did not make"
+                 if found["others"] else "")
+              + ". The same SR.create (same uuid, devices and pool) takes it over; or take it "
+                f"on with dataset={found['pool']}; or, once nothing in it is needed, zpool "
+                f"destroy {found['pool']} by hand")
+    if not outcomes and not lost:
+        print("no orphaned pool sagas; no pool made by a saga the host journal does not know")
+    return EXIT_OK
 
 
 def recover_orphans(args: argparse.Namespace, journal, strangers: dict[str, str],

@@ -316,6 +316,10 @@ class Zfs(ABC):
         return self._call("importable_pools", devs[0] if devs else "-", False,
                           lambda: self._importable_pools(devs))
 
+    def imported_pools(self) -> list[str]:
+        """The names of the pools imported on this host, sorted."""
+        return self._call("imported_pools", "-", False, lambda: sorted(self._imported_pools()))
+
     def pool_guid(self, pool: str) -> str | None:
         """The guid of the pool imported under this name; None when none is."""
         names.check_component(pool, "pool name")
@@ -416,6 +420,8 @@ class Zfs(ABC):
     def _pool_guid(self, pool: str) -> str | None: ...
     @abstractmethod
     def _importable_pools(self, devices: list[str]) -> list[dict[str, str]]: ...
+    @abstractmethod
+    def _imported_pools(self) -> list[str]: ...
     @abstractmethod
     def _create_filesystem(self, name: str, props: dict[str, str]) -> None: ...
     @abstractmethod

@@ -165,6 +165,9 @@ class ModelZfs(Zfs):
                 for guid, info in sorted(self._exported.items())
                 if set(info["devices"]) & set(devices)]
 
+    def _imported_pools(self):
+        return list(self._pools)
+
     def _pool_guid(self, pool):
         return self._pools[pool]["guid"] if pool in self._pools else None
 

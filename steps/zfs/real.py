@@ -269,6 +269,10 @@ class RealZfs(Zfs):
                 found[-1]["state"] = value.strip()
         return [p for p in found if "guid" in p]
 
+    def _imported_pools(self):
+        return [n for n in self._run(["list", "-H", "-o", "name"], "-", ZPOOL_BIN).splitlines()
+                if n]
+
     def _pool_guid(self, pool):
         try:
             out = self._run(["list", "-Hp", "-o", "guid", pool], pool, ZPOOL_BIN)
