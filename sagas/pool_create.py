@@ -46,7 +46,8 @@ def resolve(zfs: Zfs, known: Callable[[str], bool], pool: str, devices: list[str
     if zfs.pool_guid(pool) is None:
         return params
     lost = lost_made_pool(zfs, known, pool)
-    if lost is None:
+    if lost is None or zfs.get_props(pool, [SR_MARK])[SR_MARK].local:  # an SR already
+        # (the caller answers a retry of its own create: plugin/pools.py _made_for)
         raise AlreadyExists(pool, "a pool of that name is imported already: take it on with "
                                   "dataset=<pool>, or choose another pool name")
     if lost["sr_uuid"] != props.get(meta.SR_UUID) or lost["others"]:

@@ -134,3 +134,15 @@ def test_host_list_and_recover_after_the_loss(host: Host) -> None:
     text = host.cli("recover")
     assert text.returncode == 0 and host.pool in text.stdout and made in text.stdout
     assert host.zfs.pool_guid(host.pool)  # nothing destroyed
+
+
+def test_a_takeover_killed_mid_way_is_finished_by_the_next_retry(host: Host) -> None:
+    a = host.device("a")
+    host.crash(MADE_NOT_MARKED, a)
+    host.lose_journal()
+    host.crash("crash@zfs:before:set_props", a)  # the takeover cut short before its mark
+    config = host.xapi.call("SR.create", **host.args(a))
+    assert host.xapi.call("SR.attach", configuration=config) == host.pool
+    assert "org.zfsaga:sr" in host.zfs.user_props(host.pool)
+    listed = json.loads(host.cli("--json", "list", "--all").stdout)
+    assert [(row["kind"], row["status"]) for row in listed] == [("pool.create", "succeeded")]
