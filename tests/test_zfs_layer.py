@@ -301,6 +301,9 @@ def test_pool_health_reads_the_pools_state(zfs):
     assert z.pool_health(root.split("/")[0]) == "ONLINE"
     with pytest.raises(InvalidName):
         z.pool_health("a;b")
+    # The names of the imported pools (zfsaga --host recover looks for lost made pools there).
+    pools = z.imported_pools()
+    assert root.split("/")[0] in pools and pools == sorted(set(pools))
 
 
 def test_describe_is_get_props_and_user_props_in_one_call(zfs):
