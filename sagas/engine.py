@@ -181,7 +181,7 @@ class Engine:
                     and not self._finish_cleanup(blocking[0], resource):
                 raise SagaBlocked(resource, blocking[0])
             if not isinstance(self._lock(resource), NestedLock):
-                self._retry_set_aside(resource)
+                self._retry_set_aside(resource, drain=getattr(module, "DRAINS", False))
             params = resolve()
             witnessed = bool(params.get("sr")) and kind not in UNWITNESSED
             if witnessed:
@@ -285,19 +285,25 @@ class Engine:
                                             + row.resource}, claim=True)
         return self._drive(row.id).status == "succeeded"
 
-    def _retry_set_aside(self, resource: str) -> None:
+    def _retry_set_aside(self, resource: str, drain: bool = False) -> None:
         """Retry the cleanups set aside from `resource` (a thick revert's reserve that found
         the pool full: once space is back, the next saga of the SR reserves it), at most once
         a minute each, so a pool that stays full does not grow the journal by every call.
         Only a saga holding the SR's lock exclusive does it (the set-aside saga's own lock is
-        a narrow one under it)."""
+        a narrow one under it). `drain`: the saga ends the SR (SR.destroy), so each is
+        retried now and one that stays unfinished blocks it: what the cleanup still holds (a
+        hold, a retired head) would outlive the SR, out of every operator's reach."""
         import time
 
         prefix = set_aside_key(resource, "")
         for row in self.journal.active():
             if row.resource.startswith(prefix) and row.status == "stuck" \
-                    and time.time() - row.updated >= CLEANUP_RETRY_S:
+                    and (drain or time.time() - row.updated >= CLEANUP_RETRY_S):
                 self._retry(self._row(row.id))
+        if drain:
+            left = [r for r in self.journal.active() if r.resource.startswith(prefix)]
+            if left:
+                raise SagaBlocked(resource, left[0])
 
     def _rekey_legacy(self, key: str) -> None:
         """Journals written before SRs were keyed by guid name the SR as it was typed; this

@@ -38,7 +38,8 @@ def resolve(zfs: Zfs, dataset: str, uuid: str, name: str, description: str,
     tuning = dict(tuning or {})
     natives = ["snapdev", *(p for p in tuning if p in srs.RESTORED_NATIVE)]
     marks = tuple(dict.fromkeys((meta.SR_UUID, meta.NAME, meta.DESCRIPTION, meta.PROVISIONING,
-                                 *tuning, *natives, *map(srs.before_prop, natives))))
+                                 *tuning, *natives, *map(srs.before_prop, natives),
+                                 srs.JOURNAL_GEN)))
     got = srs.adoptable(zfs, dataset, marks)  # the values an undo puts back, in the same read
     if got[srs.SR_MARK].local is not None and got[meta.SR_UUID].local not in (None, uuid):
         raise AlreadyExists(dataset, f"is already the SR {got[meta.SR_UUID].local}")
@@ -46,6 +47,10 @@ def resolve(zfs: Zfs, dataset: str, uuid: str, name: str, description: str,
     props = {srs.SR_MARK: guid, meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
              "snapdev": "visible", **tuning, **srs.recording(got, natives)}
+    if got[srs.SR_MARK].local is None:
+        # A new SR starts its journal's witness afresh: a mark an earlier SR left here (its
+        # destroy cut short, a dataset received from elsewhere) would refuse every call.
+        props[srs.JOURNAL_GEN] = None
     return {"sr": dataset, "sr_guid": guid, "dataset": dataset, "guid": guid, "props": props,
             "before": {p: got[p].local for p in props}}
 

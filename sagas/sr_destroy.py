@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 KIND = "sr.destroy"
 VERSION = 1
+#: The SR ends here: every saga set aside from it (sagas/engine.py) is finished first, or
+#: blocks it (what its cleanup holds would outlive the SR).
+DRAINS = True
 
 
 def resolve(zfs: Zfs, sr: str, sr_guid: str) -> dict[str, Any]:

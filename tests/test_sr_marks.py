@@ -150,6 +150,36 @@ def test_what_an_earlier_zfsaga_left_is_not_taken_for_the_admins(model_host: Hos
         p: v for p, v in before.items() if not p.startswith("org.zfsaga")}
 
 
+def test_an_sr_with_no_volume_ever_leaves_nothing(model_host: Host) -> None:
+    """SR.create then SR.destroy with nothing between: SR.destroy is the SR's first saga that
+    writes the journal's witness, after its resolve read the marks; the witness goes too."""
+    h = model_host
+    before = local_listing(h, h.dataset)
+    for _ in range(3):  # each life in a row leaves the dataset as it found it
+        config = h.xapi.call("SR.create", uuid=str(uuid.uuid4()), name="SR", description="",
+                             configuration={"dataset": h.dataset})
+        h.xapi.call("SR.destroy", sr=h.xapi.call("SR.attach", configuration=config))
+        assert local_listing(h, h.dataset) == before
+
+
+def test_a_witness_an_earlier_sr_left_does_not_refuse_a_new_one(model_host: Host) -> None:
+    """A journal witness left on a dataset that is no SR (an earlier SR's destroy cut short,
+    a dataset received from elsewhere) belongs to no journal: SR.create starts it afresh
+    instead of every later call answering that the new SR's journal lost records."""
+    from zfsaga.steps.srs import JOURNAL_GEN
+
+    h = model_host
+    h.zfs.set_props(h.dataset, {JOURNAL_GEN: "41"})
+    config = h.xapi.call("SR.create", uuid=str(uuid.uuid4()), name="SR", description="",
+                         configuration={"dataset": h.dataset})
+    sr = h.xapi.call("SR.attach", configuration=config)
+    vol = h.xapi.call("Volume.create", sr=sr, name="v", description="", size=1 << 20,
+                      sharable=False)
+    h.xapi.call("Volume.destroy", sr=sr, key=vol["key"])
+    h.xapi.call("SR.destroy", sr=sr)
+    assert JOURNAL_GEN not in local_listing(h, h.dataset)
+
+
 def test_a_create_that_is_refused_changes_nothing(model_host: Host) -> None:
     """A tuning value ZFS refuses after the marks were chosen: nothing is left, no record."""
     before = local_listing(model_host, model_host.dataset)

@@ -215,3 +215,25 @@ def test_the_next_saga_retries_a_set_aside_reserve(destdir: Path, tmp_path: Path
     assert m.active() == []
     got = m.zfs.get_props(f"{m.sr}/{key}", ["refreservation"])["refreservation"].value
     assert got not in (None, "0") and not m.zfs.holds(f"{m.sr}/{snap}")
+
+
+def test_sr_destroy_finishes_a_set_aside_cleanup_first(destdir: Path, tmp_path: Path) -> None:
+    """xapi's teardown within the minute after a set-aside reserve: the VDIs are destroyed,
+    then SR.destroy. While the cleanup cannot finish, SR.destroy is Busy (what the cleanup
+    holds, the revert's hold and the retired head, would outlive the SR out of every
+    operator's reach); once it can, SR.destroy finishes it first and leaves nothing."""
+    m = Model(destdir, tmp_path, provisioning="thick")
+    key = m.volume()
+    snap = m.xapi.call("Volume.snapshot", sr=m.sr, key=key)["key"]
+    full = m.faulty("fail:reserve:permanent")
+    full.call("Volume.revert", sr=m.sr, key=key, snapshot=snap)
+    full.call("Volume.destroy", sr=m.sr, key=snap)  # sets the revert aside
+    full.call("Volume.destroy", sr=m.sr, key=key)
+    # With the VDI gone there is nothing left to reserve, but the cleanup still cannot
+    # release its hold: SR.destroy waits for it.
+    with pytest.raises(ScriptError) as err:
+        m.faulty("fail:release:permanent").call("SR.destroy", sr=m.sr)
+    assert err.value.name == "Busy" and "vdi.revert" in err.value.params[1]
+    assert m.zfs.user_props(m.sr) and [s["kind"] for s in m.active()] == ["vdi.revert"]
+    m.xapi.call("SR.destroy", sr=m.sr)  # the hold can go: the cleanup, then the SR
+    assert list(m.zfs.list_tree(m.sr, ["guid"])) == [m.sr] and m.zfs.user_props(m.sr) == {}
