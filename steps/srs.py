@@ -210,4 +210,4 @@ def journal_generation(zfs: Zfs, sr: str) -> int:
 
 def advance_journal_generation(zfs: Zfs, sr: str, gen: int) -> None:
     """Set the SR's witness to `gen`, a generation the journal has already committed."""
-    zfs.set_witness(sr, {JOURNAL_GEN: str(gen)})
+    zfs.set_witness(sr, JOURNAL_GEN, gen)

@@ -435,3 +435,20 @@ def test_a_deferred_destroy_that_is_busy_is_transient_not_held() -> None:
     assert type(from_lzc(refused, "p/a@s")) is SnapshotHeld
     busy = from_lzc(refused, "p/a@s", deferred=True)
     assert type(busy) is Busy and busy.transient
+
+
+def test_the_journal_witness_is_raised_never_lowered(zfs):
+    """Two sagas of one SR (creates, side by side) write their generations in either order:
+    the witness keeps the larger, or a journal that lost the newer saga's records would read
+    as whole (steps/srs.py JOURNAL_GEN; a channel program on real ZFS, read and set in one
+    transaction)."""
+    from zfsaga.steps.srs import JOURNAL_GEN
+
+    z, root = zfs
+    seen = []
+    for generation in (5, 3, 5, 12, 11):
+        z.set_witness(root, JOURNAL_GEN, generation)
+        seen.append(z.get_props(root, [JOURNAL_GEN])[JOURNAL_GEN].local)
+    assert seen == ["5", "5", "5", "12", "12"]
+    with pytest.raises(NotFound):
+        z.set_witness(f"{root}/missing", JOURNAL_GEN, 1)

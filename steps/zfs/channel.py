@@ -68,6 +68,22 @@ end
 return {}
 """
 
+# argv: the object, a user property, a number. The property is raised to the number unless it
+# holds a larger one: read and set in the one transaction the program runs in, so two writers
+# never leave the smaller number last.
+_RAISE = b"""
+local argv = (...)["argv"]
+local name, prop, want = argv[1], argv[2], tonumber(argv[3])
+if not zfs.exists(name) then return {missing = name} end
+local now = zfs.get_prop(name, prop)
+if now ~= nil and tonumber(now) ~= nil and tonumber(now) >= want then return {} end
+local err = zfs.check.set_prop(name, prop, argv[3])
+if err ~= 0 then return {refused = prop, errno = err} end
+err = zfs.sync.set_prop(name, prop, argv[3])
+if err ~= 0 then return {refused = prop, errno = err} end
+return {}
+"""
+
 
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
@@ -142,7 +158,18 @@ def set_user_props(lzc: Any, name: str, props: dict[str, str]) -> None:
     """Set user properties (only: a channel program cannot set native ones in ZFS 2.1) on one
     dataset or snapshot, all in one transaction."""
     argv = [name, *(part for pair in props.items() for part in pair)]
-    got = _run(lzc, names.pool_of(name), _SET_USER, argv, name, writes=True)
+    _answer(_run(lzc, names.pool_of(name), _SET_USER, argv, name, writes=True), name)
+
+
+def raise_counter(lzc: Any, name: str, prop: str, value: int) -> None:
+    """Raise the numeric user property `prop` of `name` to `value`, never lowering it, in one
+    transaction (read and set cannot be split by another writer)."""
+    _answer(_run(lzc, names.pool_of(name), _RAISE, [name, prop, str(value)], name,
+                 writes=True), name)
+
+
+def _answer(got: dict, name: str) -> None:
+    """Raise what a writing program answered, if it refused."""
     if b"missing" in got:
         raise NotFound(name, "dataset does not exist")
     if b"refused" in got:

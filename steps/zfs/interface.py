@@ -222,13 +222,25 @@ class Zfs(ABC):
             check_size(int(p["volsize"]))
         self._call("set_props", name, True, lambda: self._set_props(name, p))
 
-    def set_witness(self, name: str, props: dict[str, str]) -> None:
-        """Set the user properties that witness the journal (steps/srs.py, JOURNAL_GEN): a
-        `set_props` of its own name, so faults aimed at a step's property writes, and the
+    def set_witness(self, name: str, prop: str, generation: int) -> None:
+        """Raise the user property that witnesses the journal (steps/srs.py, JOURNAL_GEN) to
+        `generation`, never lower it: two sagas of one SR (creates, side by side) write theirs
+        in either order, and a witness gone back would hide the loss of the newer one's
+        records. An op of its own name, so faults aimed at a step's property writes, and the
         labels of crash points, stay the steps' own."""
         names.check_any(name)
-        p = check_props(props)
-        self._call("set_witness", name, True, lambda: self._set_props(name, p))
+        check_props({prop: str(generation)})
+        self._call("set_witness", name, True,
+                   lambda: self._raise_counter(name, prop, generation))
+
+    def _raise_counter(self, name: str, prop: str, value: int) -> None:
+        """Set the numeric user property `prop` to `value` unless it holds a larger number:
+        read, then set. Each backend overrides it to make the two one step where it can (the
+        model, in one call under its lock; the real backend, one channel program)."""
+        now = self.get_props(name, [prop])[prop].local
+        if now is not None and now.isdigit() and int(now) >= value:
+            return
+        self._set_props(name, {prop: str(value)})
 
     def set_volsize(self, name: str, size: int) -> None:
         """Resize a zvol. ZFS allows shrinking; refusing a shrink is the caller's policy.

@@ -298,6 +298,12 @@ class ModelZfs(Zfs):
     def _inherit(self, name, prop):
         self._get(name).local.pop(prop, None)
 
+    def _raise_counter(self, name, prop, value):
+        # Read and set in the one call (the shared model's calls run under its file lock).
+        now = self._get(name).local.get(prop)
+        if now is None or not now.isdigit() or int(now) < value:
+            self._set_props(name, {prop: str(value)})
+
     def _hold(self, snapshot, tag):
         snap = self._get(snapshot)
         if tag in snap.holds:

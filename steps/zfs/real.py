@@ -209,6 +209,12 @@ class RealZfs(Zfs):
         # One `zfs set` with every assignment: libzfs sends them in one ioctl, all or none.
         self._run(["set", *(f"{key}={value}" for key, value in props.items()), name], name)
 
+    def _raise_counter(self, name, prop, value):
+        if self.in_process:  # one channel program: read and set in one transaction
+            channel.raise_counter(self._lzc, name, prop, value)
+            return
+        super()._raise_counter(name, prop, value)  # the CLI: read, then `zfs set`
+
     def _inherit(self, name, prop):
         self._run(["inherit", prop, name], name)
 
