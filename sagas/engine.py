@@ -86,6 +86,12 @@ def set_aside_key(resource: str, saga_id: str) -> str:
 UNWITNESSED = ("sr.create",)
 
 
+def witnessed(kind: str, params: dict[str, Any]) -> bool:
+    """Whether a saga of `kind` with `params` is covered by its SR's journal witness: it acts
+    on an SR (pool sagas journal on the host), and is not SR.create."""
+    return bool(params.get("sr")) and kind not in UNWITNESSED
+
+
 @dataclass
 class Outcome:
     """How a run ended. `effect_taken`: the saga is stuck, but what it was for took place (every
@@ -183,8 +189,8 @@ class Engine:
             if not isinstance(self._lock(resource), NestedLock):
                 self._retry_set_aside(resource, drain=getattr(module, "DRAINS", False))
             params = resolve()
-            witnessed = bool(params.get("sr")) and kind not in UNWITNESSED
-            if witnessed:
+            covered = witnessed(kind, params)
+            if covered:
                 self.check_whole(params["sr"])
             if self.journal.created_now and params.get("sr"):
                 strangers = self.strangers(params["sr"])
@@ -196,15 +202,12 @@ class Engine:
             try:
                 saga_id = self.journal.create_saga(kind, version, resource,
                                                    [s.describe() for s in plan], params,
-                                                   witnessed=witnessed)
+                                                   witnessed=covered)
             except ResourceTaken as exc:
                 if exc.saga.status == "stuck":
                     raise SagaBlocked(resource, exc.saga) from None
                 raise
-            try:
-                return self._drive(saga_id, fresh=True)
-            finally:
-                self.journal.checkpoint()
+            return self._drive_and_checkpoint(saga_id, fresh=True)
 
     # -- the journal's witness -----------------------------------------------------------------
     def journal_loss(self, sr: str) -> str | None:
@@ -262,11 +265,19 @@ class Engine:
             return f"journal witness: {type(exc).__name__}: {exc}"
         return None
 
+    def _drive_and_checkpoint(self, saga_id: str, fresh: bool = False) -> Outcome:
+        """Drive a saga a verb or an operator asked for, then checkpoint the WAL into the main
+        file, whatever the end: `journal.db` itself holds what was committed."""
+        try:
+            return self._drive(saga_id, fresh=fresh)
+        finally:
+            self.journal.checkpoint()
+
     def _finish_cleanup(self, row: SagaRow, resource: str) -> bool:
         """For the next saga of `resource` (whose lock is held), a saga stuck there after its
         effect took place (its verb answered success): retry its cleanup, as an operator's
         resume would. True when the resource is free: the cleanup finished, or it failed again
-        and the saga was set aside (`_set_aside`). A saga stuck before its effect, or before
+        and the saga was set aside (`set_aside_key`). A saga stuck before its effect, or before
         its pivot, or backward, waits for an operator: False."""
         row = self._row(row.id)  # with its events
         if self._parked_direction(row) != "running" or not self._plan_known(row):
@@ -328,7 +339,7 @@ class Engine:
         lost records (the saga's own record may be one cut short)."""
         from zfsaga.steps.zfs.errors import NotFound
 
-        if row.params.get("sr") and row.kind not in UNWITNESSED:
+        if witnessed(row.kind, row.params):
             try:
                 self.check_whole(row.params["sr"])
             except NotFound:
@@ -353,10 +364,7 @@ class Engine:
             else:
                 self.journal.append(saga_id, "operator_resume", actor=self.actor,
                                     data={"reason": reason}, claim=True)
-            try:
-                return self._drive(saga_id)
-            finally:
-                self.journal.checkpoint()
+            return self._drive_and_checkpoint(saga_id)
 
     def abort(self, saga_id: str, reason: str) -> Outcome:
         """Operator: undo a saga that has not reached its pivot."""
@@ -372,10 +380,7 @@ class Engine:
                 status = next_status(row.status, "abort", abortable=abortable, plan_known=known)
             self.journal.append(saga_id, "operator_abort", status=status, actor=self.actor,
                                 data={"reason": reason}, claim=True)
-            try:
-                return self._drive(saga_id)
-            finally:
-                self.journal.checkpoint()
+            return self._drive_and_checkpoint(saga_id)
 
     def abandon(self, saga_id: str, reason: str) -> tuple[Outcome, list[str]]:
         """Operator: close the record without touching ZFS; returns what the saga left tagged."""
