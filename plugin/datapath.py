@@ -63,9 +63,7 @@ def vdi(uri: str, domain: str | None = None) -> str:
     from zfsaga.steps import meta
     from zfsaga.steps.zfs import names
 
-    if domain is not None and not domain:
-        raise InvalidArgument("the domain is empty: it names no VM (or dom0)")
-    name = target(uri)
+    name = target(uri) if domain is None else _teardown_checks(uri, domain)
     missing = VolumeDoesNotExist(f"{uri} is not a volume of a zfsaga SR")
     sr = names.parent_of(names.dataset_of(name))
     if not sr:
@@ -158,6 +156,8 @@ def detach(dbg: str, uri: str, domain: str) -> None:
 
 
 def _teardown_checks(uri: str, domain: str) -> str:
+    """What every datapath verb checks of its arguments alone: a domain, and a URI of ours
+    (the dataset it names)."""
     if not domain:
         raise InvalidArgument("the domain is empty: it names no VM (or dom0)")
     return target(uri)
