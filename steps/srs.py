@@ -15,7 +15,7 @@ from collections import namedtuple
 
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import InvalidName, NoSpace, NotFound
-from zfsaga.steps.zfs.interface import Prop, Zfs
+from zfsaga.steps.zfs.interface import TUNABLE, Prop, Zfs
 
 SR_MARK = "org.zfsaga:sr"
 #: The journal's witness, outside its files: the generation of the newest saga of this SR, set
@@ -148,7 +148,7 @@ WAS_INHERITED = "inherited"
 WAS_LOCAL = "local="
 #: The native properties SR.create may set on an SR's dataset (and so records): snapdev,
 #: always, and the admin's tuning (interface.TUNABLE).
-RESTORED_NATIVE = ("snapdev", "compression", "sync", "logbias", "primarycache")
+RESTORED_NATIVE = ("snapdev", *TUNABLE)
 
 
 def before_prop(prop: str) -> str:
