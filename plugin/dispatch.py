@@ -13,36 +13,15 @@ import sys
 
 from zfsaga.plugin import idl
 from zfsaga.plugin.errors import InvalidArgument, SmapiError, Unimplemented, translate
+# The tables live apart so that a verb (Plugin.query) can read them without importing the
+# dispatcher that imports it; named here too for the callers that read them here.
+from zfsaga.plugin.verbs import (DATAPATH_IMPLEMENTATIONS, IMPLEMENTATIONS,  # noqa: F401
+                                 PLUGIN_TYPE)
 
 TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
 if TYPE_CHECKING:
     from typing import IO, Any
 
-#: Interface.method -> "module:function" under zfsaga.plugin.
-IMPLEMENTATIONS = {
-    "Plugin.query": "query:query",
-    "Plugin.diagnostics": "query:diagnostics",
-    "SR.create": "sr:create", "SR.probe": "sr:probe", "SR.attach": "sr:attach", "SR.detach": "sr:detach",
-    "SR.destroy": "sr:destroy",
-    "SR.stat": "sr:stat", "SR.ls": "sr:ls", "SR.set_name": "sr:set_name",
-    "SR.set_description": "sr:set_description",
-    "Volume.create": "volume:create", "Volume.stat": "volume:stat",
-    "Volume.destroy": "volume:destroy", "Volume.resize": "volume:resize",
-    "Volume.snapshot": "volume:snapshot", "Volume.clone": "volume:clone",
-    "Volume.revert": "volume:revert",
-    "Volume.set": "volume:set_key",
-    "Volume.unset": "volume:unset_key", "Volume.set_name": "volume:set_name",
-    "Volume.set_description": "volume:set_description",
-}
-#: The same, for the entry points under datapath/<scheme>/ (their own Plugin.query).
-DATAPATH_IMPLEMENTATIONS = {
-    "Plugin.query": "datapath:query", "Datapath.attach": "datapath:attach",
-    "Datapath.activate": "datapath:activate",
-    "Datapath.activate_readonly": "datapath:activate_readonly",
-    "Datapath.deactivate": "datapath:deactivate", "Datapath.detach": "datapath:detach",
-}
-#: The plugin's type: the directory org.xen.xapi.storage.<TYPE>, and Plugin.query's `plugin`.
-PLUGIN_TYPE = "zfsaga"
 #: Stdin is one JSON object of a few fields; anything near this is not a call from xapi.
 MAX_INPUT = 1 << 20
 

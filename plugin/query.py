@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from zfsaga.plugin.dispatch import IMPLEMENTATIONS, PLUGIN_TYPE
+from zfsaga.plugin.verbs import IMPLEMENTATIONS, PLUGIN_TYPE
 from zfsaga.plugin.sr import CONFIGURATION  # the keys SR.create takes, in words
 
 VERSION = "0.1.0"

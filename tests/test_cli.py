@@ -180,7 +180,8 @@ def test_read_only_commands_stay_lean(pool: Pool) -> None:
     pool.revert()
     probe = ("import sys, zfsaga.cli as c; c.main(sys.argv[1:]); "
              "heavy = [m for m in ('loguru', 'transitions', 'tenacity', 'libzfs_core', "
-             "'zfsaga.sagas.engine') if m in sys.modules]; print('HEAVY', heavy)")
+             "'zfsaga.sagas.engine', 'zfsaga.sagas.drive', 'zfsaga.sagas.progress') "
+             "if m in sys.modules]; print('HEAVY', heavy)")
     for cmd in (["list", "--all"], ["show", pool.sagas("--all")[0]["id"]]):
         out = subprocess.run([sys.executable, "-c", probe, "--state-dir", str(pool.state), *cmd],
                              capture_output=True, text=True, env=pool.env)

@@ -672,6 +672,7 @@ def test_a_saga_that_ran_out_of_space_is_no_space_to_xapi() -> None:
 #: library's heavy starts (each measured at a tenth to a fifth of such a call in the guest:
 #: README, 'A lean start'). A read is one process start, one `zfs get` and this code.
 HEAVY = ("libzfs_core", "loguru", "transitions", "tenacity", "sqlite3", "zfsaga.sagas.engine",
+         "zfsaga.sagas.drive", "zfsaga.sagas.progress",
          "zfsaga.steps.base", "dataclasses", "inspect", "typing", "subprocess", "pathlib",
          "base64", "hashlib")
 

@@ -268,7 +268,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
     journal = open_journal(args)
     if not (args.dry_run or args.yes):
         raise CliError(EXIT_USAGE, "gc forgets finished sagas: add --yes (or --dry-run)")
-    ids = journal.gc(args.older_than * 86400, dry_run=args.dry_run)
+    from zfsaga.sagas import operator
+
+    ids = operator.gc(journal, args.older_than * 86400, dry_run=args.dry_run)
     verb = "would forget" if args.dry_run else "forgot"
     if args.json:
         print(json.dumps({"dry_run": args.dry_run, "sagas": ids}))
@@ -300,35 +302,18 @@ def make_engine(args: argparse.Namespace, journal, zfs=None):
 
 
 def dry_run(args: argparse.Namespace, engine, row, direction: str) -> int:
-    """What the command would do, by the saga's own status: probes for a forward run, the
-    compensations for a backward one, the leftovers for an abandon. Touches nothing."""
-    from zfsaga.steps.zfs.errors import ZfsError
+    """What the command would do, by the saga's own status (sagas/operator.py preview).
+    Touches nothing."""
+    from zfsaga.sagas import operator
 
-    if direction == "abandon":
-        left = engine.left_behind(row)
-        print(f"would close saga {row.id} ({row.status}) as abandoned, touching nothing; "
-              f"left behind: {', '.join(left) or 'nothing'}")
-        return EXIT_OK
-    run = engine._load(row)
-    lines = []
-    if direction == "forward":
-        for step in run.steps:
-            if run.last.get(step.name) != "step_done":
-                try:
-                    said = step.probe(run.ctx)
-                except ZfsError as exc:
-                    said = f"cannot tell ({type(exc).__name__}: {exc})"
-                lines.append(f"would run {step.name} ({step.kind}): probe says {said}")
-    else:
-        for step in reversed(run.steps):
-            if run.last.get(step.name) not in (None, "comp_done"):
-                lines.append(f"would compensate {step.name}")
-    print("\n".join(lines) or "nothing to do")
+    print("\n".join(operator.preview(engine, row, direction)) or "nothing to do")
     return EXIT_OK
 
 
 def direction_of(args: argparse.Namespace, engine, row) -> str:
     """Which way the command would drive the saga, or CliError when it would be refused."""
+    from zfsaga.sagas import operator
+
     if args.command == "abandon":
         if row.terminal:
             raise CliError(EXIT_REFUSED, f"saga {row.id} is {row.status}: nothing to abandon")
@@ -336,21 +321,18 @@ def direction_of(args: argparse.Namespace, engine, row) -> str:
     if row.terminal:
         raise CliError(EXIT_REFUSED, f"saga {row.id} is {row.status}: nothing to "
                                      f"{args.command}")
-    if not engine._plan_known(row):
+    if not operator.plan_known(row):
         raise CliError(EXIT_REFUSED, f"saga {row.id}'s recorded plan is not one this zfsaga "
                                      f"knows: it can only be abandoned (zfsaga abandon)")
     if args.command == "abort":
-        from zfsaga.state.lifecycle import IllegalMove, next_status
+        from zfsaga.state.lifecycle import IllegalMove
 
-        if row.status != "compensating":
-            try:
-                next_status(row.status, "abort", abortable=engine._load(row).abortable())
-            except IllegalMove as exc:
-                raise CliError(EXIT_REFUSED,
-                               f"{exc}; the way out is `zfsaga resume`") from None
+        try:
+            operator.check_abort(engine, row)
+        except IllegalMove as exc:
+            raise CliError(EXIT_REFUSED, f"{exc}; the way out is `zfsaga resume`") from None
         return "backward"
-    status = engine._parked_direction(row) if row.status == "stuck" else row.status
-    return "backward" if status == "compensating" else "forward"
+    return operator.direction(row)
 
 
 def cmd_act(args: argparse.Namespace) -> int:
@@ -362,13 +344,16 @@ def cmd_act(args: argparse.Namespace) -> int:
         return dry_run(args, engine, row, direction)
     if not args.yes:
         raise CliError(EXIT_USAGE, f"{args.command} changes ZFS: add --yes (or --dry-run)")
+    from zfsaga.sagas import operator
+
     if args.command == "abandon":
-        outcome, left = engine.abandon(row.id, args.reason)
+        outcome, left = operator.abandon(engine, row.id, args.reason)
         report = {"id": row.id, "status": outcome.status, "left_behind": left}
         print(json.dumps(report) if args.json else
               f"saga {row.id} abandoned; left behind: {', '.join(left) or 'nothing'}")
         return EXIT_OK
-    outcome = getattr(engine, args.command)(row.id, args.reason)
+    act = operator.resume if args.command == "resume" else operator.abort
+    outcome = act(engine, row.id, args.reason)
     return report_outcome(args, outcome, ok=("compensated",) if args.command == "abort"
                           else ("succeeded", "compensated"))
 
@@ -391,27 +376,6 @@ def report_outcome(args: argparse.Namespace, outcome,
     return EXIT_OK if outcome.status in ok else EXIT_ERROR
 
 
-def left_by_lost_sagas(zfs, sr: str, journal) -> tuple[dict[str, str], list[str]]:
-    """What zfsaga's tags say sagas this journal has no record of left under the SR: every
-    dataset and snapshot tagged by one (name -> saga id; all tagged ones when there is no
-    journal to ask), and every zfsaga hold on a snapshot that no active saga of the journal
-    names (`hold TAG on SNAPSHOT`). Read only."""
-    from zfsaga.steps.base import OWNER
-
-    known: set[str] = set()
-    if journal is not None:
-        known = {r.params.get("hold_tag") for r in journal.active()} - {None}
-    tagged, holds = {}, []
-    for name, props in zfs.list_tree(sr, [OWNER]).items():
-        tag = props[OWNER].local
-        if tag and (journal is None or not journal.knows(tag.split("/", 1)[0])):
-            tagged[name] = tag.split("/", 1)[0]
-        if "@" in name:
-            holds += [f"hold {t} on {name}" for t in sorted(zfs.holds(name))
-                      if t.startswith("zfsaga-") and t not in known]
-    return tagged, holds
-
-
 def set_aside(path: Path) -> Path:
     """Move a damaged journal (and its -wal and -shm) aside, kept for a post-mortem."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -430,6 +394,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
         return recover_host(args)
     if not args.sr:
         return recover_orphans(args, open_journal(args), {})
+    from zfsaga.sagas import operator
     from zfsaga.state.journal import Journal, JournalError
 
     path = state_dir(args) / "journal.db"
@@ -443,11 +408,13 @@ def cmd_recover(args: argparse.Namespace) -> int:
         loss = str(exc)
     engine = make_engine(args, journal)
     if loss is None:
-        loss = engine.journal_loss(args.sr)
+        loss = operator.journal_loss(engine, args.sr)
     if loss is None:
-        strangers = engine.acknowledge(args.sr) if args.yes else engine.strangers(args.sr)
+        strangers = (operator.acknowledge(engine, args.sr) if args.yes
+                     else operator.strangers(engine, args.sr))
         return recover_orphans(args, journal, strangers, engine)
-    tagged, holds = left_by_lost_sagas(engine.zfs, args.sr, None if damaged else journal)
+    tagged, holds = operator.left_by_lost_sagas(engine.zfs, args.sr,
+                                                None if damaged else journal)
     report: dict[str, Any] = {"schema_version": 1, "journal": str(path), "lost": loss,
                               "unknown_tags": tagged, "holds": holds, "acknowledged": False}
     if args.yes:
@@ -460,7 +427,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
             journal = Journal(path)
             engine = make_engine(args, journal, engine.zfs)
         journal.forget(sorted(set(tagged.values())), actor=actor())
-        engine.acknowledge(args.sr, args.reason)
+        operator.acknowledge(engine, args.sr, args.reason)
         report["acknowledged"] = True
     if args.json:
         print(json.dumps(report))
@@ -489,11 +456,12 @@ def recover_host(args: argparse.Namespace) -> int:
     imported pool zfsaga made by a saga it does not know (the journal lost or the host
     reinstalled). Destroys nothing: xapi's retry of that SR.create takes such a pool over."""
     from zfsaga.backend import open_zfs
+    from zfsaga.sagas import operator
     from zfsaga.sagas.pool_create import lost_made_pool
 
     journal = open_journal(args) if (state_dir(args) / "journal.db").exists() else None
     engine = make_engine(args, journal) if journal is not None else None
-    outcomes = engine.recover() if engine is not None else []
+    outcomes = operator.recover(engine) if engine is not None else []
     zfs = engine.zfs if engine is not None else open_zfs()
     known = journal.knows if journal is not None else (lambda saga_id: False)
     lost = [found for pool in zfs.imported_pools()
@@ -522,8 +490,10 @@ def recover_orphans(args: argparse.Namespace, journal, strangers: dict[str, str]
                     engine=None, report: bool = True) -> int:
     """Heal the SR's orphaned sagas now, and report the datasets tagged by unknown sagas
     (`report` False: the caller printed its own JSON already)."""
+    from zfsaga.sagas import operator
+
     engine = engine or make_engine(args, journal)
-    outcomes = engine.recover()
+    outcomes = operator.recover(engine)
     if not report:
         pass
     elif args.json:
