@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from zfsaga.state.journal import Journal, ResourceTaken, SagaRow
 from zfsaga.state.lifecycle import IllegalMove, next_status
-from zfsaga.state.locks import NestedLock, ResourceLock, lock_for
+from zfsaga.state.locks import NestedLock, ResourceLock
 from zfsaga.steps.base import OWNER, Step, StepContext
 from zfsaga.steps.catalog import UnknownPlan, rebuild
 from zfsaga.steps.zfs.errors import ZfsError
@@ -321,7 +321,9 @@ class Engine:
         journal is that SR's alone, so its active sagas move to the SR's key, each under the
         lock of its old name (a process of the old version may still be driving it: then it
         is left for later)."""
-        for row in self.journal.legacy_active():
+        from zfsaga.steps.srs import SR_KEY_PREFIX
+
+        for row in self.journal.legacy_active(SR_KEY_PREFIX):
             lock = self._lock(row.resource)
             if lock.try_acquire():
                 with lock:
@@ -677,7 +679,9 @@ class Engine:
         return row
 
     def _lock(self, resource: str) -> ResourceLock | NestedLock:
-        return lock_for(self.state_dir, resource)
+        from zfsaga.sagas.resources import lock_of
+
+        return lock_of(self.state_dir, resource)
 
     def _log(self, row: SagaRow, step: str = "-") -> Any:
         from zfsaga.log import get_logger
