@@ -47,3 +47,11 @@ def kinds() -> list[str]:
     """Every saga's own kind (aliases left out)."""
     _load()
     return sorted({cls.KIND for cls in REGISTRY.values()})
+
+
+def sagas_of_verb(verb: str) -> list[type[Saga]]:
+    """The sagas that serve `verb` ("Volume.revert", "SR.destroy", "zfsaga revert"), each
+    declaring it in its VERBS: a verb's saga is found by the verb's name."""
+    _load()
+    return sorted({cls for cls in REGISTRY.values() if verb in cls.VERBS},
+                  key=lambda cls: cls.KIND)

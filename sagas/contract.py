@@ -36,6 +36,9 @@ class Runner(Protocol):
     resource, calls `resolve` under the lock, journals the plan and drives it."""
 
     zfs: Zfs
+    #: Its journal: `knows(saga_id)` says whether it has a record of that saga (pool.create's
+    #: resolve tells a pool of a saga the journal lost from one of a saga it knows).
+    journal: Any
 
     def run(self, kind: str, resource: str, resolve: Resolve) -> Any: ...
 
@@ -68,7 +71,8 @@ class Fact(str):
 
 
 class BadPlan(ValueError):
-    """A plan names a fact of a step that does not come before it: it could never run."""
+    """A plan names an input its resolve did not return, or a fact of a step that does not come
+    before it: it could never run, so it is refused before anything is recorded."""
 
 
 class DuplicateSaga(ValueError):
@@ -118,11 +122,15 @@ class Saga:
 
     @classmethod
     def plan(cls, params: dict[str, Any]) -> list[Step]:
-        """The plan for `params`, its references checked: each fact is of an earlier step."""
+        """The plan for `params`, its references checked: each input is one of `params`, each
+        fact is of an earlier step."""
         plan = cls.steps(params)
         seen: set[str] = set()
         for step in plan:
             for key, ref in step.args.items():
+                if isinstance(ref, Param) and ref.name not in params:
+                    raise BadPlan(f"{cls.KIND}: step {step.name!r} argument {key!r} reads "
+                                  f"{ref}, which the saga's resolve did not return")
                 if isinstance(ref, Fact) and ref.step not in seen:
                     raise BadPlan(f"{cls.KIND}: step {step.name!r} argument {key!r} reads "
                                   f"{ref}, of no earlier step")

@@ -63,6 +63,8 @@ def test_a_fact_of_no_earlier_step_is_refused_when_the_plan_is_made() -> None:
     try:
         with pytest.raises(BadPlan, match="@b.guid"):
             Backwards.plan({"d": "tank/x"})
+        with pytest.raises(BadPlan, match=r"\$d"):  # an input the resolve did not return
+            Backwards.plan({"e": "tank/x"})
     finally:
         REGISTRY.pop("test.backwards")
     with pytest.raises(ValueError):
@@ -73,7 +75,11 @@ def test_typed_references_are_recorded_in_the_journals_form() -> None:
     from zfsaga.sagas.volume_revert import VolumeRevert
     from zfsaga.steps.catalog import rebuild
 
-    plan = VolumeRevert.plan({"thick": True, "indexed": True})
+    class Resolved(dict):  # as a resolve returns them: every input the plan reads is there
+        def __contains__(self, key: object) -> bool:
+            return True
+
+    plan = VolumeRevert.plan(Resolved(thick=True, indexed=True))
     recorded = json.loads(json.dumps([step.describe() for step in plan]))
     args = {entry["name"]: entry["args"] for entry in recorded}
     assert args["hold"] == {"snapshot_guid": "$snapshot_guid", "snapshot": "$snapshot",
@@ -186,3 +192,15 @@ def test_the_plugin_runs_every_saga_through_one_helper() -> None:
                 graph[path.stem] |= {a.name for a in node.names}
     loops = sorted((a, b) for a in graph for b in graph[a] if a < b and a in graph.get(b, ()))
     assert loops == []
+
+
+def test_every_mutating_verb_finds_its_saga_by_name() -> None:
+    from zfsaga.plugin.dispatch import IMPLEMENTATIONS
+    from zfsaga.sagas.catalog import kinds, saga_of, sagas_of_verb
+
+    reads = ("Plugin.", ".stat", ".ls", ".probe")
+    mutating = [v for v in IMPLEMENTATIONS if not any(r in v for r in reads)]
+    assert [v for v in mutating if not sagas_of_verb(v)] == []
+    assert [k.KIND for k in sagas_of_verb("SR.destroy")] == ["pool.destroy", "sr.destroy"]
+    declared = {v for kind in kinds() for v in saga_of(kind).VERBS}
+    assert declared - set(IMPLEMENTATIONS) == {"zfsaga revert"}  # the operator's own verb
