@@ -1,7 +1,8 @@
-"""Give an SR back (SR.destroy; `give_back` chooses between this saga and the pool's): xapi has destroyed its VDIs first, so what zfsaga still keeps
+"""Give an SR back (SR.destroy): xapi has destroyed its VDIs first, so what zfsaga still keeps
 there are retired volumes nothing lists; they are collected, then the SR's marks are removed.
 The pool or filesystem itself stays: zfsaga did not make it (SR.create took an existing one),
-and nothing zfsaga did not make is touched.
+and nothing zfsaga did not make is touched. SR.destroy of a pool zfsaga made destroys the pool
+instead (sagas/pool_destroy.py): `give_back` chooses.
 
     1 collect   every retired volume of the SR, newest first (a clone   forward only
                 goes before the volume it was cloned from)
