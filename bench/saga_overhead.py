@@ -25,7 +25,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from zfsaga.sagas import revert  # noqa: E402
+from zfsaga.sagas import volume_revert as revert  # noqa: E402
 from zfsaga.steps import srs  # noqa: E402
 from zfsaga.sagas.engine import Engine  # noqa: E402
 from zfsaga.state.journal import Journal  # noqa: E402

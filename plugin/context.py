@@ -35,12 +35,11 @@ class Sr:
 
     def engine(self) -> Any:
         """The saga engine over this SR's journal (mutating verbs only)."""
-        from zfsaga.sagas.engine import Engine
-        from zfsaga.state.journal import Journal
         from zfsaga.location import sr_state_dir
+        from zfsaga.sagas.runner import open_engine
 
         state = sr_state_dir(self.zfs, self.name, create=True)
-        return Engine(self.zfs, Journal(state / "journal.db"), state, lock_wait=lock_wait())
+        return open_engine(self.zfs, state, lock_wait=lock_wait())
 
     def find(self, key: str, hint: str | None = None) -> tuple[str, dict, dict]:
         """(dataset, native, user properties) of the VDI with this key; Volume_does_not_exist

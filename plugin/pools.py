@@ -1,15 +1,17 @@
 """The SR verbs' part for an SR on a pool zfsaga makes of devices (SR.create with `devices`):
 making it, finding it by its devices (SR.probe), importing it (SR.attach), and deciding whether
 detach may export it and destroy destroy it. The pool sagas journal on the host
-(`host_engine`): a journal cannot live on the pool they make, import, export or destroy."""
+(plugin/run.py host_engine): a journal cannot live on the pool they make, import, export or
+destroy."""
 from __future__ import annotations
 
 import os
 from typing import Any
 
 from zfsaga.plugin.context import zfs
-from zfsaga.plugin.deadline import lock_wait
-from zfsaga.plugin.errors import InvalidArgument, SrNotAttached, require_effect
+from zfsaga.plugin.errors import InvalidArgument, SrNotAttached
+from zfsaga.plugin.run import host_engine, run_saga
+from zfsaga.plugin import sr_config
 from zfsaga.steps import meta
 
 
@@ -17,7 +19,6 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
     """SR.create on a pool it makes: checked in full first, then one saga on the host's
     journal (make the pool, mark it). The configuration returned (xapi's device-config from
     then on) names the pool and its guid, which SR.attach imports by."""
-    from zfsaga.plugin import sr as verbs
     from zfsaga.sagas import pool_create
     from zfsaga.steps import srs
     from zfsaga.steps.zfs import names
@@ -49,10 +50,10 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
     missing = [d for d in devices if not os.path.exists(d)]
     if missing:
         raise InvalidArgument(f"SR.create: no device {missing[0]}")
-    provisioning = verbs.checked_provisioning(configuration)
+    provisioning = sr_config.checked_provisioning(configuration)
     backend = zfs()
-    tuning = verbs.checked_tuning(backend, pool, configuration,
-                                  ashift=ashift or verbs.ASSUMED_ASHIFT)
+    tuning = sr_config.checked_tuning(backend, pool, configuration,
+                                  ashift=ashift or sr_config.ASSUMED_ASHIFT)
     props = {meta.SR_UUID: uuid, meta.NAME: meta.encode(name),
              meta.DESCRIPTION: meta.encode(description), meta.PROVISIONING: provisioning,
              "snapdev": "visible", **tuning}
@@ -63,8 +64,9 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
     pool_guid = _made_for(backend, pool, uuid)  # xapi's retry of a create that did happen
     if pool_guid is None:
         try:
-            outcome = pool_create.start(host_engine(backend), pool, devices, layout, ashift,
-                                        props)
+            outcome = run_saga(f"SR.create of a pool {pool} on {', '.join(devices)}",
+                               pool_create.start, host_engine(backend), pool, devices, layout,
+                               ashift, props)
         except AlreadyExists as exc:
             # The engine first finishes an orphan (this SR's own create, cut off by a crash:
             # then it is made now) before it finds the pool there.
@@ -72,11 +74,10 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
             if pool_guid is None:
                 raise InvalidArgument(f"SR.create: {exc}") from None
         else:
-            require_effect(outcome, f"SR.create of a pool {pool} on {', '.join(devices)}")
             # An adopted pool (made by a saga the host journal lost) has no create step.
             pool_guid = outcome.facts.get("create", {}).get("pool_guid") \
                 or backend.pool_guid(pool)
-    return {**{k: v for k, v in configuration.items() if k in verbs.CONFIGURATION},
+    return {**{k: v for k, v in configuration.items() if k in sr_config.CONFIGURATION},
             "devices": ",".join(devices), "pool": pool, "layout": layout, "dataset": pool,
             "provisioning": provisioning, "pool_guid": pool_guid, "sr_uuid": uuid}
 
@@ -148,9 +149,9 @@ def import_made_pool(configuration: dict) -> None:
     if found is not None:
         raise SrNotAttached(f"another pool named {pool} (guid {found}) is imported here; the "
                             f"SR's is {guid}: export that one first")
-    outcome = pool_import.start(host_engine(backend), pool, guid, devices)
-    require_effect(outcome, f"SR.attach: the import of pool {pool} (guid {guid}) on "
-                            f"{', '.join(devices) or 'any device'}")
+    run_saga(f"SR.attach: the import of pool {pool} (guid {guid}) on "
+             f"{', '.join(devices) or 'any device'}", pool_import.start, host_engine(backend),
+             pool, guid, devices)
 
 
 def made_pool_alone(s: Any, verb: str) -> str | None:
@@ -197,12 +198,3 @@ def _active_sagas(s: Any) -> list[str]:
     finally:
         journal.close()
 
-
-def host_engine(backend) -> Any:
-    """The saga engine over the host's journal (the pool sagas)."""
-    from zfsaga.location import host_state_dir
-    from zfsaga.sagas.engine import Engine
-    from zfsaga.state.journal import Journal
-
-    state = host_state_dir()
-    return Engine(backend, Journal(state / "journal.db"), state, lock_wait=lock_wait())

@@ -7,42 +7,12 @@ from __future__ import annotations
 
 from zfsaga.plugin.context import open_sr, zfs
 from zfsaga.plugin.deadline import lock_wait
-from zfsaga.plugin.errors import InvalidArgument, SrDoesNotExist, require_effect
+from zfsaga.plugin.errors import InvalidArgument, SrDoesNotExist
+from zfsaga.plugin.sr_config import (CONFIGURATION, checked_provisioning, checked_strings,
+                                     checked_tuning)
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
-#: SR.create's configuration keys (Plugin.query shows these words to admins).
-CONFIGURATION = {
-    "dataset": "the existing pool or ZFS filesystem that holds the SR's volumes (this or "
-               "devices); it must not lie inside another zfsaga SR nor contain one. zfsaga "
-               "never exports nor destroys it",
-    "devices": "instead of dataset: the block devices of a new pool zfsaga makes for this SR, "
-               "comma-separated absolute paths (/dev/disk/by-id/... names survive reboots). "
-               "Never forced: a device holding a filesystem or a pool is refused. The pool is "
-               "exported on detach (while it holds nothing else), imported on attach, and "
-               "destroyed with the SR",
-    "pool": "with devices: the new pool's name (default zfsaga-<the SR uuid's first 8 "
-            "characters>)",
-    "layout": "with devices: the new pool's redundancy, mirror, raidz1, raidz2, raidz3 or "
-              "stripe. One device is a stripe; several need it said (a stripe of several "
-              "loses everything with any one of them)",
-    "ashift": "with devices: the new pool's sector size as a power of two, 9 to 16 (12 for "
-              "4K-sector disks; default: what ZFS reads from the devices)",
-    "provisioning": "thin (default: volumes reserve nothing, the pool's free space is shared "
-                    "and can be overcommitted) or thick (each volume reserves its whole size)",
-    "compression": "ZFS compression of every volume: on, off, lz4, zstd, zstd-1..19, gzip, "
-                   "gzip-1..9, zle or lzjb (default: inherited from the pool)",
-    "sync": "standard, always or disabled (default: inherited; disabled loses the last "
-            "seconds of guest writes on a power cut)",
-    "logbias": "latency or throughput (default: inherited)",
-    "primarycache": "all, metadata or none: what the ARC caches of volumes (default: inherited)",
-    "volblocksize": "block size of new volumes in bytes (or with K), a power of two from the "
-                    "pool's sector size (2^ashift; 4K when ashift is unset) to 128K; default "
-                    "ZFS's 8K. Volume sizes round up to it",
-}
-#: An unset pool ashift: ZFS picks each vdev's from its devices; 4K sectors are the norm, so
-#: a volume block must be at least that (a smaller one would be padded to it anyway).
-ASSUMED_ASHIFT = 12
 #: ZFS pool state -> xapi health (README: why each). sr-scan refuses all but Healthy, and
 #: retries only Unreachable.
 HEALTH = {"ONLINE": "Healthy", "DEGRADED": "Healthy", "SUSPENDED": "Unreachable",
@@ -51,10 +21,10 @@ HEALTH = {"ONLINE": "Healthy", "DEGRADED": "Healthy", "SUSPENDED": "Unreachable"
 
 
 def create(dbg: str, uuid: str, configuration: dict, name: str, description: str) -> dict:
-    from zfsaga.sagas import sr_create
-    from zfsaga.sagas.engine import Engine
-    from zfsaga.state.journal import Journal
     from zfsaga.location import sr_state_dir_by_guid
+    from zfsaga.plugin.run import run_saga
+    from zfsaga.sagas import sr_create
+    from zfsaga.sagas.runner import open_engine
     from zfsaga.steps.zfs import names
     from zfsaga.steps.zfs.errors import NotFound, ZfsError
 
@@ -87,66 +57,11 @@ def create(dbg: str, uuid: str, configuration: dict, name: str, description: str
     except ZfsError as exc:
         raise InvalidArgument(f"SR.create: dataset {exc}") from None
     state = sr_state_dir_by_guid(backend, dataset, guid)
-    engine = Engine(backend, Journal(state / "journal.db"), state, lock_wait=lock_wait())
-    outcome = sr_create.start(engine, dataset, uuid, name, description, provisioning, tuning)
-    require_effect(outcome, f"SR.create on {dataset}", dataset)
+    run_saga(f"SR.create on {dataset}", sr_create.start,
+             open_engine(backend, state, lock_wait=lock_wait()), dataset, uuid, name,
+             description, provisioning, tuning, sr=dataset)
     return {**{k: v for k, v in configuration.items() if k in CONFIGURATION},
             "dataset": dataset, "provisioning": provisioning, "sr_uuid": uuid}
-
-
-def checked_strings(uuid: str, name: str, description: str) -> None:
-    """SR.create's strings, before anything is read or made: the uuid canonical (it is stored
-    and compared as it is), the name and description storable (meta.encode's rules)."""
-    from zfsaga.steps.zfs.errors import InvalidValue
-
-    try:
-        meta.check_sr_uuid(uuid)
-        meta.encode(name)
-        meta.encode(description)
-    except InvalidValue as exc:
-        raise InvalidArgument(f"SR.create: {exc}") from None
-
-
-def checked_provisioning(configuration: dict) -> str:
-    provisioning = configuration.get("provisioning", "thin")
-    if provisioning not in ("thin", "thick"):
-        raise InvalidArgument(f"SR.create: provisioning is thin or thick, not {provisioning!r}")
-    return provisioning
-
-
-def checked_tuning(backend, dataset: str, configuration: dict,
-                   ashift: int | None = None) -> dict[str, str]:
-    """The admin's per-SR ZFS tuning, checked before anything is recorded: the native
-    properties every volume inherits, and the volume block size (a user property). `ashift`:
-    the pool's, when it is not made yet."""
-    from zfsaga.steps.zfs.errors import ZfsError
-    from zfsaga.steps.zfs.interface import TUNABLE
-
-    out = {}
-    for key, allowed in TUNABLE.items():
-        if key in configuration:
-            if configuration[key] not in allowed:
-                raise InvalidArgument(f"SR.create: {key} is one of {', '.join(allowed)}; "
-                                      f"not {configuration[key]!r}")
-            out[key] = configuration[key]
-    if "volblocksize" in configuration:
-        text = str(configuration["volblocksize"]).strip().upper()
-        scale = 1024 if text.endswith("K") else 1
-        digits = text[:-1] if scale > 1 else text
-        size = int(digits) * scale if digits.isdigit() else 0
-        if size < 512 or size > 131072 or size & (size - 1):
-            raise InvalidArgument(f"SR.create: volblocksize is a power of two from 512 to 128K, "
-                                  f"not {configuration['volblocksize']!r}")
-        try:
-            ashift = ashift or backend.pool_ashift(dataset.split("/")[0]) or ASSUMED_ASHIFT
-        except ZfsError as exc:
-            raise InvalidArgument(f"SR.create: cannot read the pool's ashift: {exc}") from None
-        if size < 1 << ashift:
-            raise InvalidArgument(f"SR.create: volblocksize {size} is below the pool's sector "
-                                  f"size {1 << ashift} (ashift {ashift}): ZFS would pad each "
-                                  f"block to it, wasting space")
-        out[meta.VOLBLOCKSIZE] = str(size)
-    return out
 
 
 def probe(dbg: str, configuration: dict) -> list:
@@ -234,7 +149,8 @@ def destroy(dbg: str, sr: str) -> None:
     """Refused while the SR still lists VDIs (xapi destroys them first). A pool zfsaga made
     is destroyed, when it holds nothing else; any other dataset stays, unmarked."""
     from zfsaga.plugin import pools
-    from zfsaga.sagas import pool_destroy, sr_destroy
+    from zfsaga.plugin.run import host_engine, run_saga
+    from zfsaga.sagas import sr_destroy
     from zfsaga.steps.srs import MADE_POOL
 
     s = open_sr(sr, extra=(MADE_POOL,))
@@ -243,13 +159,10 @@ def destroy(dbg: str, sr: str) -> None:
         raise InvalidArgument(f"SR.destroy: {sr} still holds {len(left)} VDI(s), e.g. "
                               f"{left[0]['key']}: destroy them first")
     made = pools.made_pool_alone(s, "SR.destroy")
-    if made:
-        pool_guid = s.zfs.pool_guid(s.name)
-        outcome = pool_destroy.start(pools.host_engine(s.zfs), s.name, pool_guid, made)
-        require_effect(outcome, f"SR.destroy of {sr} (its pool)")
-        return None
-    outcome = sr_destroy.start(s.engine(), s.key, s.name, s.guid)
-    require_effect(outcome, f"SR.destroy of {sr}", s.name)
+    pool = (s.zfs.pool_guid(s.name), made) if made else None
+    run_saga(f"SR.destroy of {sr}" + (" (its pool)" if pool else ""), sr_destroy.give_back,
+             sr_destroy.Runners(s.engine, lambda: host_engine(s.zfs)), s.key, s.name, s.guid,
+             pool, sr=None if pool else s.name)
     return None
 
 
@@ -257,15 +170,15 @@ def detach(dbg: str, sr: str) -> None:
     """The data stays as it is. A pool zfsaga made for this SR, holding nothing else, is
     exported (SR.attach imports it); any other pool or dataset is left imported and mounted."""
     from zfsaga.plugin import pools
+    from zfsaga.plugin.run import host_engine, run_saga
     from zfsaga.sagas import pool_export
     from zfsaga.steps.srs import MADE_POOL
 
     s = open_sr(sr, extra=(MADE_POOL,))
     if pools.made_pool_alone(s, "SR.detach"):
-        devices = []  # the import searches the devices of the PBD's configuration
-        outcome = pool_export.start(pools.host_engine(s.zfs), s.name, s.zfs.pool_guid(s.name),
-                                    devices)
-        require_effect(outcome, f"SR.detach of {sr} (the export of its pool)")
+        devices: list[str] = []  # the import searches the devices of the PBD's configuration
+        run_saga(f"SR.detach of {sr} (the export of its pool)", pool_export.start,
+                 host_engine(s.zfs), s.name, s.zfs.pool_guid(s.name), devices)
     return None
 
 
@@ -301,12 +214,12 @@ def ls(dbg: str, sr: str) -> list:
 
 
 def _set_meta(sr: str, prop: str, value: str) -> None:
-    from zfsaga.sagas import set_meta
+    from zfsaga.plugin.run import run_saga
+    from zfsaga.sagas import sr_set
 
     s = open_sr(sr, writes=True)
-    outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, s.name,
-                             {prop: meta.encode(value)})
-    require_effect(outcome, f"setting {prop} of SR {s.name}", s.name)
+    run_saga(f"setting {prop} of SR {s.name}", sr_set.start, s.engine(), s.key, s.name, s.guid,
+             {prop: meta.encode(value)}, sr=s.name)
 
 
 def set_name(dbg: str, sr: str, new_name: str) -> None:

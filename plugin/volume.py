@@ -5,7 +5,7 @@ from __future__ import annotations
 from zfsaga.plugin.context import Sr, open_sr
 from zfsaga.plugin.errors import InvalidArgument, SmapiError
 from zfsaga.plugin.errors import NoSpace as NoSpaceLeft
-from zfsaga.plugin.errors import require_effect
+from zfsaga.plugin.run import run_saga
 from zfsaga.plugin.volumes import volume_record
 from zfsaga.steps import meta
 
@@ -44,10 +44,9 @@ def create(dbg: str, sr: str, name: str, description: str, size: int,
     s = open_sr(sr, extra=(meta.PROVISIONING, meta.VOLBLOCKSIZE), writes=True)
     got = s.props
     block = got[meta.VOLBLOCKSIZE].local
-    outcome = volume_create.start(s.engine(), s.key, s.name, s.guid, name, description, size,
-                                  got[meta.PROVISIONING].local == "thick",
-                                  volblocksize=int(block) if block else None)
-    require_effect(outcome, "Volume.create", s.name)
+    outcome = run_saga("Volume.create", volume_create.start, s.engine(), s.key, s.name, s.guid,
+                       name, description, size, got[meta.PROVISIONING].local == "thick",
+                       volblocksize=int(block) if block else None, sr=s.name)
     key = outcome.facts["create"]["name"].rsplit("/", 1)[1]
     return _record(Sr(s.zfs, s.name, s.guid), key)
 
@@ -68,8 +67,8 @@ def destroy(dbg: str, sr: str, key: str) -> None:
 
     s = open_sr(sr, key, writes=True)
     target, _, _ = _existing(s, key)
-    outcome = volume_destroy.start(s.engine(), s.key, s.name, s.guid, _where(s, key, target))
-    require_effect(outcome, f"Volume.destroy of {key}", s.name)
+    run_saga(f"Volume.destroy of {key}", volume_destroy.start, s.engine(), s.key, s.name,
+             s.guid, _where(s, key, target), sr=s.name)
     return None
 
 
@@ -80,8 +79,8 @@ def snapshot(dbg: str, sr: str, key: str) -> dict:
     volume, _, _ = _existing(s, key)
     if "@" in volume:
         raise InvalidArgument(f"Volume.snapshot: {key} is a snapshot; snapshot its volume")
-    outcome = volume_snapshot.start(s.engine(), s.key, s.name, s.guid, _where(s, key, volume))
-    require_effect(outcome, f"Volume.snapshot of {key}", s.name)
+    outcome = run_saga(f"Volume.snapshot of {key}", volume_snapshot.start, s.engine(), s.key,
+                       s.name, s.guid, _where(s, key, volume), sr=s.name)
     return _record(Sr(s.zfs, s.name, s.guid), _new_key(s, outcome, "snapshot"))
 
 
@@ -90,16 +89,15 @@ def clone(dbg: str, sr: str, key: str) -> dict:
 
     s = open_sr(sr, key, extra=(meta.PROVISIONING,), writes=True)
     source, _, _ = _existing(s, key)
-    outcome = volume_clone.start(s.engine(), s.key, s.name, s.guid, _where(s, key, source),
-                                 _thick(s))
-    require_effect(outcome, f"Volume.clone of {key}", s.name)
+    outcome = run_saga(f"Volume.clone of {key}", volume_clone.start, s.engine(), s.key, s.name,
+                       s.guid, _where(s, key, source), _thick(s), sr=s.name)
     return _record(Sr(s.zfs, s.name, s.guid), _new_key(s, outcome, "clone"))
 
 
 def revert(dbg: str, sr: str, snapshot: str, key: str) -> None:
     """The volume `key` takes the contents of its snapshot `snapshot`, any of them, and keeps
     its key, metadata and provisioning; every other snapshot stays valid."""
-    from zfsaga.sagas import revert as revert_saga
+    from zfsaga.sagas import volume_revert
 
     s = open_sr(sr, key, writes=True)
     volume, _, _ = _existing(s, key)
@@ -108,9 +106,8 @@ def revert(dbg: str, sr: str, snapshot: str, key: str) -> None:
     snap, _, user = _existing(s, snapshot)
     if "@" not in snap or user[meta.KEY].partition("@")[0] != key:
         raise InvalidArgument(f"Volume.revert: {snapshot} is not a snapshot of {key}")
-    outcome = revert_saga.start(s.engine(), s.name, _where(s, key, volume),
-                                _where(s, snapshot, snap))
-    require_effect(outcome, f"Volume.revert of {key} to {snapshot}", s.name)
+    run_saga(f"Volume.revert of {key} to {snapshot}", volume_revert.start, s.engine(), s.name,
+             _where(s, key, volume), _where(s, snapshot, snap), sr=s.name)
     return None
 
 
@@ -134,13 +131,12 @@ def resize(dbg: str, sr: str, key: str, new_size: int) -> None:
     if "@" in dataset:
         raise InvalidArgument(f"Volume.resize: {key} is a snapshot, which is read-only")
     try:
-        outcome = volume_resize.start(s.engine(), s.key, s.name, s.guid,
-                                      _where(s, key, dataset), new_size)
+        run_saga(f"Volume.resize of {key}", volume_resize.start, s.engine(), s.key, s.name,
+                 s.guid, _where(s, key, dataset), new_size, sr=s.name)
     except InvalidValue as exc:  # xapi's own code and words for a shrink (smapiv3.md 1.7)
         raise ResizeRefused("VDI Invalid size", exc.detail) from None
     except NoSpace as exc:
         raise NoSpaceLeft(exc.detail) from None
-    require_effect(outcome, f"Volume.resize of {key}", s.name)
     return None
 
 
@@ -153,12 +149,12 @@ class ResizeRefused(SmapiError):
 
 
 def _set(sr: str, key: str, props: dict[str, str | None]) -> None:
-    from zfsaga.sagas import set_meta
+    from zfsaga.sagas import volume_set
 
     s = open_sr(sr, key, writes=True)
     dataset, _, _ = _existing(s, key)
-    outcome = set_meta.start(s.engine(), s.key, s.name, s.guid, _where(s, key, dataset), props)
-    require_effect(outcome, f"changing the metadata of {key}", s.name)
+    run_saga(f"changing the metadata of {key}", volume_set.start, s.engine(), s.key, s.name,
+             s.guid, _where(s, key, dataset), props, sr=s.name)
 
 
 def set_key(dbg: str, sr: str, key: str, k: str, v: str) -> None:

@@ -22,7 +22,7 @@ from zfsaga.sagas.progress import Outcome, Progress, SagaNotFound
 from zfsaga.sagas.witness import Witness
 from zfsaga.state.journal import Journal, SagaRow
 from zfsaga.state.lifecycle import next_status
-from zfsaga.state.locks import NestedLock, ResourceLock, lock_for
+from zfsaga.state.locks import NestedLock, ResourceLock
 from zfsaga.steps.catalog import UnknownPlan
 from zfsaga.steps.zfs.errors import ZfsError
 from zfsaga.steps.zfs.interface import Zfs
@@ -213,7 +213,9 @@ class Driver:
         return row
 
     def lock(self, resource: str) -> ResourceLock | NestedLock:
-        return lock_for(self.state_dir, resource)
+        from zfsaga.sagas.resources import lock_of
+
+        return lock_of(self.state_dir, resource)
 
     def log(self, row: SagaRow, step: str = "-") -> Any:
         from zfsaga.log import get_logger

@@ -18,25 +18,17 @@ is refused, naming it, its mark and `zfsaga --host recover` (plugin/pools.py los
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+from zfsaga.sagas.contract import Fact, Param, Runner, Saga
+from zfsaga.sagas.resources import pool_resource
+from zfsaga.steps.base import Step
 from zfsaga.steps.pools import CreatePool
 from zfsaga.steps.props import SetUserProps
 from zfsaga.steps import meta
 from zfsaga.steps.srs import MADE_POOL, SR_MARK
 from zfsaga.steps.zfs.errors import AlreadyExists
 from zfsaga.steps.zfs.interface import Zfs
-
-if TYPE_CHECKING:
-    from zfsaga.sagas.engine import Engine
-
-KIND = "pool.create"
-VERSION = 1
-
-
-def pool_resource(pool: str) -> str:
-    """The lock and journal key of every pool saga: a pool is one thing on a host by name."""
-    return f"pool-{pool}"
 
 
 def resolve(zfs: Zfs, known: Callable[[str], bool], pool: str, devices: list[str],
@@ -82,20 +74,25 @@ def lost_made_pool(zfs: Zfs, known: Callable[[str], bool], pool: str) -> dict[st
             "sr_uuid": got[meta.SR_UUID].local, "others": others}
 
 
-def start(engine: "Engine", pool: str, devices: list[str], layout: str, ashift: int | None,
+def start(runner: Runner, pool: str, devices: list[str], layout: str, ashift: int | None,
           props: dict[str, str]):
     """`props`: what the root is born with (the SR's marks but its guid, and the tuning),
     each checked by the caller."""
-    return engine.run(KIND, pool_resource(pool),
-                      lambda: resolve(engine.zfs, engine.journal.knows, pool, devices, layout,
-                                      ashift, props))
+    return PoolCreate.begin(runner, pool_resource(pool),
+                            lambda: resolve(runner.zfs, runner.journal.knows, pool, devices,
+                                            layout, ashift, props))
 
 
-def plan(params: dict[str, Any]) -> list:
-    if params.get("adopted"):  # the pool is made (by a saga the journal lost): mark it only
-        return [SetUserProps("mark", dataset="$pool", guid="$guid", props="$mark",
-                             before="$unmarked")]
-    return [CreatePool("create", pool="$pool", devices="$devices", layout="$layout",
-                       ashift="$ashift", props="$props"),
-            SetUserProps("mark", dataset="$pool", guid="@create.guid", props="@create.mark",
-                         before="$unmarked")]
+class PoolCreate(Saga):
+    KIND = "pool.create"
+    VERBS = ("SR.create",)
+
+    @classmethod
+    def steps(cls, params: dict[str, Any]) -> list[Step]:
+        if params.get("adopted"):  # the pool is made (by a saga the journal lost): mark it only
+            return [SetUserProps("mark", dataset=Param("pool"), guid=Param("guid"),
+                                 props=Param("mark"), before=Param("unmarked"))]
+        return [CreatePool("create", pool=Param("pool"), devices=Param("devices"),
+                           layout=Param("layout"), ashift=Param("ashift"), props=Param("props")),
+                SetUserProps("mark", dataset=Param("pool"), guid=Fact("create", "guid"),
+                             props=Fact("create", "mark"), before=Param("unmarked"))]

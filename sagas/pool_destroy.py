@@ -8,22 +8,14 @@ no active saga. Journaled on the host: the SR's journal goes with the pool.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from zfsaga.sagas.pool_create import pool_resource
+from zfsaga.sagas.pools import OnePoolStep
 from zfsaga.steps.pools import DestroyPool
 
-if TYPE_CHECKING:
-    from zfsaga.sagas.engine import Engine
 
-KIND = "pool.destroy"
-VERSION = 1
-
-
-def start(engine: "Engine", pool: str, pool_guid: str, made: str):
-    return engine.run(KIND, pool_resource(pool),
-                      lambda: {"pool": pool, "pool_guid": pool_guid, "made": made})
+class PoolDestroy(OnePoolStep):
+    KIND = "pool.destroy"
+    VERBS = ("SR.destroy",)
+    STEP, STEP_NAME, MORE = DestroyPool, "destroy", ("made",)
 
 
-def plan(params: dict[str, Any]) -> list:
-    return [DestroyPool("destroy", pool="$pool", pool_guid="$pool_guid", made="$made")]
+start = PoolDestroy.start

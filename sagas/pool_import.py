@@ -6,22 +6,14 @@ on the host: the pool's own journal is on the pool.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from zfsaga.sagas.pool_create import pool_resource
+from zfsaga.sagas.pools import OnePoolStep
 from zfsaga.steps.pools import ImportPool
 
-if TYPE_CHECKING:
-    from zfsaga.sagas.engine import Engine
 
-KIND = "pool.import"
-VERSION = 1
-
-
-def start(engine: "Engine", pool: str, pool_guid: str, devices: list[str]):
-    return engine.run(KIND, pool_resource(pool),
-                      lambda: {"pool": pool, "pool_guid": pool_guid, "devices": list(devices)})
+class PoolImport(OnePoolStep):
+    KIND = "pool.import"
+    VERBS = ("SR.attach",)
+    STEP, STEP_NAME, MORE = ImportPool, "import", ("devices",)
 
 
-def plan(params: dict[str, Any]) -> list:
-    return [ImportPool("import", pool="$pool", pool_guid="$pool_guid", devices="$devices")]
+start = PoolImport.start

@@ -138,7 +138,9 @@ def rekey_legacy(driver: Driver, key: str) -> None:
     journal is that SR's alone, so its active sagas move to the SR's key, each under the
     lock of its old name (a process of the old version may still be driving it: then it
     is left for later)."""
-    for row in driver.journal.legacy_active():
+    from zfsaga.steps.srs import SR_KEY_PREFIX
+
+    for row in driver.journal.legacy_active(SR_KEY_PREFIX):
         lock = driver.lock(row.resource)
         if lock.try_acquire():
             with lock:

@@ -18,19 +18,15 @@ and not containing one (srs.adopt's rules), and not already an SR of another uui
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from zfsaga.sagas.contract import Param, Runner, Saga
+from zfsaga.steps.base import Step
 from zfsaga.steps import meta, srs
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import AlreadyExists
 from zfsaga.steps.props import SetUserProps
 from zfsaga.steps.zfs.interface import Zfs
-
-if TYPE_CHECKING:
-    from zfsaga.sagas.engine import Engine
-
-KIND = "sr.create"
-VERSION = 1
 
 
 def resolve(zfs: Zfs, dataset: str, uuid: str, name: str, description: str,
@@ -55,17 +51,22 @@ def resolve(zfs: Zfs, dataset: str, uuid: str, name: str, description: str,
             "before": {p: got[p].local for p in props}}
 
 
-def start(engine: "Engine", dataset: str, uuid: str, name: str, description: str,
+def start(runner: Runner, dataset: str, uuid: str, name: str, description: str,
           provisioning: str, tuning: dict[str, str] | None = None):
     """`tuning`: native tunables (steps/zfs/interface.py TUNABLE) and meta.VOLBLOCKSIZE, each
     checked by the caller; set on the SR dataset in the same step as its mark."""
     names.check_dataset(dataset)
-    guid = engine.zfs.get_props(dataset, ["guid"])["guid"].value
-    return engine.run(KIND, srs.sr_key(guid),
-                      lambda: resolve(engine.zfs, dataset, uuid, name, description,
-                                      provisioning, tuning))
+    guid = runner.zfs.get_props(dataset, ["guid"])["guid"].value
+    return SrCreate.begin(runner, srs.sr_key(guid),
+                          lambda: resolve(runner.zfs, dataset, uuid, name, description,
+                                          provisioning, tuning))
 
 
-def plan(params: dict[str, Any]) -> list:
-    return [SetUserProps("mark", dataset="$dataset", guid="$guid", props="$props",
-                         before="$before")]
+class SrCreate(Saga):
+    KIND = "sr.create"
+    VERBS = ("SR.create",)
+
+    @classmethod
+    def steps(cls, params: dict[str, Any]) -> list[Step]:
+        return [SetUserProps("mark", dataset=Param("dataset"), guid=Param("guid"),
+                             props=Param("props"), before=Param("before"))]

@@ -1,7 +1,8 @@
 """Give an SR back (SR.destroy): xapi has destroyed its VDIs first, so what zfsaga still keeps
 there are retired volumes nothing lists; they are collected, then the SR's marks are removed.
 The pool or filesystem itself stays: zfsaga did not make it (SR.create took an existing one),
-and nothing zfsaga did not make is touched.
+and nothing zfsaga did not make is touched. SR.destroy of a pool zfsaga made destroys the pool
+instead (sagas/pool_destroy.py): `give_back` chooses.
 
     1 collect   every retired volume of the SR, newest first (a clone   forward only
                 goes before the volume it was cloned from)
@@ -14,22 +15,16 @@ and nothing zfsaga did not make is touched.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
+from zfsaga.sagas.contract import Param, Runner, Saga
 from zfsaga.steps import srs
-from zfsaga.steps.base import RETIRED
+from zfsaga.steps.base import RETIRED, Step
 from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.props import SetUserProps
 from zfsaga.steps.zfs.interface import Zfs
 
-if TYPE_CHECKING:
-    from zfsaga.sagas.engine import Engine
-
-KIND = "sr.destroy"
-VERSION = 1
-#: The SR ends here: every saga set aside from it (sagas/engine.py) is finished first, or
-#: blocks it (what its cleanup holds would outlive the SR).
-DRAINS = True
 
 
 def resolve(zfs: Zfs, sr: str, sr_guid: str) -> dict[str, Any]:
@@ -49,11 +44,43 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str) -> dict[str, Any]:
             "props": props, "before": before}
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str):
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid))
+def start(runner: Runner, sr_key: str, sr: str, sr_guid: str):
+    return SrDestroy.begin(runner, sr_key, lambda: resolve(runner.zfs, sr, sr_guid))
 
 
-def plan(params: dict[str, Any]) -> list:
-    return [CollectRetired("collect", candidates="$candidates"),
-            SetUserProps("unmark", dataset="$sr", guid="$sr_guid", props="$props",
-                         before="$before")]
+@dataclass(frozen=True)
+class Runners:
+    """The two journals SR.destroy may run through, each opened only once chosen: the SR's
+    own (the SR given back) and the host's (its pool destroyed)."""
+
+    sr: Callable[[], Runner]
+    host: Callable[[], Runner]
+
+
+def give_back(runners: Runners, sr_key: str, sr: str, sr_guid: str,
+              made_pool: tuple[str, str] | None) -> Any:
+    """SR.destroy, whichever saga it takes. `made_pool`: (its pool guid, its made-pool mark)
+    when the SR is a pool zfsaga made that holds nothing but this SR's own (the caller checked,
+    plugin/pools.py made_pool_alone): the pool is destroyed (sagas/pool_destroy.py, on the
+    host's journal: the SR's goes with the pool). Otherwise the SR is given back, the dataset
+    staying (this module's saga, on the SR's journal)."""
+    if made_pool is not None:
+        from zfsaga.sagas import pool_destroy
+
+        pool_guid, made = made_pool
+        return pool_destroy.start(runners.host(), sr, pool_guid, made)
+    return start(runners.sr(), sr_key, sr, sr_guid)
+
+
+class SrDestroy(Saga):
+    KIND = "sr.destroy"
+    VERBS = ("SR.destroy",)
+    #: The SR ends here: every saga set aside from it (sagas/engine.py) is finished first, or
+    #: blocks it (what its cleanup holds would outlive the SR).
+    DRAINS = True
+
+    @classmethod
+    def steps(cls, params: dict[str, Any]) -> list[Step]:
+        return [CollectRetired("collect", candidates=Param("candidates")),
+                SetUserProps("unmark", dataset=Param("sr"), guid=Param("sr_guid"),
+                             props=Param("props"), before=Param("before"))]

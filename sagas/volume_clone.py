@@ -15,20 +15,16 @@ fails its clone step with NoSpace and compensates.
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from zfsaga.sagas.contract import Fact, Param, Runner, Saga
 from zfsaga.sagas.lookup import Target, current, refuse_retired
 from zfsaga.steps import meta, srs
-from zfsaga.steps.base import guid_of
+from zfsaga.steps.base import Step, guid_of
 from zfsaga.steps.clone import CloneSnapshot
 from zfsaga.steps.snapshot import ReleaseSnapshot, TakeSnapshot
 from zfsaga.steps.zfs.interface import Zfs
 
-if TYPE_CHECKING:
-    from zfsaga.sagas.engine import Engine
-
-KIND = "volume.clone"
-VERSION = 1
 BASE = "org.zfsaga:clone-base"  # marks a hidden base snapshot (never listed)
 
 
@@ -51,16 +47,23 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, source: str, thick: bool,
     return params
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, source: Target, thick: bool,
+def start(runner: Runner, sr_key: str, sr: str, sr_guid: str, source: Target, thick: bool,
           key: str | None = None):
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, current(source),
-                                                    thick, key))
+    return VolumeClone.begin(runner, sr_key, lambda: resolve(runner.zfs, sr, sr_guid,
+                                                             current(source), thick, key))
 
 
-def plan(params: dict[str, Any]) -> list:
-    clone = dict(snapshot="$snapshot", target="$target", props="$props", reserve="$thick")
-    if params["from_snapshot"]:
-        return [CloneSnapshot("clone", snapshot_guid="$snapshot_guid", **clone)]
-    return [TakeSnapshot("base", target="$snapshot", props="$base_props"),
-            CloneSnapshot("clone", snapshot_guid="@base.guid", **clone),
-            ReleaseSnapshot("release_base", snapshot="$snapshot", guid="@base.guid")]
+class VolumeClone(Saga):
+    KIND = "volume.clone"
+    VERBS = ("Volume.clone",)
+
+    @classmethod
+    def steps(cls, params: dict[str, Any]) -> list[Step]:
+        clone = dict(snapshot=Param("snapshot"), target=Param("target"), props=Param("props"),
+                     reserve=Param("thick"))
+        if params["from_snapshot"]:
+            return [CloneSnapshot("clone", snapshot_guid=Param("snapshot_guid"), **clone)]
+        return [TakeSnapshot("base", target=Param("snapshot"), props=Param("base_props")),
+                CloneSnapshot("clone", snapshot_guid=Fact("base", "guid"), **clone),
+                ReleaseSnapshot("release_base", snapshot=Param("snapshot"),
+                                guid=Fact("base", "guid"))]

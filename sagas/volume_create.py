@@ -9,20 +9,16 @@ A thick volume that cannot fit in the SR's free space is refused before anything
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from zfsaga.sagas.contract import Param, Runner, Saga
+from zfsaga.state.locks import Scope
+from zfsaga.steps.base import Step
 from zfsaga.steps import meta, srs
 from zfsaga.steps.create import CreateVolume
 from zfsaga.steps.zfs.errors import InvalidValue
 from zfsaga.steps.zfs.interface import DEFAULT_VOLBLOCKSIZE, MAX_VOLSIZE, Zfs
 
-if TYPE_CHECKING:
-    from zfsaga.sagas.engine import Engine
-
-KIND = "volume.create"
-VERSION = 1
-#: Locks `<SR key>/new-<key>` (state/locks.py NestedLock), not the whole SR.
-NARROW = True
 
 
 def rounded(size: int, block: int) -> int:
@@ -48,7 +44,7 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, name: str, description: str, size: 
             "size": size, "sparse": not thick, "props": props, "volblocksize": volblocksize}
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, name: str, description: str,
+def start(runner: Runner, sr_key: str, sr: str, sr_guid: str, name: str, description: str,
           size: int, thick: bool, key: str | None = None, volblocksize: int | None = None):
     """`key`: the new volume's key, random unless a test fixes it; `volblocksize`: the SR's
     (None: ZFS's default)."""
@@ -56,11 +52,19 @@ def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, name: str, descr
     key = key or str(uuidlib.uuid4())
     # A new volume touches nothing that exists: its saga locks only its own name (and the SR
     # shared), so creates run side by side, and a stuck saga elsewhere in the SR blocks none.
-    return engine.run(KIND, f"{sr_key}/new-{key}",
-                      lambda: resolve(engine.zfs, sr, sr_guid, name, description, size, thick,
-                                      key, volblocksize))
+    return VolumeCreate.begin(runner, VolumeCreate.resource(sr_key, f"new-{key}"),
+                              lambda: resolve(runner.zfs, sr, sr_guid, name, description, size,
+                                              thick, key, volblocksize))
 
 
-def plan(params: dict[str, Any]) -> list:
-    return [CreateVolume("create", target="$target", size="$size", sparse="$sparse",
-                         props="$props", volblocksize=params.get("volblocksize"))]
+class VolumeCreate(Saga):
+    KIND = "volume.create"
+    #: Locks `<SR key>/new-<key>`, the SR's lock held shared: creates run side by side.
+    SCOPE = Scope.INSIDE
+    VERBS = ("Volume.create",)
+
+    @classmethod
+    def steps(cls, params: dict[str, Any]) -> list[Step]:
+        return [CreateVolume("create", target=Param("target"), size=Param("size"),
+                             sparse=Param("sparse"), props=Param("props"),
+                             volblocksize=params.get("volblocksize"))]

@@ -16,21 +16,18 @@ still need, and collecting what nothing needs any more:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from zfsaga.sagas.contract import Param, Runner, Saga
 from zfsaga.sagas.lookup import DESTROYED, Target, current, refuse_destroyed
 from zfsaga.steps.zfs import names
 from zfsaga.steps.collect import CollectRetired
 from zfsaga.steps.index import INDEX_PREFIX, IndexSnapshots
 from zfsaga.steps.retire import RetireDataset
 from zfsaga.steps.snapshot import DestroySnapshot
+from zfsaga.steps.base import Step
 from zfsaga.steps.zfs.interface import Zfs
 
-if TYPE_CHECKING:
-    from zfsaga.sagas.engine import Engine
-
-KIND = "volume.destroy"
-VERSION = 1
 MAX_CHAIN = 256  # clones of clones: far deeper than any SR grows, and never an endless loop
 
 
@@ -66,15 +63,21 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, target: str) -> dict[str, Any]:
     return params
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, target: Target):
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, current(target)))
+def start(runner: Runner, sr_key: str, sr: str, sr_guid: str, target: Target):
+    return VolumeDestroy.begin(runner, sr_key,
+                               lambda: resolve(runner.zfs, sr, sr_guid, current(target)))
 
 
-def plan(params: dict[str, Any]) -> list:
-    if params.get("snapshot"):
-        first = DestroySnapshot("destroy", snapshot="$target", guid="$guid")
-    else:
-        first = RetireDataset("retire", dataset="$target", guid="$guid")
-    index = [IndexSnapshots("index", sr="$sr", holders="$holders")] if params.get(
-        "holders", [None]) else []
-    return [first, CollectRetired("collect", candidates="$candidates"), *index]
+class VolumeDestroy(Saga):
+    KIND = "volume.destroy"
+    VERBS = ("Volume.destroy",)
+
+    @classmethod
+    def steps(cls, params: dict[str, Any]) -> list[Step]:
+        if params.get("snapshot"):
+            first = DestroySnapshot("destroy", snapshot=Param("target"), guid=Param("guid"))
+        else:
+            first = RetireDataset("retire", dataset=Param("target"), guid=Param("guid"))
+        index = [IndexSnapshots("index", sr=Param("sr"), holders=Param("holders"))] if params.get(
+            "holders", [None]) else []
+        return [first, CollectRetired("collect", candidates=Param("candidates")), *index]

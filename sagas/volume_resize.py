@@ -7,20 +7,17 @@ volume that cannot fit in the SR's free space is refused up front.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from zfsaga.sagas.contract import Param, Runner, Saga
 from zfsaga.sagas.lookup import DESTROYED, Target, current, refuse_destroyed
 from zfsaga.sagas.volume_create import rounded
 from zfsaga.steps import srs
 from zfsaga.steps.zfs.errors import InvalidValue
 from zfsaga.steps.resize import GrowVolume
+from zfsaga.steps.base import Step
 from zfsaga.steps.zfs.interface import Zfs
 
-if TYPE_CHECKING:
-    from zfsaga.sagas.engine import Engine
-
-KIND = "volume.resize"
-VERSION = 1
 
 
 def resolve(zfs: Zfs, sr: str, sr_guid: str, dataset: str, new_size: int) -> dict[str, Any]:
@@ -39,13 +36,18 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, dataset: str, new_size: int) -> dic
             "size": size, "before": before}
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, dataset: Target,
+def start(runner: Runner, sr_key: str, sr: str, sr_guid: str, dataset: Target,
           new_size: int):
     """`dataset`: its name, or a finder of it called under the SR's lock (sagas/lookup.py)."""
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, current(dataset),
-                                                    new_size))
+    return VolumeResize.begin(runner, sr_key, lambda: resolve(runner.zfs, sr, sr_guid,
+                                                              current(dataset), new_size))
 
 
-def plan(params: dict[str, Any]) -> list:
-    return [GrowVolume("grow", dataset="$dataset", guid="$guid", size="$size",
-                       before="$before")]
+class VolumeResize(Saga):
+    KIND = "volume.resize"
+    VERBS = ("Volume.resize",)
+
+    @classmethod
+    def steps(cls, params: dict[str, Any]) -> list[Step]:
+        return [GrowVolume("grow", dataset=Param("dataset"), guid=Param("guid"),
+                           size=Param("size"), before=Param("before"))]

@@ -6,18 +6,15 @@ and the volume's name and description (the IDL: xapi's other keys are not copied
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from zfsaga.sagas.contract import Param, Runner, Saga
 from zfsaga.sagas.lookup import Target, current, refuse_retired
 from zfsaga.steps import meta
 from zfsaga.steps.snapshot import TakeSnapshot
+from zfsaga.steps.base import Step
 from zfsaga.steps.zfs.interface import Zfs
 
-if TYPE_CHECKING:
-    from zfsaga.sagas.engine import Engine
-
-KIND = "volume.snapshot"
-VERSION = 1
 
 
 def resolve(zfs: Zfs, sr: str, sr_guid: str, volume: str, snap: str | None = None
@@ -31,12 +28,17 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, volume: str, snap: str | None = Non
     return {"sr": sr, "sr_guid": sr_guid, "target": f"{volume}@{snap}", "props": props}
 
 
-def start(engine: "Engine", sr_key: str, sr: str, sr_guid: str, volume: Target,
+def start(runner: Runner, sr_key: str, sr: str, sr_guid: str, volume: Target,
           snap: str | None = None):
     """`volume`: its name, or a finder of it called under the SR's lock (sagas/lookup.py)."""
-    return engine.run(KIND, sr_key, lambda: resolve(engine.zfs, sr, sr_guid, current(volume),
-                                                    snap))
+    return VolumeSnapshot.begin(runner, sr_key, lambda: resolve(runner.zfs, sr, sr_guid,
+                                                                current(volume), snap))
 
 
-def plan(params: dict[str, Any]) -> list:
-    return [TakeSnapshot("snapshot", target="$target", props="$props")]
+class VolumeSnapshot(Saga):
+    KIND = "volume.snapshot"
+    VERBS = ("Volume.snapshot",)
+
+    @classmethod
+    def steps(cls, params: dict[str, Any]) -> list[Step]:
+        return [TakeSnapshot("snapshot", target=Param("target"), props=Param("props"))]

@@ -448,12 +448,12 @@ class Journal:
         r = self._db.execute("SELECT gen FROM saga WHERE id=?", (saga_id,)).fetchone()
         return r[0] if r else None
 
-    def legacy_active(self) -> list[SagaRow]:
+    def legacy_active(self, keyed: str) -> list[SagaRow]:
         """Active sagas recorded before SRs were keyed by guid: their resource is the SR's
-        name as it was typed (anything not `sr-...`)."""
-        return [self._row(r) for r in self._db.execute(
+        name as it was typed, not starting with `keyed` (the SR keys' prefix)."""
+        return [r for r in map(self._row, self._db.execute(
             f"SELECT {self._COLUMNS} FROM saga INDEXED BY saga_active WHERE {ACTIVE_SQL}"
-            " AND resource NOT LIKE 'sr-%' ORDER BY id")]
+            " ORDER BY id")) if not r.resource.startswith(keyed)]
 
     def rekey(self, saga_id: str, key: str) -> bool:
         """Move one active saga to the resource `key`, unless another active saga holds it."""

@@ -9,7 +9,18 @@ import hashlib
 import os
 import re
 import time
+from enum import Enum
 from pathlib import Path
+
+
+class Scope(Enum):
+    """What a saga's lock covers. WHOLE: its resource, exclusive (an SR, a pool). INSIDE: one
+    thing inside an owner (`<owner>/<what>`, e.g. a new volume of an SR): the owner's lock
+    shared and the thing's own exclusive, so sagas inside one owner run side by side while a
+    saga of the whole owner waits for them, and they for it."""
+
+    WHOLE = "whole"
+    INSIDE = "inside"
 
 
 class LockBusy(RuntimeError):
@@ -189,9 +200,10 @@ def _acquire(lock, wait: float):
 
 
 class NestedLock:
-    """A narrow resource inside an SR (`sr-<guid>/<what>`, e.g. one new volume): the SR's lock
-    shared, so any number of narrow sagas run side by side while an SR-wide saga (which takes
-    the SR's lock exclusive) waits for them and they for it; then the resource's own lock."""
+    """The lock of Scope.INSIDE: a resource `<owner>/<what>` inside its owner (one new volume
+    of an SR): the owner's lock shared, so any number of them run side by side while a saga
+    of the whole owner (which takes its lock exclusive) waits for them and they for it; then
+    the resource's own lock."""
 
     def __init__(self, directory: str | os.PathLike[str], resource: str) -> None:
         self.resource = resource
@@ -231,10 +243,14 @@ class NestedLock:
         self.release()
 
 
-def lock_for(directory: str | os.PathLike[str], resource: str) -> ResourceLock | NestedLock:
-    """The lock a saga on `resource` holds: nested for `sr-<guid>/<what>`, else exclusive
-    (an SR key, or a legacy key that named the SR as typed, slashes included)."""
-    sr, sep, _ = resource.partition("/")
-    if sep and sr.startswith("sr-"):
+def lock_for(directory: str | os.PathLike[str], resource: str,
+             scope: Scope) -> ResourceLock | NestedLock:
+    """The lock a saga on `resource` of `scope` holds (sagas/resources.py says which scope a
+    recorded key has): nested inside its owner, or exclusive on the whole resource."""
+    if scope is Scope.INSIDE:
+        if "/" not in resource:
+            raise ValueError(f"{resource!r} names no owner to be inside of")
         return NestedLock(directory, resource)
-    return ResourceLock(directory, resource)
+    if scope is Scope.WHOLE:
+        return ResourceLock(directory, resource)
+    raise TypeError(f"a lock's scope is a Scope, not {scope!r}")

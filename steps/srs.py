@@ -38,9 +38,13 @@ class SrIdentity(namedtuple("SrIdentity", ["name", "guid"])):
         return sr_key(self.guid)
 
 
+#: The start of every SR's key (sagas/resources.py reads it: state/ never spells it).
+SR_KEY_PREFIX = "sr-"
+
+
 def sr_key(guid: str) -> str:
     """The name of an SR in locks, the journal's one-active index and its state directory."""
-    return f"sr-{guid}"
+    return f"{SR_KEY_PREFIX}{guid}"
 
 
 def state_dataset(sr: str) -> str:

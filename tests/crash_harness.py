@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 from tests.conftest import POOL
 from zfsaga.faults import FaultHooks, Faults, SimulatedCrash
-from zfsaga.sagas import revert
+from zfsaga.sagas import volume_revert as revert
 from zfsaga.sagas.engine import UNWITNESSED, Engine
 from zfsaga.state.journal import Journal
 from zfsaga.state.lifecycle import IllegalMove
@@ -98,7 +98,7 @@ class Scenario:
     view: Callable[[Zfs, dict[str, str]], list[str]] | None = None
 
 
-REVERT = Scenario("vdi.revert", build_fixture,
+REVERT = Scenario("volume.revert", build_fixture,
                   lambda engine, fx: revert.start(engine, fx["sr"], fx["vdi"], fx["snapshot"],
                                                   TOKEN))
 

@@ -4,9 +4,9 @@ datasets. A saga added to sagas/catalog.py without a scenario here fails test_cr
 from __future__ import annotations
 
 from tests.crash_harness import BORN, META, TOKEN, MiB, REVERT, Scenario, build_fixture
-from zfsaga.sagas import (pool_create, pool_destroy, pool_export, pool_import, set_meta,
-                          sr_create, sr_destroy, volume_clone, volume_create, volume_destroy,
-                          volume_resize, volume_snapshot)
+from zfsaga.sagas import (pool_create, pool_destroy, pool_export, pool_import, sr_create,
+                          sr_destroy, sr_set, volume_clone, volume_create, volume_destroy,
+                          volume_resize, volume_set, volume_snapshot)
 from zfsaga.steps import meta, srs
 from zfsaga.steps.zfs.interface import Zfs
 
@@ -77,8 +77,14 @@ def _clone(source: str):
 
 def _set_meta(engine, fx):
     key, guid = _sr(engine, fx)
-    return set_meta.start(engine, key, fx["sr"], guid, fx["vdi"],
-                          {meta.NAME: meta.encode("new\tname"), META: None})
+    return volume_set.start(engine, key, fx["sr"], guid, fx["vdi"],
+                            {meta.NAME: meta.encode("new\tname"), META: None})
+
+
+def _set_sr_meta(engine, fx):
+    key, guid = _sr(engine, fx)
+    return sr_set.start(engine, key, fx["sr"], guid,
+                        {meta.NAME: meta.encode("the SR, renamed"), meta.DESCRIPTION: None})
 
 
 def _resize(engine, fx):
@@ -165,7 +171,7 @@ def each_key_once(zfs: Zfs, fx: dict[str, str]) -> list[str]:
 
 
 def _revert(engine, fx):
-    from zfsaga.sagas import revert
+    from zfsaga.sagas import volume_revert as revert
 
     return revert.start(engine, fx["sr"], fx["vdi"], fx["snapshot"], TOKEN)
 
@@ -223,11 +229,11 @@ SCENARIOS = {
                               _keyed, _clone("/vdi"))],
     "volume.resize": [Scenario("volume.resize (thick: the reservation grows too)",
                                build_fixture, _resize)],
-    "vdi.revert": [REVERT,
-                   Scenario("vdi.revert (by key, to the oldest of three snapshots)",
-                            _keyed_family, _revert, each_key_once),
-                   Scenario("vdi.revert (by key, to a snapshot on a retired head)",
-                            _reverted_once, _revert, each_key_once)],
+    "volume.revert": [REVERT,
+                      Scenario("volume.revert (by key, to the oldest of three snapshots)",
+                               _keyed_family, _revert, each_key_once),
+                      Scenario("volume.revert (by key, to a snapshot on a retired head)",
+                               _reverted_once, _revert, each_key_once)],
     "volume.create": [Scenario("volume.create", build_fixture, _create)],
     "volume.destroy": [Scenario("volume.destroy", _with_plain_volume, _destroy("plain")),
                        Scenario("volume.destroy (with dependents: retired, kept)",
@@ -236,7 +242,8 @@ SCENARIOS = {
                                 build_fixture, _destroy("vdi@s1")),
                        Scenario("volume.destroy (a clone: its origin's retired volume "
                                 "collected)", _retired_origin, _destroy("vm-clone"))],
-    "meta.set": [Scenario("meta.set", build_fixture, _set_meta)],
+    "volume.set": [Scenario("volume.set", build_fixture, _set_meta)],
+    "sr.set": [Scenario("sr.set", build_fixture, _set_sr_meta)],
     "sr.create": [Scenario("sr.create", _unmarked,
                            lambda engine, fx: sr_create.start(engine, fx["sr"], "uuid-0", "SR",
                                                               "desc", "thin"))],

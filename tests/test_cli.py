@@ -78,7 +78,7 @@ def test_kill_9_mid_saga_then_the_next_call_heals_it(pool: Pool) -> None:
     died = pool.revert(faults="crash@zfs:before:promote")
     assert died.returncode == 137
     assert died.stdout == ""  # stdout is for results; logs go to stderr, bound to the saga
-    assert "verb=vdi.revert step=promote | step promote" in died.stderr
+    assert "verb=volume.revert step=promote | step promote" in died.stderr
     [orphan] = pool.sagas()
     assert orphan["status"] == "running" and orphan["liveness"].startswith("orphaned")
     assert [s["status"] for s in orphan["steps"]][:5] == ["done"] * 4 + ["started"]

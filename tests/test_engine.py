@@ -12,7 +12,7 @@ import pytest
 
 from tests.crash_harness import TOKEN, build_fixture, sr_state
 from zfsaga.faults import FaultHooks, Faults, SimulatedCrash
-from zfsaga.sagas import revert
+from zfsaga.sagas import volume_revert as revert
 from zfsaga.sagas.engine import Engine, SagaBlocked
 from zfsaga.state.journal import Journal
 from zfsaga.steps.base import OWNER, RETIRED
@@ -113,19 +113,20 @@ def test_a_stuck_saga_blocks_its_srs_other_sagas_but_no_create(world: World) -> 
 
 
 def test_narrow_sagas_run_side_by_side_and_an_sr_wide_one_excludes_them(tmp_path) -> None:
-    from zfsaga.state.locks import LockBusy, NestedLock, ResourceLock, lock_for
+    from zfsaga.sagas.resources import lock_of
+    from zfsaga.state.locks import LockBusy, NestedLock, ResourceLock
 
-    first, second = lock_for(tmp_path, "sr-1/new-a"), lock_for(tmp_path, "sr-1/new-b")
-    assert isinstance(first, NestedLock) and isinstance(lock_for(tmp_path, "tank/sr"),
+    first, second = lock_of(tmp_path, "sr-1/new-a"), lock_of(tmp_path, "sr-1/new-b")
+    assert isinstance(first, NestedLock) and isinstance(lock_of(tmp_path, "tank/sr"),
                                                         ResourceLock)
     with first.acquire(1), second.acquire(1):  # two creates at once
-        assert not lock_for(tmp_path, "sr-1/new-a").try_acquire()  # but not the same one
+        assert not lock_of(tmp_path, "sr-1/new-a").try_acquire()  # but not the same one
         with pytest.raises(LockBusy):
-            lock_for(tmp_path, "sr-1").acquire(0.2)  # an SR-wide saga waits for them
-        assert lock_for(tmp_path, "sr-2").try_acquire()  # another SR's is its own
-    with lock_for(tmp_path, "sr-1").acquire(1):
+            lock_of(tmp_path, "sr-1").acquire(0.2)  # an SR-wide saga waits for them
+        assert lock_of(tmp_path, "sr-2").try_acquire()  # another SR's is its own
+    with lock_of(tmp_path, "sr-1").acquire(1):
         with pytest.raises(LockBusy):
-            lock_for(tmp_path, "sr-1/new-c").acquire(0.2)  # and they wait for it
+            lock_of(tmp_path, "sr-1/new-c").acquire(0.2)  # and they wait for it
 
 
 def test_permanent_failure_before_the_pivot_compensates(world: World) -> None:

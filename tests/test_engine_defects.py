@@ -12,7 +12,7 @@ import pytest
 from tests.crash_harness import TOKEN, cut_journal
 from tests.test_engine import World, world  # noqa: F401  (the fixture)
 from zfsaga.faults import SimulatedCrash
-from zfsaga.sagas import revert
+from zfsaga.sagas import volume_revert as revert
 from zfsaga.sagas.engine import JournalLost, SagaBlocked
 from zfsaga.state.journal import Journal, JournalError
 from zfsaga.steps import srs

@@ -8,13 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from zfsaga.state.locks import NestedLock, ResourceLock, lock_for
+from zfsaga.sagas.resources import lock_of
+from zfsaga.state.locks import NestedLock, ResourceLock
 
 WAITER = """
 import sys, time
-from zfsaga.state.locks import lock_for
+from zfsaga.sagas.resources import lock_of
 directory, resource, tag, log = sys.argv[1:5]
-with lock_for(directory, resource).acquire(60):
+with lock_of(directory, resource).acquire(60):
     with open(log, "a") as f:
         f.write(tag + "\\n")
     time.sleep(0.05)
@@ -46,12 +47,12 @@ def test_waiters_are_served_in_the_order_they_came(tmp_path: Path) -> None:
 
 
 def test_a_create_never_overtakes_an_sr_wide_saga_that_came_first(tmp_path: Path) -> None:
-    running = lock_for(tmp_path, "sr-1/new-a").acquire(1)  # a create: the SR's lock shared
+    running = lock_of(tmp_path, "sr-1/new-a").acquire(1)  # a create: the SR's lock shared
     assert isinstance(running, NestedLock)
     wide = _waiter(tmp_path, "sr-1", "sr-wide")  # waits for the running create
     _in_line(ResourceLock(tmp_path, "sr-1"), 1)
     create = _waiter(tmp_path, "sr-1/new-b", "create")  # free to share the SR, but came later
-    _in_line(lock_for(tmp_path, "sr-1/new-b"), 1)
+    _in_line(lock_of(tmp_path, "sr-1/new-b"), 1)
     time.sleep(0.5)
     assert not (tmp_path / "order").exists()
     running.release()
@@ -74,12 +75,12 @@ def test_a_waiter_killed_in_line_holds_nobody_up(tmp_path: Path) -> None:
 
 CHURN = """
 import sys, uuid
-from zfsaga.state.locks import lock_for
+from zfsaga.sagas.resources import lock_of
 directory, rounds = sys.argv[1], int(sys.argv[2])
 for i in range(rounds):
     # a create's own narrow lock (a new resource each time), and the SR-wide one
     for resource in (f"sr-1/new-{uuid.uuid4()}", "sr-1"):
-        with lock_for(directory, resource).acquire(60):
+        with lock_of(directory, resource).acquire(60):
             pass
 """
 

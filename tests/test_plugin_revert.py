@@ -97,7 +97,7 @@ def test_finding_a_key_costs_the_same_at_any_sr_size() -> None:
     """Volume.stat's lookup: one read at home, three for a snapshot a revert moved, at 10 and
     at 400 VDIs, and never a listing of the SR (counted on the model)."""
     from zfsaga.plugin.context import Sr
-    from zfsaga.sagas import revert, volume_create, volume_snapshot
+    from zfsaga.sagas import volume_create, volume_revert as revert, volume_snapshot
     from zfsaga.sagas.engine import Engine
     from zfsaga.state.journal import Journal
     from zfsaga.steps import srs

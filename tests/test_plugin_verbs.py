@@ -300,7 +300,7 @@ def test_a_pool_that_fills_up_mid_clone_is_no_space_and_leaves_nothing(request, 
     listed = subprocess.run([*cli, "--json", "list"], capture_output=True, text=True,
                             env=host.xapi.env, timeout=300)
     [stuck] = json.loads(listed.stdout)
-    assert stuck["kind"] == "vdi.revert" and stuck["status"] == "stuck"
+    assert stuck["kind"] == "volume.revert" and stuck["status"] == "stuck"
     host.xapi.call("Volume.set_name", sr=sr, key=vol["key"], new_name="full, still")  # runs
     host.zfs.destroy(filler)
     resumed = subprocess.run([*cli, "resume", stuck["id"], "--reason", "space back", "--yes"],

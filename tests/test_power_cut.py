@@ -22,7 +22,7 @@ import pytest
 from zfsaga.guest import run as guest
 
 #: (scenario, where to cut): just after a ZFS call returned, just after a journal commit.
-CHOSEN = [("vdi.revert:1", "zfs:after:promote"),
+CHOSEN = [("volume.revert:1", "zfs:after:promote"),
           ("volume.clone:1", "journal:after:step_done"),
           ("volume.destroy:1", "zfs:after:")]
 

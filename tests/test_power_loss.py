@@ -105,10 +105,10 @@ def test_a_power_cut_in_any_saga_loses_nothing(request: pytest.FixtureRequest) -
     harness = PowerHarness(real_zfs())
     # The sagas whose steps differ most (the revert's clone, hold, renames and promote; a
     # create; a clone; a destroy; an SR's mark); every saga's every flush point: make powerloss.
-    kinds = ("vdi.revert", "volume.create", "volume.clone", "volume.destroy", "sr.create")
+    kinds = ("volume.revert", "volume.create", "volume.clone", "volume.destroy", "sr.create")
     scenarios = [SCENARIOS[kind][0] for kind in kinds]
     rec = harness.record(scenarios)
-    revert = next(seg for seg in rec.segments if seg.scenario.kind == "vdi.revert")
+    revert = next(seg for seg in rec.segments if seg.scenario.kind == "volume.revert")
     shown: list = []
     reports = harness.replay(
         rec, ci_point,

@@ -195,8 +195,9 @@ def test_every_saga_refuses_what_a_destroy_left_by_name(host: Host) -> None:
     """Below the plugin, by name (an operator's `zfsaga revert`, or a caller that passed a
     name it read before the lock): each saga's resolve refuses a volume kept retired for its
     snapshots, and a snapshot marked for deferred destroy, before anything is recorded."""
-    from zfsaga.sagas import (revert, set_meta, volume_clone, volume_destroy,
-                              volume_resize, volume_snapshot)
+    from zfsaga.sagas import (volume_clone, volume_destroy, volume_resize, volume_set,
+                              volume_snapshot)
+    from zfsaga.sagas import volume_revert as revert
     from zfsaga.sagas.engine import Engine
     from zfsaga.steps.zfs.errors import NotFound
 
@@ -223,9 +224,9 @@ def test_every_saga_refuses_what_a_destroy_left_by_name(host: Host) -> None:
         "snapshot": lambda: volume_snapshot.start(engine, key, sr, guid, home),
         "resize": lambda: volume_resize.start(engine, key, sr, guid, home, 8 * MiB),
         "clone": lambda: volume_clone.start(engine, key, sr, guid, home, False),
-        "set": lambda: set_meta.start(engine, key, sr, guid, home, {meta.NAME: "x"}),
-        "set on a deferred snapshot": lambda: set_meta.start(engine, key, sr, guid, deferred,
-                                                             {meta.NAME: "x"}),
+        "set": lambda: volume_set.start(engine, key, sr, guid, home, {meta.NAME: "x"}),
+        "set on a deferred snapshot": lambda: volume_set.start(engine, key, sr, guid, deferred,
+                                                               {meta.NAME: "x"}),
         "destroy again": lambda: volume_destroy.start(engine, key, sr, guid, home),
         "destroy a deferred snapshot again": lambda: volume_destroy.start(engine, key, sr,
                                                                           guid, deferred),

@@ -85,7 +85,7 @@ def test_a_revert_whose_hold_release_fails_answers_success(m: Model) -> None:
     assert out.returncode == 0 and json.loads(out.stdout) is None, out.stdout
     assert m.guid(key) != before  # the VDI is the snapshot's clone now: the after-state
     assert m.listed() == sorted([key, snap])
-    saga = stuck_one(m, "vdi.revert", out.stderr)
+    saga = stuck_one(m, "volume.revert", out.stderr)
     assert m.zfs.holds(f"{m.sr}/{snap}")  # the cleanup left: the revert's hold
     resume(m, saga)
     assert not m.zfs.holds(f"{m.sr}/{snap}") and m.listed() == sorted([key, snap])
@@ -93,7 +93,7 @@ def test_a_revert_whose_hold_release_fails_answers_success(m: Model) -> None:
 
 def test_a_revert_whose_old_head_cannot_be_retired_answers_success(m: Model) -> None:
     """The pivot itself (retiring the old head) fails: the promote already made the VDI the
-    snapshot's clone, so the revert took place; the old head is cleanup (sagas/revert.py
+    snapshot's clone, so the revert took place; the old head is cleanup (sagas/volume_revert.py
     EFFECT)."""
     key = m.volume()
     snap = m.xapi.call("Volume.snapshot", sr=m.sr, key=key)["key"]
@@ -102,7 +102,7 @@ def test_a_revert_whose_old_head_cannot_be_retired_answers_success(m: Model) -> 
         "Volume.revert", json.dumps({"dbg": "t", "sr": m.sr, "key": key, "snapshot": snap}))
     assert out.returncode == 0 and json.loads(out.stdout) is None, out.stdout
     assert m.guid(key) != before and m.listed() == sorted([key, snap])
-    saga = stuck_one(m, "vdi.revert", out.stderr)
+    saga = stuck_one(m, "volume.revert", out.stderr)
     resume(m, saga)
     assert m.listed() == sorted([key, snap])
     assert [n for n in m.zfs.list_tree(m.sr, ["guid"]) if ".old-" in n] == []
@@ -176,7 +176,7 @@ def test_a_thick_revert_that_cannot_reserve_blocks_nothing(destdir: Path, tmp_pa
     reserved = lambda: m.zfs.get_props(f"{m.sr}/{key}", ["refreservation"])[
         "refreservation"].value not in (None, "0")
     assert not reserved()  # thin for now: said by zfsaga list
-    saga = stuck_one(m, "vdi.revert", out.stderr)
+    saga = stuck_one(m, "volume.revert", out.stderr)
     # The pool still full (the reserve still fails): not Busy. The destroy that frees space
     # runs, then every other verb, more than once.
     full = m.faulty("fail:reserve:permanent")
@@ -233,7 +233,7 @@ def test_sr_destroy_finishes_a_set_aside_cleanup_first(destdir: Path, tmp_path: 
     # release its hold: SR.destroy waits for it.
     with pytest.raises(ScriptError) as err:
         m.faulty("fail:release:permanent").call("SR.destroy", sr=m.sr)
-    assert err.value.name == "Busy" and "vdi.revert" in err.value.params[1]
-    assert m.zfs.user_props(m.sr) and [s["kind"] for s in m.active()] == ["vdi.revert"]
+    assert err.value.name == "Busy" and "volume.revert" in err.value.params[1]
+    assert m.zfs.user_props(m.sr) and [s["kind"] for s in m.active()] == ["volume.revert"]
     m.xapi.call("SR.destroy", sr=m.sr)  # the hold can go: the cleanup, then the SR
     assert list(m.zfs.list_tree(m.sr, ["guid"])) == [m.sr] and m.zfs.user_props(m.sr) == {}

@@ -85,12 +85,12 @@ def step_rows(row) -> list[dict[str, Any]]:
 
 
 def liveness(args: argparse.Namespace, row) -> str:
+    from zfsaga.sagas.resources import lock_of
     from zfsaga.state.journal import boot_id
-    from zfsaga.state.locks import lock_for
 
     if row.terminal:
         return "-"
-    if not lock_for(state_dir(args), row.resource).is_free():
+    if not lock_of(state_dir(args), row.resource).is_free():
         return f"running (pid {row.owner_pid})"
     if row.owner_boot_id and row.owner_boot_id != boot_id():
         return "orphaned (previous boot)"
@@ -516,11 +516,11 @@ def recover_orphans(args: argparse.Namespace, journal, strangers: dict[str, str]
 def cmd_revert(args: argparse.Namespace) -> int:
     if not args.sr:  # before anything is opened or created
         raise CliError(EXIT_USAGE, "revert needs --sr")
-    from zfsaga.sagas import revert
+    from zfsaga.sagas import volume_revert
 
     journal = open_journal(args, must_exist=False)
     engine = make_engine(args, journal)
-    outcome = revert.start(engine, args.sr, args.vdi, args.snapshot)
+    outcome = volume_revert.start(engine, args.sr, args.vdi, args.snapshot)
     return report_outcome(args, outcome)
 
 

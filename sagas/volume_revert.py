@@ -27,8 +27,9 @@ reverts. Promote then swaps the clone with that holder, not with the old head.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from zfsaga.sagas.contract import Fact, Param, Runner, Saga
 from zfsaga.sagas.lookup import DESTROYED, Target, current, refuse_destroyed
 from zfsaga.steps import srs
 from zfsaga.steps.zfs import names
@@ -45,16 +46,6 @@ from zfsaga.steps.reserve import ReserveVolume
 from zfsaga.steps.retire import RetireDataset
 from zfsaga.steps.zfs.interface import Zfs
 
-if TYPE_CHECKING:
-    from zfsaga.sagas.engine import Engine
-
-KIND = "vdi.revert"
-#: Once the promote is done the VDI holds the snapshot's data: what xapi asked for. A failure
-#: after it (retiring the old head, the reserve, the release) is cleanup; the verb succeeds.
-EFFECT = "promote"
-#: Still 1 with the reserve step: a recorded plan runs as it was frozen (every step type it
-#: names is still here), so a revert begun by the previous zfsaga resumes unparked.
-VERSION = 1
 
 
 def check(sr: str, vdi: str, snapshot: str) -> None:
@@ -116,37 +107,53 @@ def resolve(zfs: Zfs, sr: str, vdi: str, snapshot: str, sr_guid: str,
             **derived}
 
 
-def start(engine: "Engine", sr: str, vdi: Target, snapshot: Target,
+def start(runner: Runner, sr: str, vdi: Target, snapshot: Target,
           token: str | None = None):
-    """Run a revert through the engine: check, lock the SR (by guid), resolve, drive. The
+    """Run a revert through `runner` (the engine): check, lock the SR (by guid), resolve, drive. The
     revert changes the dataset graph (promote moves snapshots between datasets): SR-wide.
     `vdi`, `snapshot`: names, or finders of where each is now, called under the lock in that
     order (sagas/lookup.py): a VDI destroyed meanwhile is not brought back."""
     if not callable(vdi) and not callable(snapshot):
         check(sr, vdi, snapshot)
-    ident = srs.identify(engine.zfs, sr)
-    return engine.run(KIND, ident.key,
-                      lambda: resolve(engine.zfs, sr, current(vdi), current(snapshot),
-                                      ident.guid, token))
+    ident = srs.identify(runner.zfs, sr)
+    return VolumeRevert.begin(runner, ident.key,
+                              lambda: resolve(runner.zfs, sr, current(vdi), current(snapshot),
+                                              ident.guid, token))
 
 
-def plan(params: dict[str, Any]) -> list[Step]:
-    return [
-        HoldSnapshot("hold", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
-                     tag="$hold_tag"),
-        CloneSnapshot("clone", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
-                      target="$fresh", props="$vdi_props"),
-        RenameDataset("aside", source="$vdi", target="$aside", guid="$vdi_guid"),
-        RenameDataset("swap_in", source="$fresh", target="$vdi", guid="@clone.guid"),
-        PromoteClone("promote", clone="$vdi", old="$origin"),
-        RetireDataset("retire", dataset="$aside", guid="$vdi_guid"),
-        *([ReserveVolume("reserve", dataset="$vdi", guid="@clone.guid")]
-          if params.get("thick") else []),
-        ReleaseHold("release", snapshot_guid="$snapshot_guid", snapshot="$snapshot",
-                    tag="$hold_tag"),
-        CollectRetired("collect", candidates="$retired_holder"),
-        # Only a VDI the plugin keyed has snapshots to index (an operator's revert of another
-        # dataset skips the reads it would cost).
-        *([IndexSnapshots("index", sr="$sr", holders="$holders")]
-          if params.get("indexed", True) else []),
-    ]
+class VolumeRevert(Saga):
+    KIND = "volume.revert"
+    #: The kind older versions journaled it under: a stuck revert of theirs resumes.
+    ALIASES = ("vdi.revert",)
+    VERBS = ("Volume.revert", "zfsaga revert")
+    #: Once the promote is done the VDI holds the snapshot's data: what xapi asked for. A failure
+    #: after it (retiring the old head, the reserve, the release) is cleanup; the verb succeeds.
+    EFFECT = "promote"
+    #: Still 1 with the reserve step: a recorded plan runs as it was frozen (every step type it
+    #: names is still here), so a revert begun by the previous zfsaga resumes unparked.
+    VERSION = 1
+
+    @classmethod
+    def steps(cls, params: dict[str, Any]) -> list[Step]:
+        return [
+            HoldSnapshot("hold", snapshot_guid=Param("snapshot_guid"),
+                         snapshot=Param("snapshot"), tag=Param("hold_tag")),
+            CloneSnapshot("clone", snapshot_guid=Param("snapshot_guid"),
+                          snapshot=Param("snapshot"), target=Param("fresh"),
+                          props=Param("vdi_props")),
+            RenameDataset("aside", source=Param("vdi"), target=Param("aside"),
+                          guid=Param("vdi_guid")),
+            RenameDataset("swap_in", source=Param("fresh"), target=Param("vdi"),
+                          guid=Fact("clone", "guid")),
+            PromoteClone("promote", clone=Param("vdi"), old=Param("origin")),
+            RetireDataset("retire", dataset=Param("aside"), guid=Param("vdi_guid")),
+            *([ReserveVolume("reserve", dataset=Param("vdi"), guid=Fact("clone", "guid"))]
+              if params.get("thick") else []),
+            ReleaseHold("release", snapshot_guid=Param("snapshot_guid"),
+                        snapshot=Param("snapshot"), tag=Param("hold_tag")),
+            CollectRetired("collect", candidates=Param("retired_holder")),
+            # Only a VDI the plugin keyed has snapshots to index (an operator's revert of another
+            # dataset skips the reads it would cost).
+            *([IndexSnapshots("index", sr=Param("sr"), holders=Param("holders"))]
+              if params.get("indexed", True) else []),
+        ]
