@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from zfsaga.compensations.catalog import compensate
 from zfsaga.state.journal import Journal, ResourceTaken, SagaRow
 from zfsaga.state.lifecycle import IllegalMove, next_status
 from zfsaga.state.locks import NestedLock, ResourceLock, lock_for
@@ -570,7 +571,7 @@ class Engine:
             run.last[step.name] = "comp_started"
             log.info("compensating {}", step.name)
             try:
-                self._retrying(lambda: step.compensate(run.ctx), log)
+                self._retrying(lambda: compensate(step, run.ctx), log)
             except ZfsError as exc:
                 error = f"compensation of {step.name}: {type(exc).__name__}: {exc}"
                 self.journal.append(sid, "comp_failed", step=step.name, error=error,
