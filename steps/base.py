@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Literal, Mapping
 
 from zfsaga.steps.meta import OWNER, RETIRED  # noqa: F401 (the steps' names for them)
 from zfsaga.steps.zfs.errors import InvalidName, ZfsError
@@ -84,11 +85,11 @@ class Step(ABC):
     #: The probe checks identity before a destructive act: it runs even on a first attempt.
     guards: ClassVar[bool] = False
     name: str
-    args: dict[str, Any]
+    args: Mapping[str, Any]  # read-only: as the journal's plan holds them
 
     def __init__(self, name: str, **args: Any) -> None:
         object.__setattr__(self, "name", name)
-        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "args", MappingProxyType(dict(args)))
 
     def __setattr__(self, attr: str, value: Any) -> None:
         raise FrozenStep(f"step {self.name}: a step is frozen with its plan (set {attr!r}: "
@@ -107,7 +108,7 @@ class Step(ABC):
     def describe(self) -> dict[str, Any]:
         """The frozen form that goes into the journal's plan."""
         return {"name": self.name, "step": type(self).__name__, "version": self.version,
-                "kind": self.kind, "args": self.args}
+                "kind": self.kind, "args": dict(self.args)}
 
     @abstractmethod
     def probe(self, ctx: StepContext) -> Probe:

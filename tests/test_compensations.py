@@ -69,6 +69,8 @@ def test_a_step_is_frozen_with_its_plan() -> None:
         step.seen = True
     with pytest.raises(AttributeError, match="frozen"):
         del step.name
+    with pytest.raises(TypeError):
+        step.args["target"] = "tank/sr/elsewhere"  # type: ignore[index]
     assert step.describe()["args"] == {"snapshot_guid": "1", "target": "tank/sr/c"}
 
 
