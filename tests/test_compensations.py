@@ -33,6 +33,23 @@ def test_every_compensatable_step_has_one_undo_of_compensations_and_no_other_has
     assert set(UNDOS) <= set(STEP_TYPES.values())  # no undo for a step no plan can name
 
 
+def test_a_step_that_names_its_own_undo_or_has_none_is_refused() -> None:
+    """What a step of an older shape (or a new one written in it) would be: found at load."""
+    from zfsaga.compensations.catalog import unbound
+
+    class NamesItsUndo(CreateVolume):
+        undo = staticmethod(lambda step, ctx: None)
+
+    class HasNone(CreateVolume):
+        pass
+
+    assert unbound({"NamesItsUndo": NamesItsUndo, "HasNone": HasNone}) == [
+        "HasNone is compensatable and has no undo registered in compensations/",
+        "NamesItsUndo is compensatable and has no undo registered in compensations/",
+        "NamesItsUndo names its undo itself: register it in compensations/ with @undoes"]
+    assert unbound(STEP_TYPES) == []
+
+
 def test_a_second_undo_for_a_step_is_refused() -> None:
     from zfsaga.compensations.registry import DuplicateUndo, undoes
 
