@@ -1,11 +1,12 @@
-"""Undo of HoldSnapshot: release this saga's hold, wherever the snapshot now lives."""
+"""Undo of HoldSnapshot: release this saga's hold, wherever the snapshot now lives (the same
+release the saga makes going forward after its pivot, steps/holds.py)."""
 from __future__ import annotations
 
-from zfsaga.steps.base import Step, StepContext, snapshot_now
+from zfsaga.compensations.registry import undoes
+from zfsaga.steps.base import Step, StepContext
+from zfsaga.steps.holds import HoldSnapshot, release_own_hold
 
 
+@undoes(HoldSnapshot)
 def release_hold(step: Step, ctx: StepContext) -> None:
-    snap = snapshot_now(step, ctx)
-    tag = step.arg(ctx, "tag")
-    if snap is not None and tag in ctx.zfs.holds(snap):
-        ctx.zfs.release(snap, tag)
+    release_own_hold(step, ctx)

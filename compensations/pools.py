@@ -2,13 +2,14 @@
 guid), and is a no-op when that pool is already where the undo would put it."""
 from __future__ import annotations
 
-from zfsaga.steps.base import Step, StepContext
+from zfsaga.compensations.registry import undoes
+from zfsaga.steps.base import OWNER, Step, StepContext, half_born
+from zfsaga.steps.pools import CreatePool, ExportPool, ImportPool
+from zfsaga.steps.srs import MADE_POOL
 
 
-def destroy_made_pool(step: Step, ctx: StepContext) -> None:
-    from zfsaga.steps.base import OWNER, half_born
-    from zfsaga.steps.srs import MADE_POOL
-
+@undoes(CreatePool)
+def destroy_made_pool(step: CreatePool, ctx: StepContext) -> None:
     pool = step.arg(ctx, "pool")
     if ctx.zfs.pool_guid(pool) is None:
         return
@@ -20,12 +21,14 @@ def destroy_made_pool(step: Step, ctx: StepContext) -> None:
     ctx.zfs.destroy_pool(pool)
 
 
+@undoes(ImportPool)
 def export_imported(step: Step, ctx: StepContext) -> None:
     pool = step.arg(ctx, "pool")
     if ctx.zfs.pool_guid(pool) == step.arg(ctx, "pool_guid"):
         ctx.zfs.export_pool(pool)
 
 
+@undoes(ExportPool)
 def import_exported(step: Step, ctx: StepContext) -> None:
     if ctx.zfs.pool_guid(step.arg(ctx, "pool")) is None:
         ctx.zfs.import_pool(step.arg(ctx, "pool_guid"), step.arg(ctx, "devices"))

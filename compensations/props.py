@@ -2,12 +2,13 @@
 that still hold this saga's values (a later change by someone else is theirs to keep)."""
 from __future__ import annotations
 
+from zfsaga.compensations.registry import undoes
 from zfsaga.steps.base import Step, StepContext
+from zfsaga.steps.props import SetUserProps, local_values, write_props
 
 
+@undoes(SetUserProps)
 def restore_props(step: Step, ctx: StepContext) -> None:
-    from zfsaga.steps.props import local_values
-
     want, before = step.arg(ctx, "props"), step.arg(ctx, "before")
     now = local_values(step, ctx, list(want))
     if now is None:
@@ -16,9 +17,4 @@ def restore_props(step: Step, ctx: StepContext) -> None:
     if not ours:
         return
     ctx.boundary(f"comp:{step.name}:inside")
-    name = step.arg(ctx, "dataset")
-    back = {p: before[p] for p in ours if before.get(p) is not None}
-    if back:
-        ctx.zfs.set_props(name, back)
-    for prop in sorted(p for p in ours if before.get(p) is None):
-        ctx.zfs.inherit(name, prop)
+    write_props(ctx.zfs, step.arg(ctx, "dataset"), {p: before.get(p) for p in ours})

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from zfsaga.compensations.catalog import compensate
 from zfsaga.sagas import progress
 from zfsaga.sagas.progress import Outcome, Progress, SagaNotFound
 from zfsaga.sagas.witness import Witness
@@ -145,7 +146,7 @@ class Driver:
             run.last[step.name] = "comp_started"
             log.info("compensating {}", step.name)
             try:
-                self.retrying(lambda: step.compensate(run.ctx), log)
+                self.retrying(lambda: compensate(step, run.ctx), log)
             except ZfsError as exc:
                 error = f"compensation of {step.name}: {type(exc).__name__}: {exc}"
                 self.journal.append(sid, "comp_failed", step=step.name, error=error,

@@ -1,6 +1,11 @@
 """What a saga step is: a probe (has its effect happened? done / absent / foreign), an idempotent
-act that re-probes after acting, and a compensation (in `compensations/`) that is idempotent, a
-no-op when the effect is absent, and touches only what its saga owns.
+act that re-probes after acting, and, for a compensatable step, a compensation that is
+idempotent, a no-op when the effect is absent, and touches only what its saga owns. The
+compensations live above the steps, in `compensations/`, each bound to the step type it undoes
+by one registration (compensations/registry.py): a step knows nothing of its undo.
+
+A step is frozen with its plan: what it learns while it runs (a call that failed, an effect
+found half made) is noted in its context (`StepContext.note`), never on the step.
 
 Step arguments are frozen into the journal with the plan. An argument may name an input of the
 saga (`$name`, from the params resolved before step 1) or a fact a previous step recorded
@@ -10,7 +15,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Literal, Mapping
 
 from zfsaga.steps.meta import OWNER, RETIRED  # noqa: F401 (the steps' names for them)
 from zfsaga.steps.zfs.errors import InvalidName, ZfsError
@@ -41,6 +47,9 @@ class StepContext:
     #: Steps a dead process was acting on (started, never answered in the journal), each with
     #: when that attempt started: only these can have left a dataset half made.
     cut_off: dict[str, float] = field(default_factory=dict)
+    #: What each step (by name) learned in this process that its next probe or act needs.
+    #: Never journaled: a resumed saga learns it again from ZFS.
+    notes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def value(self, ref: Any) -> Any:
         if isinstance(ref, str) and ref.startswith("$"):
@@ -53,20 +62,41 @@ class StepContext:
     def owner_tag(self, step: str) -> dict[str, str]:
         return {OWNER: f"{self.saga_id}/{step}"}
 
+    def note(self, step: str, what: str, value: Any = True) -> None:
+        """Remember, for the rest of this run, something `step` saw."""
+        self.notes.setdefault(step, {})[what] = value
+
+    def noted(self, step: str, what: str) -> Any:
+        """What `step` noted as `what` in this run; False when it noted nothing."""
+        return self.notes.get(step, {}).get(what, False)
+
+
+class FrozenStep(AttributeError):
+    """A step's attributes changed after it was built: a plan is frozen in the journal, and a
+    step that changed itself would act on something the journal does not say."""
+
 
 class Step(ABC):
-    """One ZFS action of a plan. Subclasses declare `kind`, `version` and `undo`."""
+    """One ZFS action of a plan. Subclasses declare `kind` and `version`; a compensatable
+    one has its undo registered in compensations/."""
 
     kind: ClassVar[str] = "compensatable"  # compensatable | pivot | retriable
     version: ClassVar[int] = 1
-    #: The compensation, a function in compensations/ taking (step, ctx); None when forward-only.
-    undo: ClassVar[Callable[["Step", StepContext], None] | None] = None
     #: The probe checks identity before a destructive act: it runs even on a first attempt.
     guards: ClassVar[bool] = False
+    name: str
+    args: Mapping[str, Any]  # read-only: as the journal's plan holds them
 
     def __init__(self, name: str, **args: Any) -> None:
-        self.name = name
-        self.args = args
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "args", MappingProxyType(dict(args)))
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        raise FrozenStep(f"step {self.name}: a step is frozen with its plan (set {attr!r}: "
+                         f"note it in the StepContext instead)")
+
+    def __delattr__(self, attr: str) -> None:
+        raise FrozenStep(f"step {self.name}: a step is frozen with its plan (del {attr!r})")
 
     def arg(self, ctx: StepContext, key: str, default: Any = ...) -> Any:
         """An argument's value (an input or a recorded fact resolved); `default` for an
@@ -78,7 +108,7 @@ class Step(ABC):
     def describe(self) -> dict[str, Any]:
         """The frozen form that goes into the journal's plan."""
         return {"name": self.name, "step": type(self).__name__, "version": self.version,
-                "kind": self.kind, "args": self.args}
+                "kind": self.kind, "args": dict(self.args)}
 
     @abstractmethod
     def probe(self, ctx: StepContext) -> Probe:
@@ -119,22 +149,6 @@ class Step(ABC):
             if self.probe(ctx) != "done":
                 raise NotDone(self.name, "the action returned but its effect is not there")
         return self.facts(ctx)
-
-    def compensate(self, ctx: StepContext) -> None:
-        """Run the undo. Like `run`, it trusts what ZFS shows over a return code: an undo
-        that failed after taking effect (a lost reply) is run once more, and every undo
-        starts by probing, so the second run sees the effect gone and returns."""
-        if self.undo is None:
-            return
-        try:
-            type(self).undo(self, ctx)
-        except ZfsError as exc:
-            if exc.transient:
-                raise  # the retry runs it again
-            try:
-                type(self).undo(self, ctx)
-            except ZfsError:
-                raise exc from None
 
     def effect(self, ctx: StepContext) -> str | None:
         """What this step's effect left in ZFS, in words, if it is there (for an operator who

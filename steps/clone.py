@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from zfsaga.compensations.clone import destroy_owned
 from zfsaga.steps.base import (OWNER, Probe, Step, StepContext, exists, find_tagged,
                                probe_owned, remake_half_born, snapshot_now)
 from zfsaga.steps.zfs.errors import NotFound, ZfsError
@@ -15,16 +14,15 @@ class CloneSnapshot(Step):
     size: a thick volume's replacement stays thick). Compensation: destroy the clone, if it is
     still ours."""
 
-    undo = destroy_owned
-
     def probe(self, ctx: StepContext) -> Probe:
         at_name = probe_owned(self, ctx, self.arg(ctx, "target"))
         # Made but not yet thick: the act reserves it. Only a clone call that failed, in this
         # process or in a dead one, can leave that (see `_unreserved`): a clone that returned
         # is reserved, and its re-probe reads nothing more.
-        suspect = self.name in ctx.cut_off or getattr(self, "_clone_failed", False)
-        self._found_unreserved = at_name == "done" and suspect and self._unreserved(ctx)
-        if self._found_unreserved:
+        suspect = self.name in ctx.cut_off or ctx.noted(self.name, "clone failed")
+        unreserved = at_name == "done" and suspect and self._unreserved(ctx)
+        ctx.note(self.name, "found unreserved", unreserved)  # what the act then does
+        if unreserved:
             return "absent"
         if at_name is not None:
             return at_name
@@ -37,7 +35,7 @@ class CloneSnapshot(Step):
         if snap is None:
             raise NotFound(str(self.args["snapshot_guid"]), "the snapshot is gone")
         target = self.arg(ctx, "target")
-        if getattr(self, "_found_unreserved", False):
+        if ctx.noted(self.name, "found unreserved"):
             ctx.zfs.reserve(target)  # NoSpace: the step fails and its undo destroys the clone
             return
         props = {**self.arg(ctx, "props", {}), **ctx.owner_tag(self.name)}
@@ -45,7 +43,7 @@ class CloneSnapshot(Step):
         try:
             ctx.zfs.clone(snap, target, props, reserve=bool(self.arg(ctx, "reserve", False)))
         except ZfsError:
-            self._clone_failed = True
+            ctx.note(self.name, "clone failed")
             raise
 
     def facts(self, ctx: StepContext) -> dict[str, Any]:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from zfsaga.compensations.create import destroy_created
 from zfsaga.steps.base import Probe, Step, StepContext, probe_owned, remake_half_born
 
 
 class CreateVolume(Step):
     """Args: target, size, sparse, volblocksize (None: ZFS's default), props (user properties
     it is born with). Compensation: destroy it, if it is still ours."""
-
-    undo = destroy_created
 
     def probe(self, ctx: StepContext) -> Probe:
         return probe_owned(self, ctx, self.arg(ctx, "target")) or "absent"

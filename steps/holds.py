@@ -2,7 +2,6 @@
 snapshot a saga works from cannot be destroyed under it."""
 from __future__ import annotations
 
-from zfsaga.compensations.holds import release_hold
 from zfsaga.steps.base import Probe, Step, StepContext, snapshot_now
 from zfsaga.steps.zfs.errors import NotFound
 
@@ -15,8 +14,6 @@ def _held(step: Step, ctx: StepContext) -> bool:
 
 class HoldSnapshot(Step):
     """Args: snapshot_guid, tag, snapshot (name hint). Compensation: release the hold."""
-
-    undo = release_hold
 
     def probe(self, ctx: StepContext) -> Probe:
         return "done" if _held(self, ctx) else "absent"
@@ -40,10 +37,20 @@ class ReleaseHold(Step):
         return "absent" if _held(self, ctx) else "done"
 
     def act(self, ctx: StepContext) -> None:
-        release_hold(self, ctx)
+        release_own_hold(self, ctx)
 
     def effect(self, ctx: StepContext) -> str | None:
         return held_effect(self, ctx)
+
+
+def release_own_hold(step: Step, ctx: StepContext) -> None:
+    """Release this saga's hold on the snapshot, wherever it lives now; nothing when the hold
+    is not there (released already, or the snapshot gone). The release after the pivot and
+    the undo of HoldSnapshot (compensations/holds.py) both end a hold this way."""
+    snap = snapshot_now(step, ctx)
+    tag = step.arg(ctx, "tag")
+    if snap is not None and tag in ctx.zfs.holds(snap):
+        ctx.zfs.release(snap, tag)
 
 
 def held_effect(step: Step, ctx: StepContext) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from zfsaga.steps.base import Probe, Step, StepContext, exists
 from zfsaga.steps.meta import INDEX_PREFIX, KEY, index_prop  # noqa: F401 (named in meta)
+from zfsaga.steps.props import write_props
 from zfsaga.steps.zfs.interface import Zfs
 
 
@@ -59,13 +60,7 @@ class IndexSnapshots(Step):
         return "absent" if self._changes(ctx) else "done"
 
     def act(self, ctx: StepContext) -> None:
-        todo = self._changes(ctx)
-        sr = self.arg(ctx, "sr")
-        setting = {p: v for p, v in todo.items() if v is not None}
-        if setting:
-            ctx.zfs.set_props(sr, setting)
-        for prop in sorted(p for p, v in todo.items() if v is None):
-            ctx.zfs.inherit(sr, prop)
+        write_props(ctx.zfs, self.arg(ctx, "sr"), self._changes(ctx))
 
     def facts(self, ctx: StepContext) -> dict[str, Any]:
         return {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from zfsaga.compensations.pools import destroy_made_pool, export_imported, import_exported
 from zfsaga.steps.base import OWNER, Probe, Step, StepContext, half_born
 from zfsaga.steps.srs import MADE_POOL, SR_MARK
 
@@ -18,8 +17,6 @@ from zfsaga.steps.srs import MADE_POOL, SR_MARK
 class CreatePool(Step):
     """Args: pool, devices, layout, ashift (None: ZFS's choice from the devices), props (set
     on the root as it is made). Compensation: destroy the pool, while it is this step's."""
-
-    undo = destroy_made_pool
 
     def tag(self, ctx: StepContext) -> str:
         return ctx.owner_tag(self.name)[OWNER]
@@ -56,8 +53,6 @@ class CreatePool(Step):
 class ImportPool(Step):
     """Args: pool, pool_guid, devices (searched first). Compensation: export it again."""
 
-    undo = export_imported
-
     def probe(self, ctx: StepContext) -> Probe:
         found = ctx.zfs.pool_guid(self.arg(ctx, "pool"))
         if found is None:
@@ -71,7 +66,6 @@ class ImportPool(Step):
 class ExportPool(Step):
     """Args: pool, pool_guid, devices. Compensation: import it again."""
 
-    undo = import_exported
     guards = True  # exports by name: the pool there must be the one resolved
 
     def probe(self, ctx: StepContext) -> Probe:

@@ -2,7 +2,6 @@
 the clone: its origin is now a snapshot of the promoted one."""
 from __future__ import annotations
 
-from zfsaga.compensations.promote import promote_back
 from zfsaga.steps.base import Probe, Step, StepContext, exists
 
 
@@ -16,8 +15,6 @@ def origin_of(step: Step, ctx: StepContext, key: str) -> str | None:
 class PromoteClone(Step):
     """Args: clone (the dataset to promote), old (the dataset it was cloned from), both by
     current name. Compensation: promote the old one back."""
-
-    undo = promote_back
 
     def probe(self, ctx: StepContext) -> Probe:
         clone, old = self.arg(ctx, "clone"), self.arg(ctx, "old")

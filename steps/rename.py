@@ -1,14 +1,11 @@
 """Rename a dataset known by its guid: done when the guid sits at the new name."""
 from __future__ import annotations
 
-from zfsaga.compensations.rename import rename_back
 from zfsaga.steps.base import Probe, Step, StepContext, guid_of
 
 
 class RenameDataset(Step):
     """Args: source, target, guid. Compensation: rename it back (if the old name is free)."""
-
-    undo = rename_back
 
     def probe(self, ctx: StepContext) -> Probe:
         guid = self.arg(ctx, "guid")

@@ -20,7 +20,6 @@ class GuardedDestroy(Step):
     guards = True  # destroys: the guid at the name must be the one the saga resolved
     ARG: ClassVar[str]
     MARK: ClassVar[str]
-    destroyed_here = False
 
     def kept(self, ctx: StepContext, mark: Prop) -> bool:
         raise NotImplementedError
@@ -28,7 +27,7 @@ class GuardedDestroy(Step):
     def probe(self, ctx: StepContext) -> Probe:
         name, guid = self.arg(ctx, self.ARG), self.arg(ctx, "guid")
         if not exists(ctx.zfs, name):
-            if self.destroyed_here:
+            if ctx.noted(self.name, "destroyed"):
                 return "done"  # this process destroyed that guid at that name a moment ago
             # A name's absence proves nothing (renamed by someone, or its SR renamed): done
             # only if the object with this guid is gone, or kept by this saga, wherever.
@@ -61,4 +60,4 @@ class RetireDataset(GuardedDestroy):
             ctx.zfs.set_props(name, {RETIRED: ctx.saga_id, "refreservation": "0"})
         else:
             ctx.zfs.destroy(name)  # the guarded probe checked the guid at this name just now
-            self.destroyed_here = True
+            ctx.note(self.name, "destroyed")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from zfsaga.compensations.snapshot import destroy_snapshot_owned
 from zfsaga.steps.base import Probe, Step, StepContext, probe_owned
 from zfsaga.steps.retire import GuardedDestroy
 from zfsaga.steps.zfs.interface import Prop
@@ -14,8 +13,6 @@ from zfsaga.steps.zfs.interface import Prop
 class TakeSnapshot(Step):
     """Args: target (dataset@snap), props (user properties it is born with). Compensation:
     destroy it, if it is still ours."""
-
-    undo = destroy_snapshot_owned
 
     def probe(self, ctx: StepContext) -> Probe:
         return probe_owned(self, ctx, self.arg(ctx, "target")) or "absent"
@@ -40,7 +37,7 @@ class DestroySnapshot(GuardedDestroy):
 
     def act(self, ctx: StepContext) -> None:
         ctx.zfs.destroy_snapshots([self.arg(ctx, "snapshot")], defer=True)
-        self.destroyed_here = True
+        ctx.note(self.name, "destroyed")
 
 
 class ReleaseSnapshot(DestroySnapshot):

@@ -427,7 +427,7 @@ class defect:
 
     def __enter__(self) -> None:
         if self.name == "untagged-births":
-            from zfsaga.compensations import clone as comp
+            from zfsaga.compensations import owned as comp
             from zfsaga.steps import base
 
             for module in (base, comp):

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import CRASH_KEY, POOL, destroy_tree, real_more, real_zfs
 from tests.crash_harness import (REVERT, Harness, cut_summary, describe_failures, enumerate_cuts,
                                  model_backend, summary)
+from zfsaga.compensations.catalog import UNDOS
 from zfsaga.steps.promote import PromoteClone
 from zfsaga.steps.rename import RenameDataset
 
@@ -35,7 +36,7 @@ def test_every_crash_point_on_the_model_recovers(request: pytest.FixtureRequest)
 def test_a_broken_compensation_is_caught(monkeypatch: pytest.MonkeyPatch,
                                          step_type: type) -> None:
     """Mutation test: with a compensation that does nothing, some crash case must fail."""
-    monkeypatch.setattr(step_type, "undo", lambda step, ctx: None)
+    monkeypatch.setitem(UNDOS, step_type, lambda step, ctx: None)
     report = Harness(model_backend, "model (broken)", journal_parent=SHM).enumerate(
         second_level=lambda k, reached: [])
     assert report.failures, "the harness passed a saga whose compensation does nothing"

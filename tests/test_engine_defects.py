@@ -145,14 +145,15 @@ def test_a_vdi_name_too_long_to_revert_is_refused_before_anything(world: World) 
 
 
 def test_an_undo_treats_a_name_zfs_cannot_hold_as_absent(world: World) -> None:
+    from zfsaga.compensations.catalog import compensate
     from zfsaga.steps.clone import CloneSnapshot
     from zfsaga.steps.rename import RenameDataset
 
     ctx = StepContext(world.zfs, "saga-x", {"sr": world.fx["sr"]})
     long = f"{world.fx['sr']}/{'x' * 240}"
-    CloneSnapshot("clone", snapshot_guid="1", target=long).compensate(ctx)  # no error
+    compensate(CloneSnapshot("clone", snapshot_guid="1", target=long), ctx)  # no error
     guid = world.zfs.get_props(world.fx["vdi"], ["guid"])["guid"].value
-    RenameDataset("aside", source=world.fx["vdi"], target=long, guid=guid).compensate(ctx)
+    compensate(RenameDataset("aside", source=world.fx["vdi"], target=long, guid=guid), ctx)
     assert world.state() == world.before
 
 

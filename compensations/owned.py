@@ -1,10 +1,16 @@
-"""Undo of a step that created a dataset or took a snapshot: destroy it, but only if it carries this step's
-ownership tag as a local property (and, when recorded, the guid it was born with)."""
+"""Undo of the steps that make a dataset or snapshot tagged as their own (CreateVolume,
+CloneSnapshot, TakeSnapshot): destroy it, but only if it carries this step's ownership tag as a
+local property (or is its half-born dataset), and, when recorded, the guid it was born with."""
 from __future__ import annotations
 
+from zfsaga.compensations.registry import undoes
 from zfsaga.steps.base import OWNER, Step, StepContext, exists, half_born
+from zfsaga.steps.clone import CloneSnapshot
+from zfsaga.steps.create import CreateVolume
+from zfsaga.steps.snapshot import TakeSnapshot
 
 
+@undoes(CreateVolume, CloneSnapshot, TakeSnapshot)
 def destroy_owned(step: Step, ctx: StepContext) -> None:
     target = step.arg(ctx, "target")
     if not exists(ctx.zfs, target):  # never made (a name ZFS could not hold counts as absent)
