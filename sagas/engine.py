@@ -594,10 +594,12 @@ class Engine:
 
     # -- helpers -------------------------------------------------------------------------------
     def _retrying(self, fn: Callable[[], Any], log: Any) -> Any:
+        """Run a saga's ZFS action (a step, an undo, the witness), retried while transient."""
         def note(exc: BaseException, attempt: int) -> None:
             log.warning("transient error, retrying (attempt {}): {}", attempt, exc)
 
-        return retry_transient(fn, on_retry=note, sleep=self.retry_sleep)
+        with self.zfs.guard.saga_action():  # the only ZFS changes the layer's guard lets by
+            return retry_transient(fn, on_retry=note, sleep=self.retry_sleep)
 
     def _load(self, row: SagaRow) -> _Run:
         steps = rebuild(row.plan)

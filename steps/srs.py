@@ -99,7 +99,9 @@ def adoptable(zfs: Zfs, sr: str, extra: tuple[str, ...] = ()) -> dict[str, Prop]
 
 
 def adopt(zfs: Zfs, sr: str) -> SrIdentity:
-    """Mark `sr` as an SR (idempotent), after `adoptable`'s checks."""
+    """Mark `sr` as an SR (idempotent), after `adoptable`'s checks, outside any saga: a test's
+    or a tool's set-up on a backend of its own. zfsaga marks an SR only in SR.create's saga
+    (sagas/sr_create.py, its `mark` step); the layer's armed guard refuses this call."""
     props = adoptable(zfs, sr)
     if props[SR_MARK].local is None:
         zfs.set_props(sr, {SR_MARK: props["guid"].value})

@@ -9,6 +9,7 @@ from collections import namedtuple
 
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import InvalidName, InvalidValue
+from zfsaga.steps.zfs.guard import SagaGuard
 
 TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
 if TYPE_CHECKING:
@@ -113,8 +114,12 @@ class Zfs(ABC):
 
     def __init__(self, hooks: ZfsHooks | None = None) -> None:
         self.hooks = hooks or ZfsHooks()
+        #: Refuses, when armed, a change made outside a saga (guard.py).
+        self.guard = SagaGuard()
 
     def _call(self, op: str, name: str, mutating: bool, fn: Callable[[], T]) -> T:
+        if mutating:
+            self.guard.check(op, name)  # before the hooks: a refused call never reached ZFS
         self.hooks.before(op, name, mutating)
         try:
             result = fn()
