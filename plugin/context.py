@@ -34,7 +34,9 @@ class Sr:
         return sr_key(self.guid)
 
     def engine(self) -> Any:
-        """The saga engine over this SR's journal (mutating verbs only)."""
+        """The saga engine over this SR's journal (mutating verbs only). Finding the journal
+        may make the pool's state filesystem (the one change outside a saga: location.py);
+        it never marks a dataset as an SR."""
         from zfsaga.location import sr_state_dir
         from zfsaga.sagas.runner import open_engine
 

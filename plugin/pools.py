@@ -23,7 +23,7 @@ def create_on_devices(uuid: str, configuration: dict, name: str, description: st
     from zfsaga.steps import srs
     from zfsaga.steps.zfs import names
     from zfsaga.steps.zfs.errors import AlreadyExists, ZfsError
-    from zfsaga.steps.zfs.interface import POOL_LAYOUTS
+    from zfsaga.steps.srs import POOL_LAYOUTS
 
     devices = _devices(configuration, "SR.create")
     pool = configuration.get("pool") or f"zfsaga-{''.join(c for c in uuid if c.isalnum())[:8]}"

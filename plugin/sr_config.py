@@ -65,7 +65,7 @@ def checked_tuning(backend, dataset: str, configuration: dict,
     properties every volume inherits, and the volume block size (a user property). `ashift`:
     the pool's, when it is not made yet."""
     from zfsaga.steps.zfs.errors import ZfsError
-    from zfsaga.steps.zfs.interface import TUNABLE
+    from zfsaga.steps.srs import TUNABLE
 
     out = {}
     for key, allowed in TUNABLE.items():

@@ -196,11 +196,13 @@ class Driver:
 
     # -- what every job reads ------------------------------------------------------------------
     def retrying(self, fn: Callable[[], Any], log: Any) -> Any:
-        """`fn`, retried on transient ZFS errors (bounded, jittered), each retry logged."""
+        """A saga's ZFS action (a step, an undo, the witness): `fn`, retried on transient ZFS
+        errors (bounded, jittered), each retry logged."""
         def note(exc: BaseException, attempt: int) -> None:
             log.warning("transient error, retrying (attempt {}): {}", attempt, exc)
 
-        return retry_transient(fn, on_retry=note, sleep=self.retry_sleep)
+        with self.zfs.guard.saga_action():  # the only ZFS changes the layer's guard lets by
+            return retry_transient(fn, on_retry=note, sleep=self.retry_sleep)
 
     def load(self, row: SagaRow) -> Progress:
         """Where the saga of `row` stands (sagas/progress.py), on this driver's ZFS."""

@@ -53,7 +53,7 @@ def resolve(zfs: Zfs, dataset: str, uuid: str, name: str, description: str,
 
 def start(runner: Runner, dataset: str, uuid: str, name: str, description: str,
           provisioning: str, tuning: dict[str, str] | None = None):
-    """`tuning`: native tunables (steps/zfs/interface.py TUNABLE) and meta.VOLBLOCKSIZE, each
+    """`tuning`: native tunables (steps/srs.py TUNABLE) and meta.VOLBLOCKSIZE, each
     checked by the caller; set on the SR dataset in the same step as its mark."""
     names.check_dataset(dataset)
     guid = runner.zfs.get_props(dataset, ["guid"])["guid"].value

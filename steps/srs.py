@@ -15,7 +15,8 @@ from collections import namedtuple
 
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import InvalidName, NoSpace, NotFound
-from zfsaga.steps.zfs.interface import TUNABLE, Prop, Zfs
+from zfsaga.steps.zfs.checks import NATIVE_VALUES, VDEV_LAYOUTS
+from zfsaga.steps.zfs.interface import Prop, Zfs
 
 SR_MARK = "org.zfsaga:sr"
 #: The journal's witness, outside its files: the generation of the newest saga of this SR, set
@@ -24,6 +25,15 @@ SR_MARK = "org.zfsaga:sr"
 JOURNAL_GEN = "org.zfsaga:journal-gen"
 #: zfsaga's own filesystem on each pool (journals, locks): never an SR, never a VDI.
 STATE_DATASET = "zfsaga-state"
+
+# -- what an SR offers an admin (SR.create's configuration): policy, over ZFS's facts ----------
+#: The inheritable dataset properties an admin tunes per SR, each with its allowed values
+#: (every value ZFS takes for it: steps/zfs/checks.py).
+TUNABLE = {prop: NATIVE_VALUES[prop] for prop in ("compression", "sync", "logbias",
+                                                  "primarycache")}
+#: The layouts SR.create offers a new pool of devices, each with the fewest devices it takes
+#: (every vdev layout the layer knows).
+POOL_LAYOUTS = dict(VDEV_LAYOUTS)
 
 
 class SrIdentity(namedtuple("SrIdentity", ["name", "guid"])):
@@ -103,7 +113,9 @@ def adoptable(zfs: Zfs, sr: str, extra: tuple[str, ...] = ()) -> dict[str, Prop]
 
 
 def adopt(zfs: Zfs, sr: str) -> SrIdentity:
-    """Mark `sr` as an SR (idempotent), after `adoptable`'s checks."""
+    """Mark `sr` as an SR (idempotent), after `adoptable`'s checks, outside any saga: a test's
+    or a tool's set-up on a backend of its own. zfsaga marks an SR only in SR.create's saga
+    (sagas/sr_create.py, its `mark` step); the layer's armed guard refuses this call."""
     props = adoptable(zfs, sr)
     if props[SR_MARK].local is None:
         zfs.set_props(sr, {SR_MARK: props["guid"].value})
@@ -151,7 +163,7 @@ BEFORE_PREFIX = "org.zfsaga:before:"
 WAS_INHERITED = "inherited"
 WAS_LOCAL = "local="
 #: The native properties SR.create may set on an SR's dataset (and so records): snapdev,
-#: always, and the admin's tuning (interface.TUNABLE).
+#: always, and the admin's tuning (TUNABLE).
 RESTORED_NATIVE = ("snapdev", *TUNABLE)
 
 

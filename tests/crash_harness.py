@@ -186,12 +186,14 @@ class Harness:
         try:
             fixture = self.scenario.build(zfs, root)
             self.before = sr_state(zfs, fixture["sr"])
+            zfs.guard.armed = True
             with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
                 crashed, labels = self._start(zfs, fixture, Path(tmp), None)
             assert not crashed
             self.after = sr_state(zfs, fixture["sr"])
             return labels
         finally:
+            zfs.guard.armed = False
             self.cleanup(zfs, root)
 
     def run_case(self, crash_at: int, mode: str, recovery_crash_at: int | None) -> tuple[Case, int]:
@@ -223,9 +225,11 @@ class Harness:
         zfs.hooks = ZfsHooks()
         try:
             fixture = self.scenario.build(zfs, root)
+            zfs.guard.armed = True  # from here, every change is a saga's (steps/zfs/guard.py)
             with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
                 yield zfs, fixture, Path(tmp)
         finally:
+            zfs.guard.armed = False
             zfs.hooks = ZfsHooks()
             self.cleanup(zfs, root)
 

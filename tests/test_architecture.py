@@ -1,5 +1,6 @@
 """The folders are the architecture, and these rules keep them so (README, Architecture):
-plugin/ reads ZFS but never changes it (every change is a saga's); state/ makes no ZFS call;
+no ZFS change outside a saga (the ZFS layer's own guard refuses one: proved by planting one);
+state/ makes no ZFS call;
 imports point downward only (plugin → sagas → steps/compensations → the ZFS layer in
 steps/zfs/, which knows nothing above it); every verb's saga, steps and undo are found by name.
 Checked on the source's syntax trees, so a new module is held to them as soon as it exists."""
@@ -11,10 +12,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The Zfs interface's methods that change ZFS (steps/zfs/interface.py).
-MUTATING = {"create_zvol", "create_filesystem", "snapshot", "clone", "promote", "rename",
-            "destroy", "destroy_snapshots", "mount", "set_props", "set_witness", "reserve", "set_volsize", "inherit",
-            "hold", "release"}
 #: What each folder may import of zfsaga (besides itself): downward only.
 ALLOWED = {
     "steps/zfs": set(),
@@ -64,22 +61,161 @@ def test_imports_point_downward(folder: str) -> None:
     assert not wrong
 
 
-def test_the_plugin_never_changes_zfs_itself() -> None:
-    calls = []
-    for path in modules("plugin"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and node.func.attr in MUTATING and _looks_like_zfs(node.func.value):
-                calls.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.func.attr}()")
-    assert not calls
+# -- no ZFS change outside a saga: proved by the layer's guard (steps/zfs/guard.py) -----------
+def mutating_ops() -> set[str]:
+    """The ZFS layer's public methods that change ZFS: those whose `_call` says mutating."""
+    out = set()
+    for path in modules("steps/zfs"):
+        for cls in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(cls, ast.ClassDef):
+                continue
+            for fn in cls.body:
+                if isinstance(fn, ast.FunctionDef) and not fn.name.startswith("_") and any(
+                        isinstance(c, ast.Call) and getattr(c.func, "attr", "") == "_call"
+                        and len(c.args) > 2 and getattr(c.args[2], "value", None) is True
+                        for c in ast.walk(fn)):
+                    out.add(fn.name)
+    return out
 
 
-def _looks_like_zfs(value: ast.expr) -> bool:
-    """`zfs.x()`, `s.zfs.x()`, `backend.x()`, `zfs().x()`: the receivers the plugin uses."""
-    if isinstance(value, ast.Call):
-        value = value.func
-    name = value.attr if isinstance(value, ast.Attribute) else getattr(value, "id", "")
-    return name in {"zfs", "backend"}
+def _planted_world():
+    """A model with one of everything a mutation can aim at, made before the guard is armed
+    (a test's set-up, as an admin's own commands, is not zfsaga's)."""
+    from zfsaga.steps.zfs.model import ModelZfs
+
+    z = ModelZfs(pools=("tank",))
+    z.create_filesystem("tank/sr")
+    z.create_filesystem("tank/fs")
+    z.create_zvol("tank/sr/v", 4 << 20, sparse=False, props={"test:k": "v"})
+    z.snapshot(["tank/sr/v@s"])
+    z.snapshot(["tank/sr/v@x"])
+    z.hold("tank/sr/v@s", "old")
+    z.clone("tank/sr/v@s", "tank/sr/c")
+    z.create_zvol("tank/sr/e", 1 << 20)
+    z.create_pool("away", ["/dev/disk/by-id/a"], "stripe")
+    away = z.pool_guid("away")
+    z.export_pool("away")
+    z.create_pool("made", ["/dev/disk/by-id/m"], "stripe")
+    z.guard.armed = True
+    return z, away
+
+
+#: One call of each mutating op, each one ZFS would take on `_planted_world`.
+PLANTED = {
+    "create_zvol": lambda z, away: z.create_zvol("tank/sr/n", 1 << 20),
+    "create_filesystem": lambda z, away: z.create_filesystem("tank/sr/nf"),
+    "snapshot": lambda z, away: z.snapshot(["tank/sr/v@n"]),
+    "clone": lambda z, away: z.clone("tank/sr/v@s", "tank/sr/n"),
+    "promote": lambda z, away: z.promote("tank/sr/c"),
+    "rename": lambda z, away: z.rename("tank/sr/c", "tank/sr/c2"),
+    "destroy": lambda z, away: z.destroy("tank/sr/e"),
+    "destroy_snapshots": lambda z, away: z.destroy_snapshots(["tank/sr/v@x"]),
+    "mount": lambda z, away: z.mount("tank/fs"),
+    "set_props": lambda z, away: z.set_props("tank/sr/v", {"test:k": "w"}),
+    "set_witness": lambda z, away: z.set_witness("tank/sr", "org.zfsaga:journal-gen", 7),
+    "reserve": lambda z, away: z.reserve("tank/sr/c"),
+    "set_volsize": lambda z, away: z.set_volsize("tank/sr/v", 8 << 20),
+    "inherit": lambda z, away: z.inherit("tank/sr/v", "test:k"),
+    "hold": lambda z, away: z.hold("tank/sr/v@s", "new"),
+    "release": lambda z, away: z.release("tank/sr/v@s", "old"),
+    "create_pool": lambda z, away: z.create_pool("new", ["/dev/disk/by-id/n"], "stripe"),
+    "import_pool": lambda z, away: z.import_pool(away, ["/dev/disk/by-id/a"]),
+    "export_pool": lambda z, away: z.export_pool("made"),
+    "destroy_pool": lambda z, away: z.destroy_pool("made"),
+}
+
+
+def _everything(z) -> tuple:
+    """The whole model as a comparable value: pools, every object's properties and holds."""
+    props = ["guid", "type", "origin", "volsize", "refreservation", "mounted", "test:k",
+             "org.zfsaga:journal-gen"]
+    pools = z.imported_pools()
+    trees = {p: z.list_tree(p, props) for p in pools}
+    holds = {n: z.holds(n) for t in trees.values() for n in t if "@" in n}
+    return pools, trees, holds, z.importable_pools(["/dev/disk/by-id/a"])
+
+
+def test_the_planted_calls_are_every_mutating_op_of_the_layer() -> None:
+    """A new mutating method of the ZFS layer is planted below as soon as it exists."""
+    assert mutating_ops() == set(PLANTED)
+
+
+@pytest.mark.parametrize("op", sorted(PLANTED))
+def test_a_zfs_change_planted_outside_a_saga_is_refused_by_the_layer(op: str) -> None:
+    from zfsaga.steps.zfs.errors import OutsideSaga
+
+    z, away = _planted_world()
+    before = _everything(z)
+    with pytest.raises(OutsideSaga):
+        PLANTED[op](z, away)
+    assert _everything(z) == before
+    with z.guard.saga_action():  # what the engine opens around a step, an undo, the witness
+        PLANTED[op](z, away)
+    assert _everything(z) != before
+
+
+def test_the_state_filesystems_exemption_covers_its_own_name_only() -> None:
+    """zfsaga/location.py's one exception: the journal's own filesystem is made before any
+    journal exists. Inside the exemption, any other name is still refused."""
+    from zfsaga.steps.zfs.errors import OutsideSaga
+
+    z, _ = _planted_world()
+    with z.guard.exempt("tank/zfsaga-state"):
+        z.create_filesystem("tank/zfsaga-state")
+        with pytest.raises(OutsideSaga):
+            z.create_filesystem("tank/sr/planted")
+    with pytest.raises(OutsideSaga):
+        z.mount("tank/zfsaga-state")
+    assert not z.exists("tank/sr/planted")
+
+
+def test_only_the_state_location_is_exempt() -> None:
+    """The exemption is named in one module: a second user would be a second hole."""
+    users = []
+    for folder in (*ALLOWED, "zfsaga"):
+        for path in modules(folder):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "exempt":
+                    users.append(str(path.relative_to(ROOT)))
+    assert users == ["zfsaga/location.py"]
+
+
+def test_a_verbs_process_is_under_the_guard(tmp_path) -> None:
+    """The ZFS a verb's process opens is guarded (the model here, as for every verb the plugin
+    tests drive as xapi does): a change planted in a verb's process, outside any saga, is
+    refused, and the pool is as it was."""
+    import os
+    import subprocess
+    import sys
+
+    from zfsaga.steps.zfs.shared_model import SharedModelZfs
+
+    path = tmp_path / "pool.model"
+    z = SharedModelZfs(path, pools=("tank",))
+    z.create_filesystem("tank/sr")
+    env = dict(os.environ, ZFSAGA_ZFS=f"model:{path}", ZFSAGA_MODEL_POOLS="tank")
+    planted = ("from zfsaga.plugin.context import zfs\n"
+               "zfs(writes=True).create_filesystem('tank/sr/planted')\n")
+    out = subprocess.run([sys.executable, "-c", planted], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode != 0 and "OutsideSaga" in out.stderr, out.stderr[-500:]
+    assert not z.exists("tank/sr/planted")
+
+
+def test_finding_an_srs_journal_never_marks_a_dataset(monkeypatch, tmp_path) -> None:
+    """A verb's engine takes the SR it was given; taking a dataset on as an SR is SR.create's
+    saga (its `mark` step), never a side effect of finding where a journal lives."""
+    from zfsaga.location import sr_state_dir
+    from zfsaga.steps import srs
+    from zfsaga.steps.zfs.errors import InvalidName
+    from zfsaga.steps.zfs.model import ModelZfs
+
+    monkeypatch.setenv("ZFSAGA_STATE_DIR", str(tmp_path))
+    z = ModelZfs(pools=("tank",))
+    z.create_filesystem("tank/plain")
+    with pytest.raises(InvalidName, match="not a zfsaga SR"):
+        sr_state_dir(z, "tank/plain", create=True)
+    assert z.get_props("tank/plain", [srs.SR_MARK])[srs.SR_MARK].value is None
 
 
 def test_state_makes_no_zfs_call() -> None:

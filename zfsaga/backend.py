@@ -8,8 +8,16 @@ from zfsaga.steps.zfs.interface import Zfs, ZfsHooks
 
 
 def open_zfs(hooks: ZfsHooks | None = None, *, in_process: bool = False) -> Zfs:
-    """The ZFS layer. `in_process`: the caller will mutate (so loads pyzfs anyway), and the
-    real backend then reads through pyzfs too (steps/zfs/channel.py); the model ignores it."""
+    """The ZFS layer, its guard armed: a change outside a saga is refused in every process
+    that opens ZFS here, on real ZFS and on the tests' shared model alike (steps/zfs/guard.py).
+    `in_process`: the caller will mutate (so loads pyzfs anyway), and the real backend then
+    reads through pyzfs too (steps/zfs/channel.py); the model ignores it."""
+    zfs = _backend(hooks, in_process)
+    zfs.guard.armed = True
+    return zfs
+
+
+def _backend(hooks: ZfsHooks | None, in_process: bool) -> Zfs:
     spec = os.environ.get("ZFSAGA_ZFS", "real")
     if spec.startswith("model:"):
         from zfsaga.steps.zfs.shared_model import SharedModelZfs

@@ -7,7 +7,14 @@ ZFSAGA_STATE_DIR overrides the base (tests, hosts whose pool is not mounted).
 
 It lives in zfsaga/, where the layers are put together (beside backend.py), not in state/:
 finding the journal's home creates and mounts a filesystem, a ZFS call, and state/ (the
-journal and the locks) makes none."""
+journal and the locks) makes none.
+
+Making, tagging and mounting that filesystem are the one ZFS change zfsaga makes outside a
+saga: it is the journal's home, needed before any journal exists, so no saga can journal it.
+The layer's guard (steps/zfs/guard.py) lets these three calls by for that one name only. It
+holds no VDI and no admin's data, and each call is idempotent or checked first (a half-born
+one is tagged only when provably empty). Taking a dataset on as an SR is not done here: it is
+SR.create's saga (its `mark` step); a verb finds the journal of an SR that is one already."""
 from __future__ import annotations
 
 import os
@@ -30,6 +37,12 @@ def state_base(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
     if override:
         return Path(override)
     meta = meta_dataset(sr)
+    with zfs.guard.exempt(meta):
+        return _state_filesystem(zfs, meta, create)
+
+
+def _state_filesystem(zfs: Zfs, meta: str, create: bool) -> Path:
+    """The mountpoint of the pool's state filesystem, made, tagged and mounted as needed."""
     if not zfs.exists(meta):
         if not create:
             raise FileNotFoundError(f"{meta} does not exist: no zfsaga state on this pool")
@@ -86,11 +99,12 @@ def sr_state_dir_by_guid(zfs: Zfs, sr: str, guid: str) -> Path:
 
 
 def sr_state_dir(zfs: Zfs, sr: str, *, create: bool = False) -> Path:
-    """The state directory of one SR (journal.db, locks/), named by the SR's guid. With
-    `create`, the dataset is taken on as an SR (marked; refused if nested) and the directory
-    made; without, the dataset must already be a zfsaga SR."""
+    """The state directory of one SR (journal.db, locks/), named by the SR's guid; the
+    dataset must be a zfsaga SR already (SR.create's saga marks it: nothing here does). With
+    `create`, the state filesystem and the directory are made when missing."""
+    ident = srs.identify(zfs, sr) if create else None  # refused before anything is made
     base = state_base(zfs, sr, create=create)
-    ident = srs.adopt(zfs, sr) if create else srs.identify(zfs, sr)
+    ident = ident or srs.identify(zfs, sr)
     path = base / ident.key
     if create:
         path.mkdir(parents=True, exist_ok=True)

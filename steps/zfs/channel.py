@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import NotFound, ZfsFailure, ZfsUnavailable, from_errno
-from zfsaga.steps.zfs.interface import DEFAULT_VOLBLOCKSIZE, Prop
+from zfsaga.steps.zfs.checks import DEFAULT_VOLBLOCKSIZE
+from zfsaga.steps.zfs.primitives import Prop
 
 TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
 if TYPE_CHECKING:

@@ -70,6 +70,18 @@ class ZfsFailure(ZfsError):
     """Any other failure: permanent, with the original message kept for the operator."""
 
 
+class OutsideSaga(Exception):
+    """A change to ZFS asked for outside any saga: refused by the layer's guard (guard.py)
+    before it reaches ZFS. A defect of zfsaga, never a state of the pool: not a ZfsError, so
+    no caller that handles ZFS's refusals (a probe's retry, a verb's Sr_not_attached) can take
+    it for one."""
+
+    def __init__(self, op: str, name: str) -> None:
+        self.op, self.name = op, name
+        super().__init__(f"{op} {name}: a ZFS change outside any saga (every change is a "
+                         f"saga's step: steps/zfs/guard.py)")
+
+
 _ERRNO_CLASSES: dict[int, type[ZfsError]] = {
     _errno.ENOENT: NotFound,
     _errno.EEXIST: AlreadyExists,

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from zfsaga.steps.zfs import names
 from zfsaga.steps.zfs.errors import (AlreadyExists, DeviceInUse, HasDependents, InvalidName,
                                      InvalidValue, NotAClone, NotFound, SnapshotHeld)
-from zfsaga.steps.zfs.interface import TUNABLE, DEFAULT_VOLBLOCKSIZE, Prop, Zfs, ZfsHooks
+from zfsaga.steps.zfs.checks import DEFAULT_VOLBLOCKSIZE, NATIVE_VALUES
+from zfsaga.steps.zfs.interface import Prop, Zfs, ZfsHooks
 
 _INHERITABLE_NATIVE = {"snapdev": "hidden", "compression": "off", "sync": "standard",
                        "logbias": "latency", "primarycache": "all"}
@@ -283,7 +284,7 @@ class ModelZfs(Zfs):
                 raise InvalidValue(value, "volume size must be a multiple of volblocksize")
             if key == "snapdev" and value not in ("hidden", "visible"):
                 raise InvalidValue(value, "bad snapdev value")
-            if key in TUNABLE and value not in TUNABLE[key]:
+            if key in NATIVE_VALUES and value not in NATIVE_VALUES[key]:
                 raise InvalidValue(value, f"bad {key} value")
             if key in _INHERITABLE_NATIVE and obj.type == "snapshot":
                 raise InvalidValue(name, f"{key} cannot be set on a snapshot")

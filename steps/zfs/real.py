@@ -9,7 +9,8 @@ import time
 from zfsaga.steps.zfs import channel, names, process
 from zfsaga.steps.zfs.errors import (AlreadyExists, Busy, HasDependents, NotFound, ZfsError,
                                      ZfsUnavailable, from_cli, from_lzc)
-from zfsaga.steps.zfs.interface import Prop, Zfs, ZfsHooks, is_user_prop
+from zfsaga.steps.zfs.checks import is_user_prop
+from zfsaga.steps.zfs.interface import Prop, Zfs, ZfsHooks
 
 ZFS_BIN = os.environ.get("ZFSAGA_ZFS_BIN", "/sbin/zfs")
 ZPOOL_BIN = os.environ.get("ZFSAGA_ZPOOL_BIN", "/sbin/zpool")
