@@ -1,5 +1,5 @@
 """The one dispatcher behind every installed entry point, as xapi-storage-script calls them
-(smapiv3.md 1.4-1.7): `<Interface.method> --json`, one JSON object of named arguments on
+(xen-api's ocaml/xapi-storage-script): `<Interface.method> --json`, one JSON object of named arguments on
 stdin; on success exit 0 with exactly the result's JSON on stdout; on failure a non-zero exit
 with the error JSON on stdout. Nothing else ever reaches stdout: logs go to stderr and syslog.
 

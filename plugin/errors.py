@@ -1,4 +1,4 @@
-"""SMAPIv3 errors, by meaning, and their JSON form (smapiv3.md 1.7): `code` is
+"""SMAPIv3 errors, by meaning, and their JSON form (as xapi-storage-script parses it): `code` is
 SR_BACKEND_FAILURE unless a specific XenAPI code fits, `params` starts with the IDL's error name
 (Volume_does_not_exist, SR_does_not_exist, Sr_not_attached, Unimplemented, ...) and goes on with
 a message an admin can act on. The translation of zfsaga's own errors happens here, once."""

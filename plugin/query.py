@@ -8,8 +8,8 @@ from zfsaga.plugin.verbs import IMPLEMENTATIONS, PLUGIN_TYPE
 from zfsaga.plugin.sr import CONFIGURATION  # the keys SR.create takes, in words
 
 VERSION = "0.1.0"
-#: Declared features. xapi adds SR_*/VDI_* itself for each verb script that exists (smapiv3.md
-#: 1.8); VDI_REVERT is never derived and must be declared once Volume.revert is installed.
+#: Declared features. xapi adds SR_*/VDI_* itself for each verb script that exists
+#: (xapi-storage-script); VDI_REVERT is never derived and must be declared once Volume.revert is installed.
 DECLARED: list[str] = []
 
 

@@ -133,7 +133,7 @@ def resize(dbg: str, sr: str, key: str, new_size: int) -> None:
     try:
         run_saga(f"Volume.resize of {key}", volume_resize.start, s.engine(), s.key, s.name,
                  s.guid, _where(s, key, dataset), new_size, sr=s.name)
-    except InvalidValue as exc:  # xapi's own code and words for a shrink (smapiv3.md 1.7)
+    except InvalidValue as exc:  # xapi's own code and words for a shrink (VDI_INVALID_SIZE)
         raise ResizeRefused("VDI Invalid size", exc.detail) from None
     except NoSpace as exc:
         raise NoSpaceLeft(exc.detail) from None

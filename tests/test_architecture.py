@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tools.layout import package_dirs
+
 ROOT = Path(__file__).resolve().parent.parent
 #: What each folder may import of zfsaga (besides itself): downward only.
 ALLOWED = {
@@ -21,9 +23,9 @@ ALLOWED = {
     "sagas": {"steps", "steps/zfs", "compensations", "state", "zfsaga"},
     "plugin": {"sagas", "steps", "steps/zfs", "state", "zfsaga"},
 }
-PACKAGES = {"zfsaga.steps.zfs": "steps/zfs", "zfsaga.steps": "steps",
-            "zfsaga.compensations": "compensations", "zfsaga.state": "state",
-            "zfsaga.sagas": "sagas", "zfsaga.plugin": "plugin"}
+#: {package: folder}, deepest first, as pyproject.toml states it (tools/layout.py).
+PACKAGES = {package: folder for package, folder in package_dirs().items()
+            if package != "zfsaga"}
 
 
 def modules(folder: str) -> list[Path]:
@@ -258,3 +260,17 @@ class _Flags(dict):
 
 def _any_params(module) -> dict:
     return _Flags()
+
+
+def test_no_module_cites_a_document_the_project_does_not_have() -> None:
+    """A reader who follows a module's reference to a document finds it in the project."""
+    import re
+
+    cited = re.compile(r"(?<![\w/.-])((?:docs/)?[\w-]+\.md)\b")
+    missing = []
+    for folder in sorted({*PACKAGES.values(), "zfsaga", "tests", "tools", "guest", "bench"}):
+        for path in sorted((ROOT / folder).glob("*.py")):
+            for name in cited.findall(path.read_text()):
+                if not (ROOT / name).exists() and not (ROOT / "docs" / name).exists():
+                    missing.append(f"{path.relative_to(ROOT)} cites {name}")
+    assert missing == []

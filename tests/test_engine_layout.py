@@ -10,11 +10,11 @@ import ast
 import importlib
 from pathlib import Path
 
+from tools.layout import package_dirs
+
 ROOT = Path(__file__).resolve().parent.parent
-#: Folder -> the package it is installed as (pyproject.toml, [tool.setuptools.package-dir]).
-FOLDERS = {"zfsaga": "zfsaga", "sagas": "zfsaga.sagas", "steps": "zfsaga.steps",
-           "steps/zfs": "zfsaga.steps.zfs", "compensations": "zfsaga.compensations",
-           "plugin": "zfsaga.plugin", "state": "zfsaga.state"}
+#: Folder -> the package it is installed as (pyproject.toml's map, read by tools/layout.py).
+FOLDERS = {folder: package for package, folder in package_dirs().items()}
 #: Loops other parts of issue 19 remove (steps/ and compensations/; plugin/sr.py and
 #: pools.py): each a sorted tuple of its modules. Empty once their changes are in.
 OTHERS: set[tuple[str, ...]] = set()  # none left: a new loop fails here

@@ -38,7 +38,7 @@ def run(dest: Path, verb: str, stdin: str, *argv: str) -> subprocess.CompletedPr
 
 
 def error_of(out: subprocess.CompletedProcess) -> dict:
-    """The error JSON, checked for the shape xapi's unmarshaller requires (smapiv3.md 1.7)."""
+    """The error JSON, checked for the shape xapi's unmarshaller requires."""
     assert out.returncode != 0
     doc = json.loads(out.stdout)  # stdout holds the error JSON and nothing else
     assert set(doc) == {"code", "params", "backtrace"}

@@ -1,7 +1,7 @@
-"""xe flows of smapiv3.md section 3 replayed verb by verb, as xapi and xenopsd drive them
-through the installed entry points: a VM started and stopped with a reset-on-boot disk (the
-clone-on-boot flow: zfsaga does not declare NONPERSISTENT), and vm-copy from a snapshot (the
-snapshot attached read-only, copied into a new volume). On the model (the calls and what
+"""xe flows replayed verb by verb, as xapi and xenopsd drive them through the installed entry
+points: a VM started and stopped with a reset-on-boot disk (the clone-on-boot flow: zfsaga
+does not declare NONPERSISTENT), and vm-copy from a snapshot (the snapshot attached
+read-only, copied into a new volume). On the model (the calls and what
 SR.ls shows) and, marked realzfs, on real ZFS with the data checked by checksum."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The ZFS layer's contract, run on the model and on real ZFS: the behaviours of
-docs/zfs-semantics.md part A that the plugin relies on."""
+OpenZFS 2.1 (snapshot, clone, promote, rename, destroy, holds) that the plugin relies on."""
 import subprocess
 import uuid
 

@@ -1,5 +1,5 @@
 """A small emulation of xapi-storage-script for tests: it calls the installed entry points the
-way the daemon does (smapiv3.md section 1): one process per call, `<dir>/<Interface.method>
+way the daemon does: one process per call, `<dir>/<Interface.method>
 --json`, the named arguments as one JSON object on stdin, the result parsed from stdout and
 type-checked against the IDL, a failure parsed as the error JSON (every key the daemon's
 unmarshaller requires), and a lookup of the verb's file that ignores case."""

@@ -24,10 +24,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The checkout's folders and where they land in the zfsaga namespace (pyproject.toml's map).
-PACKAGES = {"zfsaga": "zfsaga", "sagas": "zfsaga/sagas", "steps": "zfsaga/steps",
-            "compensations": "zfsaga/compensations", "plugin": "zfsaga/plugin",
-            "state": "zfsaga/state"}
+sys.path.insert(0, str(ROOT / "tools"))
+from layout import top_folders  # noqa: E402  (pyproject.toml's map, read once)
+
+#: The checkout's folders and where they land in the zfsaga namespace.
+PACKAGES = top_folders()
 #: What runs on a host besides the package itself (the development tools stay behind).
 HOST_ONLY_SKIP = {"zfsaga/demo.py", "zfsaga/guest"}
 DEPENDENCIES = ("transitions", "six", "tenacity", "loguru")
