@@ -350,3 +350,32 @@ def test_a_thick_vdi_reverts_on_a_pool_without_room_for_a_second_copy(world: Wor
     vdi = world.zfs.get_props(world.fx["vdi"], ["volsize", "refreservation"])
     assert vdi["refreservation"].value == vdi["volsize"].value  # thick again
     assert max(reserved + [before]) == before  # never a second copy reserved
+
+
+# -- a thick resize cut between its size and its reservation (found by the power-loss replay) ----
+def test_a_thick_resize_cut_between_its_size_and_its_reservation_is_finished(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One `zfs set volsize=N refreservation=N` is two transactions in ZFS: a power cut between
+    them (tests/power_harness.py found it at two flush points of the thick resize) leaves the
+    volume grown and its reservation short. The resumed saga must reserve the whole new size,
+    not take the grown volsize for done."""
+    from tests.saga_scenarios import _resize
+
+    zfs, vdi = world.zfs, world.fx["vdi"]
+    assert zfs.get_props(vdi, ["refreservation"])["refreservation"].value not in (None, "0")
+    whole = zfs._set_props
+
+    def cut(name: str, props: dict) -> None:
+        if "volsize" in props and "refreservation" in props:
+            whole(name, {"volsize": props["volsize"]})  # the first transaction, then the cut
+            raise SimulatedCrash("power cut between volsize and refreservation")
+        whole(name, props)
+
+    monkeypatch.setattr(zfs, "_set_props", cut)
+    with pytest.raises(SimulatedCrash):
+        _resize(world.engine(), world.fx)
+    monkeypatch.undo()
+    [outcome] = world.engine().recover()
+    got = zfs.get_props(vdi, ["volsize", "refreservation"])
+    assert outcome.status == "succeeded", outcome.error
+    assert got["refreservation"].value == got["volsize"].value
