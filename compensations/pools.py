@@ -7,14 +7,19 @@ from zfsaga.steps.base import Step, StepContext
 
 def destroy_made_pool(step: Step, ctx: StepContext) -> None:
     from zfsaga.steps.base import OWNER, half_born
+    from zfsaga.steps.pools import import_left_behind
     from zfsaga.steps.srs import MADE_POOL
 
     pool = step.arg(ctx, "pool")
+    # A power cut can leave the pool on its devices, not imported: imported to be read.
+    imported_here = import_left_behind(step, ctx)
     if ctx.zfs.pool_guid(pool) is None:
         return
     got = ctx.zfs.get_props(pool, [MADE_POOL, "creation"])
     if got[MADE_POOL].local != step.tag(ctx) and not half_born(
             step, ctx, {OWNER: got[MADE_POOL], "creation": got["creation"]}):
+        if imported_here:
+            ctx.zfs.export_pool(pool)  # left as it was found
         return  # not the pool this step made: someone else's, left alone
     ctx.boundary(f"comp:{step.name}:inside")
     ctx.zfs.destroy_pool(pool)
