@@ -320,11 +320,13 @@ class PowerHarness:
     # -- replay ------------------------------------------------------------------------------
     def replay(self, rec: Recording, pick: Callable[[Segment], list[int]] | None = None,
                teeth: tuple[str, Callable[[Segment], list[int]]] | None = None,
-               shown: list[Case] | None = None) -> list[PowerReport]:
+               shown: list[Case] | None = None,
+               progress: Callable[[Segment, Case], None] | None = None) -> list[PowerReport]:
         """Replay the flush points `pick` chooses in each saga (every one by default), in log
         order, checking each: one report per saga. With `teeth` (defects, comma-separated, and
         the points of a saga to try them at), those points are recovered again by a zfsaga
-        with each defect, their cases appended to `shown`."""
+        with each defect, their cases appended to `shown`. `progress` is told of each case as
+        it is checked (a long run's partial figures)."""
         shown = shown if shown is not None else []
         reports = [PowerReport(seg.scenario.kind, len(seg.points)) for seg in rec.segments]
         chosen = sorted((point, i) for i, seg in enumerate(rec.segments)
@@ -338,6 +340,8 @@ class PowerHarness:
                     replayer.advance(point)
                     seg = rec.segments[i]
                     reports[i].cases.append(self._check_point(seg, point, loop))
+                    if progress is not None:
+                        progress(seg, reports[i].cases[-1])
                     if teeth is not None and point in teeth[1](seg):
                         # The same cut once more, recovered by a zfsaga with a defect: each
                         # check runs on a fresh snapshot of the replayed disk.
@@ -345,6 +349,8 @@ class PowerHarness:
                             self.defect, kept = name, self.defect
                             try:
                                 shown.append(self._check_point(seg, point, loop))
+                                if progress is not None:
+                                    progress(seg, shown[-1])
                             finally:
                                 self.defect = kept
                 replayer.advance(len(rec.log.entries))  # the copy is the disk again
@@ -470,6 +476,12 @@ def sample(points: list[int], n: int) -> list[int]:
     return sorted({points[round((i + 1) * (len(points) - 1) / (n + 1))] for i in range(n)})
 
 
+def print_case(seg: Segment, case: Case) -> None:
+    print(f"  {seg.scenario.kind} entry {case.crash_at} [{case.mode}]: "
+          f"{case.status or 'error'}" + (f", VIOLATION {case.problems}" if case.problems else ""),
+          flush=True)
+
+
 MAKINGS = ("create_zvol", "clone", "create_pool")
 
 
@@ -541,7 +553,8 @@ def run_group(harness: PowerHarness, scenarios: list[Scenario], n: int,
     started = time.monotonic()
     shown: list[Case] = []
     reports = harness.replay(rec, (lambda seg: sample(seg.points, n)) if n else None,
-                             teeth=(teeth, inside_makings) if teeth else None, shown=shown)
+                             teeth=(teeth, inside_makings) if teeth else None, shown=shown,
+                             progress=print_case)
     for report in reports:
         print(f"{report.scenario}: {report.flush_points} flush points in the saga, "
               f"{len(report.cases)} replayed, {len(report.failures)} violations; "
