@@ -67,6 +67,8 @@ def import_left_behind(step: CreatePool, ctx: StepContext) -> bool:
     the kernel writes after the pool's labels, on a filesystem that may not have committed
     it); then the probe can read whose it is. Only for a step a dead process was acting on (no
     read on a live saga's path) whose pool is not imported; returns whether one was."""
+    from zfsaga.steps.zfs.errors import ZfsError
+
     pool = step.arg(ctx, "pool")
     if step.name not in ctx.cut_off or ctx.zfs.pool_guid(pool) is not None:
         return False
@@ -74,7 +76,15 @@ def import_left_behind(step: CreatePool, ctx: StepContext) -> bool:
     left = [p["guid"] for p in ctx.zfs.importable_pools(devices) if p["name"] == pool]
     if len(left) != 1:
         return False  # none (nothing was made), or several: not a guess to act on
-    ctx.zfs.import_pool(left[0], devices)
+    try:
+        ctx.zfs.import_pool(left[0], devices)
+    except ZfsError as exc:
+        if exc.transient:
+            raise
+        # Cut before the pool's first transaction landed: its devices carry the labels of
+        # a pool being made, which an import's search lists and cannot import ("one or more
+        # devices is currently unavailable") and a create (never forced) makes a pool over.
+        return False
     return True
 
 

@@ -203,6 +203,8 @@ class Segment:
     points: list[int] = field(default_factory=list)
     #: The flush points inside each ZFS mutation of the saga, by the mutation ("clone:3").
     inside: dict[str, list[int]] = field(default_factory=dict)
+    #: Where each ZFS mutation of the saga had returned: the log index of its `out:` mark.
+    returned: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -315,6 +317,7 @@ class PowerHarness:
                 elif begin < index < end and mark.startswith("out:"):
                     op = mark[4:]
                     seg.inside[op] = log.flush_points(opened.pop(op), index)
+                    seg.returned[op] = index
         return log
 
     # -- replay ------------------------------------------------------------------------------
@@ -425,7 +428,7 @@ def recover_and_check(zfs: Zfs, seg: Segment, state: Path | None = None,
     return problems, status
 
 
-DEFECTS = ("untagged-births", "unmounted-journal", "unimported-pools")
+DEFECTS = ("untagged-births", "unmounted-journal", "unimported-pools", "blind-destroy")
 
 
 class defect:
@@ -434,21 +437,32 @@ class defect:
     taken as the step's own, as before the replay found it; unmounted-journal: recovery opens
     the journal without mounting the state filesystem (handled in _recover_and_check);
     unimported-pools: a pool a power cut left on its devices, not imported at boot, is never
-    looked for (as before the pool sagas' replay found it: tests/pool_power.py)."""
+    looked for (as before the pool sagas' replay found it: tests/pool_power.py);
+    blind-destroy: an interrupted pool destroy is never found done (its probe trusts the
+    journal's "started", not ZFS: it destroys again what is gone). Joined by "+", several at
+    once."""
 
     def __init__(self, name: str | None) -> None:
-        self.name = name
+        self.names = (name or "").split("+")
         self.saved: list[tuple[object, str, object]] = []
 
     def __enter__(self) -> None:
-        if self.name == "untagged-births":
+        if "untagged-births" in self.names:
             from zfsaga.compensations import clone as comp
             from zfsaga.steps import base, pools
 
             for module in (base, comp, pools):
                 self.saved.append((module, "half_born", module.half_born))
                 module.half_born = lambda step, ctx, props: False
-        elif self.name == "unimported-pools":
+        if "blind-destroy" in self.names:
+            from zfsaga.steps import pools
+
+            probe = pools.DestroyPool.probe
+            self.saved.append((pools.DestroyPool, "probe", probe))
+            pools.DestroyPool.probe = lambda step, ctx: (  # type: ignore[method-assign]
+                "absent" if ctx.zfs.pool_guid(step.arg(ctx, "pool")) is None
+                else probe(step, ctx))
+        if "unimported-pools" in self.names:
             from zfsaga.steps import pools
 
             self.saved.append((pools, "import_left_behind", pools.import_left_behind))

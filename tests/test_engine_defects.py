@@ -426,3 +426,34 @@ def test_a_pool_of_that_name_on_the_devices_not_made_by_the_step_is_left_as_foun
     destroy_made_pool(step, ctx)
     assert zfs.pool_guid("zpnew") is None
     assert zfs.importable_pools(DEVICES) == [{"name": "zpnew", "guid": guid, "state": "ONLINE"}]
+
+
+def test_a_pool_cut_before_its_first_transaction_is_made_again(tmp_path, monkeypatch) -> None:
+    """The pool sagas' replay (entry 4439 of a pool.create, real ZFS): cut inside `zpool
+    create` before the pool's first transaction landed, its devices carry the labels of a
+    pool being made, which `zpool import -d` lists and cannot import ("one or more devices is
+    currently unavailable"). That is no pool to take back: the create makes it over them (a
+    create, never forced, does), where the first version of the rule tried the import, failed,
+    and parked the saga stuck with the labels left."""
+    import time
+
+    from tests.saga_scenarios import DEVICES
+    from zfsaga.steps.pools import CreatePool, import_left_behind
+    from zfsaga.steps.srs import MADE_POOL
+    from zfsaga.steps.zfs.errors import ZfsFailure
+    from zfsaga.steps.zfs.model import ModelZfs
+
+    zfs = ModelZfs(pools=("tank",))
+    listed = [{"name": "zpnew", "guid": "42", "state": "UNAVAIL"}]
+    monkeypatch.setattr(zfs, "_importable_pools", lambda devices: list(listed))
+
+    def unavailable(guid, devices):
+        raise ZfsFailure(guid, "cannot import 'zpnew': one or more devices is currently "
+                               "unavailable")
+    monkeypatch.setattr(zfs, "_import_pool", unavailable)
+    step = CreatePool("create", pool="zpnew", devices=DEVICES, layout="mirror", ashift=None,
+                      props={})
+    ctx = StepContext(zfs, "saga1", {}, cut_off={"create": time.time()})
+    assert import_left_behind(step, ctx) is False
+    step.run(ctx)
+    assert zfs.get_props("zpnew", [MADE_POOL])[MADE_POOL].local == "saga1/create"
