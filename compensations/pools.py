@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from zfsaga.compensations.registry import undoes
 from zfsaga.steps.base import OWNER, Step, StepContext, half_born
-from zfsaga.steps.pools import CreatePool, ExportPool, ImportPool
+from zfsaga.steps.pools import CreatePool, ExportPool, ImportPool, import_left_behind
 from zfsaga.steps.srs import MADE_POOL
 
 
 @undoes(CreatePool)
 def destroy_made_pool(step: CreatePool, ctx: StepContext) -> None:
     pool = step.arg(ctx, "pool")
+    # A power cut can leave the pool on its devices, not imported: imported to be read.
+    imported_here = import_left_behind(step, ctx)
     if ctx.zfs.pool_guid(pool) is None:
         return
     got = ctx.zfs.get_props(pool, [MADE_POOL, "creation"])
     if got[MADE_POOL].local != step.tag(ctx) and not half_born(
             step, ctx, {OWNER: got[MADE_POOL], "creation": got["creation"]}):
+        if imported_here:
+            ctx.zfs.export_pool(pool)  # left as it was found
         return  # not the pool this step made: someone else's, left alone
     ctx.boundary(f"comp:{step.name}:inside")
     ctx.zfs.destroy_pool(pool)

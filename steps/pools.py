@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zfsaga.steps.base import OWNER, Probe, Step, StepContext, half_born
+from zfsaga.steps.base import OWNER, Foreign, Probe, Step, StepContext, half_born
 from zfsaga.steps.srs import MADE_POOL, SR_MARK
 
 
@@ -35,6 +35,14 @@ class CreatePool(Step):
 
     def act(self, ctx: StepContext) -> None:
         pool = self.arg(ctx, "pool")
+        if import_left_behind(self, ctx):
+            found = self.probe(ctx)
+            if found == "done":
+                return  # made whole before the cut: the re-probe takes it as this step's
+            if found == "foreign":
+                ctx.zfs.export_pool(pool)  # left as it was found
+                raise Foreign(pool, "a pool of that name, not made by this saga, is on the "
+                                    "devices: refusing")
         if ctx.zfs.pool_guid(pool) is not None:  # only a half-born one of ours gets here
             ctx.zfs.destroy_pool(pool)
         ctx.zfs.create_pool(pool, self.arg(ctx, "devices"), self.arg(ctx, "layout"),
@@ -48,6 +56,33 @@ class CreatePool(Step):
 
     def effect(self, ctx: StepContext) -> str | None:
         return f"pool {self.arg(ctx, 'pool')}" if self.probe(ctx) == "done" else None
+
+
+def import_left_behind(step: CreatePool, ctx: StepContext) -> bool:
+    """Import the pool a power cut in the step's `zpool create` may have left on its devices
+    without the host importing it at boot (the host imports what its cache file lists, a file
+    the kernel writes after the pool's labels, on a filesystem that may not have committed
+    it); then the probe can read whose it is. Only for a step a dead process was acting on (no
+    read on a live saga's path) whose pool is not imported; returns whether one was."""
+    from zfsaga.steps.zfs.errors import ZfsError
+
+    pool = step.arg(ctx, "pool")
+    if step.name not in ctx.cut_off or ctx.zfs.pool_guid(pool) is not None:
+        return False
+    devices = step.arg(ctx, "devices")
+    left = [p["guid"] for p in ctx.zfs.importable_pools(devices) if p["name"] == pool]
+    if len(left) != 1:
+        return False  # none (nothing was made), or several: not a guess to act on
+    try:
+        ctx.zfs.import_pool(left[0], devices)
+    except ZfsError as exc:
+        if exc.transient:
+            raise
+        # Cut before the pool's first transaction landed: its devices carry the labels of
+        # a pool being made, which an import's search lists and cannot import ("one or more
+        # devices is currently unavailable") and a create (never forced) makes a pool over.
+        return False
+    return True
 
 
 class ImportPool(Step):

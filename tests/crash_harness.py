@@ -62,13 +62,21 @@ def tree(zfs: Zfs, root: str, props: list[str]) -> dict:
     return zfs.list_tree(root, props) if zfs.exists(root) else {}
 
 
-def sr_state(zfs: Zfs, sr: str) -> dict[str, tuple]:
+def devices_in(fixture: dict[str, str]) -> list[str]:
+    """The devices a pool scenario's fixture was built on (none for an SR on a dataset)."""
+    return fixture["devices"].split(",") if fixture.get("devices") else []
+
+
+def sr_state(zfs: Zfs, sr: str, devices: list[str] | None = None) -> dict[str, tuple]:
     """The SR as a comparable value: guids differ between runs, so identity is, for what the
     saga made, its step, else the `born` tag (a replacement inherits its metadata, `born`
-    included); the saga's id is blanked."""
+    included); the saga's id is blanked. With the `devices` of a pool saga: the pools left on
+    them, not imported, are part of it (an exported pool, or one a power cut left there)."""
+    left = {} if not devices else {"<on the devices, not imported>": tuple(sorted(
+        p["name"] for p in zfs.importable_pools(devices)))}
     if not zfs.exists(sr):
-        return {"<absent>": ()}  # a pool not made yet, exported or destroyed (pool sagas)
-    out = {}
+        return {"<absent>": (), **left}  # a pool not made yet, exported or destroyed
+    out: dict[str, tuple] = dict(left)
     cut = len(sr)
     for name, p in zfs.list_tree(sr, STATE_PROPS).items():
         owner = p[OWNER].local
@@ -185,12 +193,12 @@ class Harness:
         zfs, root = self.new_backend()
         try:
             fixture = self.scenario.build(zfs, root)
-            self.before = sr_state(zfs, fixture["sr"])
+            self.before = sr_state(zfs, fixture["sr"], devices_in(fixture))
             zfs.guard.armed = True
             with tempfile.TemporaryDirectory(dir=self.journal_parent) as tmp:
                 crashed, labels = self._start(zfs, fixture, Path(tmp), None)
             assert not crashed
-            self.after = sr_state(zfs, fixture["sr"])
+            self.after = sr_state(zfs, fixture["sr"], devices_in(fixture))
             return labels
         finally:
             zfs.guard.armed = False
@@ -210,7 +218,8 @@ class Harness:
                     seen += self._view(zfs, fixture, "after a recovery")
                     if crashed2:
                         self._recover(zfs, state_dir, mode, None)
-                case.problems, case.status = self.check(zfs, fixture["sr"], state_dir)
+                case.problems, case.status = self.check(zfs, fixture["sr"], state_dir,
+                                                        devices_in(fixture))
                 case.problems += seen + self._view(zfs, fixture, "at the end")
         except Exception as exc:  # a harness case must report, not stop the enumeration
             case.problems.append(f"{type(exc).__name__}: {exc}")
@@ -237,8 +246,11 @@ class Harness:
         """Crash just after a create or clone returned, then take away what a power cut
         between ZFS's two transactions would not have kept (steps/base.py, `half_born`):
         `untagged`, every property the dataset was born with; `unreserved`, its reservation
-        only (ZFS 2.1.11 keeps a clone it could not reserve). Recover in `mode`, check. On the
-        model only: it edits the model's objects, as no process crash can."""
+        only (ZFS 2.1.11 keeps a clone it could not reserve); `unimported`, a new pool left on
+        its devices but not imported at boot (the host's cache file, which the kernel writes
+        after the pool's labels, did not reach its disk: tests/pool_power.py). Recover in
+        `mode`, check. On the model only: it edits the model's objects, as no process crash
+        can."""
         case = Case(crash_at, f"{mode}, born {how}", None)
         try:
             with self._fresh_world() as (zfs, fixture, state_dir):
@@ -246,12 +258,18 @@ class Harness:
                 assert crashed, "no crash at a create or clone"
                 newest = max((o for o in zfs._objs.values() if o.type != "snapshot"),
                              key=lambda o: o.createtxg)
-                if how == "untagged":
+                if "untagged" in how:
                     newest.local.clear()
                 newest.refreservation = 0
+                if "unimported" in how:
+                    # The model keeps a pool that is not imported as exported: its labels on
+                    # its devices, listed by an import's search, refused by a create.
+                    with zfs.guard.saga_action():  # the cut's doing, not a process's
+                        zfs.export_pool(newest.name)
                 crashed2, _ = self._recover(zfs, state_dir, mode, None)
                 assert not crashed2
-                case.problems, case.status = self.check(zfs, fixture["sr"], state_dir)
+                case.problems, case.status = self.check(zfs, fixture["sr"], state_dir,
+                                                        devices_in(fixture))
         except Exception as exc:
             case.problems.append(f"{type(exc).__name__}: {exc}")
         return case
@@ -269,8 +287,10 @@ class Harness:
             # properties (the reservation) before its user properties (the tags), so a power
             # cut cannot leave that, and zfs_ioc_create, unlike zfs_ioc_clone, destroys what
             # it made when a property fails.
-            hows = ("untagged", "unreserved") if labels[k - 1].startswith("zfs:after:clone") \
-                else ("untagged",)
+            # A new pool can also be left unimported, whole or untagged.
+            hows = {"zfs:after:clone": ("untagged", "unreserved"),
+                    "zfs:after:create_pool": ("untagged", "unimported", "untagged, unimported"),
+                    }.get(labels[k - 1], ("untagged",))
             for how in hows:
                 for mode in ("resume", "abort"):
                     report.cases.append(self.run_born_bare(k, mode, how))
@@ -291,13 +311,13 @@ class Harness:
                 if not cut_journal(journal, keep):
                     engine, _ = self._engine(zfs, state_dir, None)
                     try:
-                        before = sr_state(zfs, fixture["sr"])
+                        before = sr_state(zfs, fixture["sr"], devices_in(fixture))
                         engine.recover()
                         strangers = (engine.strangers(fixture["sr"])
                                      if zfs.exists(fixture["sr"]) else {})
                         tagged = {n for n, p in tree(zfs, fixture["sr"], [OWNER]).items()
                                   if p[OWNER].local}
-                        untouched = sr_state(zfs, fixture["sr"]) == before
+                        untouched = sr_state(zfs, fixture["sr"], devices_in(fixture)) == before
                         # Issue 18: a cut that lost the row after the saga set the SR's
                         # witness is a loss the next mutating call refuses (until recover).
                         detected = (zfs.exists(fixture["sr"]) and fixture["sr"] in str(
@@ -310,7 +330,8 @@ class Harness:
                         engine.journal.close()
                     return case, True, untouched and tagged == set(strangers), detected
                 self._recover(zfs, state_dir, "resume", None)
-                case.problems, case.status = self.check(zfs, fixture["sr"], state_dir)
+                case.problems, case.status = self.check(zfs, fixture["sr"], state_dir,
+                                                        devices_in(fixture))
         except Exception as exc:
             case.problems.append(f"{type(exc).__name__}: {exc}")
         return case, False, False, False
@@ -324,13 +345,14 @@ class Harness:
         finally:
             zfs.hooks = hooks
 
-    def check(self, zfs: Zfs, sr: str, state_dir: Path) -> tuple[list[str], str]:
+    def check(self, zfs: Zfs, sr: str, state_dir: Path,
+              devices: list[str] | None = None) -> tuple[list[str], str]:
         problems = []
         journal = Journal(state_dir / "journal.db")
         try:
             rows = journal.list()
             if not rows:  # died before the saga was recorded: nothing may have changed
-                if sr_state(zfs, sr) != self.before:
+                if sr_state(zfs, sr, devices) != self.before:
                     problems.append("no saga recorded, yet the SR changed")
                 return problems + journal.check_well_formed(), "never-started"
             if len(rows) != 1:
@@ -338,7 +360,7 @@ class Harness:
             row = rows[0]
             if row.status not in ("succeeded", "compensated"):
                 problems.append(f"saga ended {row.status}: {row.last_error}")
-            end = sr_state(zfs, sr)
+            end = sr_state(zfs, sr, devices)
             want = self.after if row.status == "succeeded" else self.before
             if end != want:
                 diff = sorted(set(end.items()) ^ set(want.items()))

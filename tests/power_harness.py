@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tests.crash_harness import Case, Harness, Scenario, sr_state
+from tests.crash_harness import Case, Harness, Scenario, devices_in, ends, sr_state
 from tests.dmlog import Log, Replayer, iter_marks, read_log
 from zfsaga.sagas.engine import Engine
 from zfsaga.state.journal import Journal
@@ -203,6 +203,8 @@ class Segment:
     points: list[int] = field(default_factory=list)
     #: The flush points inside each ZFS mutation of the saga, by the mutation ("clone:3").
     inside: dict[str, list[int]] = field(default_factory=dict)
+    #: Where each ZFS mutation of the saga had returned: the log index of its `out:` mark.
+    returned: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -298,6 +300,11 @@ class PowerHarness:
             run("zfs", "set", "volmode=none", f"{POOL}/s{i}")
         pool_export()
         dm_remove(LOGW)
+        return Recording(self.read_points(segments), segments, time.monotonic() - started)
+
+    def read_points(self, segments: list[Segment]) -> Log:
+        """The log, once its device is unmapped; each saga's flush points found between its
+        marks, and those inside each of its ZFS mutations."""
         with open(self.log_disk, "rb") as f:
             log = read_log(f)
         for i, seg in enumerate(segments):
@@ -310,16 +317,19 @@ class PowerHarness:
                 elif begin < index < end and mark.startswith("out:"):
                     op = mark[4:]
                     seg.inside[op] = log.flush_points(opened.pop(op), index)
-        return Recording(log, segments, time.monotonic() - started)
+                    seg.returned[op] = index
+        return log
 
     # -- replay ------------------------------------------------------------------------------
     def replay(self, rec: Recording, pick: Callable[[Segment], list[int]] | None = None,
                teeth: tuple[str, Callable[[Segment], list[int]]] | None = None,
-               shown: list[Case] | None = None) -> list[PowerReport]:
+               shown: list[Case] | None = None,
+               progress: Callable[[Segment, Case], None] | None = None) -> list[PowerReport]:
         """Replay the flush points `pick` chooses in each saga (every one by default), in log
-        order, checking each: one report per saga. With `teeth` (a defect, and the points of
-        a saga to try it at), those points are recovered again by a zfsaga with that defect,
-        their cases appended to `shown`."""
+        order, checking each: one report per saga. With `teeth` (defects, comma-separated, and
+        the points of a saga to try them at), those points are recovered again by a zfsaga
+        with each defect, their cases appended to `shown`. `progress` is told of each case as
+        it is checked (a long run's partial figures)."""
         shown = shown if shown is not None else []
         reports = [PowerReport(seg.scenario.kind, len(seg.points)) for seg in rec.segments]
         chosen = sorted((point, i) for i, seg in enumerate(rec.segments)
@@ -333,14 +343,19 @@ class PowerHarness:
                     replayer.advance(point)
                     seg = rec.segments[i]
                     reports[i].cases.append(self._check_point(seg, point, loop))
+                    if progress is not None:
+                        progress(seg, reports[i].cases[-1])
                     if teeth is not None and point in teeth[1](seg):
                         # The same cut once more, recovered by a zfsaga with a defect: each
                         # check runs on a fresh snapshot of the replayed disk.
-                        self.defect, kept = teeth[0], self.defect
-                        try:
-                            shown.append(self._check_point(seg, point, loop))
-                        finally:
-                            self.defect = kept
+                        for name in teeth[0].split(","):
+                            self.defect, kept = name, self.defect
+                            try:
+                                shown.append(self._check_point(seg, point, loop))
+                                if progress is not None:
+                                    progress(seg, shown[-1])
+                            finally:
+                                self.defect = kept
                 replayer.advance(len(rec.log.entries))  # the copy is the disk again
                 self.copy_matches = True
         finally:
@@ -405,38 +420,58 @@ def recover_and_check(zfs: Zfs, seg: Segment, state: Path | None = None,
         journal.close()
     checker = Harness(lambda: (zfs, ""), "power")
     checker.before, checker.after = seg.before, seg.after
-    problems, status = checker.check(zfs, sr, state)
+    # A pool saga's state includes what is left on its devices, not imported.
+    problems, status = checker.check(zfs, sr, state, devices_in(seg.fixture))
     want = seg.sums_after if status == "succeeded" else seg.sums_before
     if status in ("succeeded", "compensated", "never-started"):
         problems += compare_sums(data_sums(sr_state(zfs, sr), sr), want)
     return problems, status
 
 
-DEFECTS = ("untagged-births", "unmounted-journal")
+DEFECTS = ("untagged-births", "unmounted-journal", "unimported-pools", "blind-destroy")
 
 
 class defect:
     """A deliberate defect of zfsaga for one check, to show the replay catches it:
     untagged-births: a dataset left half made by a power cut (made, never tagged) is never
     taken as the step's own, as before the replay found it; unmounted-journal: recovery opens
-    the journal without mounting the state filesystem (handled in _recover_and_check)."""
+    the journal without mounting the state filesystem (handled in _recover_and_check);
+    unimported-pools: a pool a power cut left on its devices, not imported at boot, is never
+    looked for (as before the pool sagas' replay found it: tests/pool_power.py);
+    blind-destroy: an interrupted pool destroy is never found done (its probe trusts the
+    journal's "started", not ZFS: it destroys again what is gone). Joined by "+", several at
+    once."""
 
     def __init__(self, name: str | None) -> None:
-        self.name = name
-        self.saved: list[tuple[object, object]] = []
+        self.names = (name or "").split("+")
+        self.saved: list[tuple[object, str, object]] = []
 
     def __enter__(self) -> None:
-        if self.name == "untagged-births":
+        if "untagged-births" in self.names:
             from zfsaga.compensations import owned as comp
-            from zfsaga.steps import base
+            from zfsaga.compensations import pools as comp_pools
+            from zfsaga.steps import base, pools
 
-            for module in (base, comp):
-                self.saved.append((module, module.half_born))
+            for module in (base, comp, comp_pools, pools):
+                self.saved.append((module, "half_born", module.half_born))
                 module.half_born = lambda step, ctx, props: False
+        if "blind-destroy" in self.names:
+            from zfsaga.steps import pools
+
+            probe = pools.DestroyPool.probe
+            self.saved.append((pools.DestroyPool, "probe", probe))
+            pools.DestroyPool.probe = lambda step, ctx: (  # type: ignore[method-assign]
+                "absent" if ctx.zfs.pool_guid(step.arg(ctx, "pool")) is None
+                else probe(step, ctx))
+        if "unimported-pools" in self.names:
+            from zfsaga.steps import pools
+
+            self.saved.append((pools, "import_left_behind", pools.import_left_behind))
+            pools.import_left_behind = lambda step, ctx: False
 
     def __exit__(self, *exc) -> None:
-        for module, fn in self.saved:
-            module.half_born = fn
+        for module, attr, fn in self.saved:
+            setattr(module, attr, fn)
 
 
 def compare_sums(got: dict[str, str], want: dict[str, str]) -> list[str]:
@@ -456,6 +491,22 @@ def sample(points: list[int], n: int) -> list[int]:
     return sorted({points[round((i + 1) * (len(points) - 1) / (n + 1))] for i in range(n)})
 
 
+def print_case(seg: Segment, case: Case) -> None:
+    print(f"  {seg.scenario.kind} entry {case.crash_at} [{case.mode}]: "
+          f"{case.status or 'error'}" + (f", VIOLATION {case.problems}" if case.problems else ""),
+          flush=True)
+
+
+MAKINGS = ("create_zvol", "clone", "create_pool")
+
+
+def inside_makings(seg: Segment) -> list[int]:
+    """The flush points inside the saga's makings of a dataset or a pool (where ZFS splits
+    the making from the properties it was made with)."""
+    return sorted(p for op, points in seg.inside.items() if op.split(":")[0] in MAKINGS
+                  for p in points)
+
+
 def summary(reports: list[PowerReport]) -> str:
     replayed = sum(len(r.cases) for r in reports)
     total = sum(r.flush_points for r in reports)
@@ -466,9 +517,12 @@ def summary(reports: list[PowerReport]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`make powerloss`: every flush point of every scenario (or a sample), counts printed."""
+    """`make powerloss`: every flush point of every scenario (or a sample), counts printed:
+    the SR sagas on one pool, then the pool sagas on the host's slices (tests/pool_power.py),
+    each group with its own figures line."""
     import argparse
 
+    from tests.pool_power import PoolPowerHarness, is_pool_scenario
     from tests.saga_scenarios import SCENARIOS
     from zfsaga.steps.zfs.real import RealZfs
 
@@ -479,26 +533,56 @@ def main(argv: list[str] | None = None) -> int:
                         help="the journal's SQLite synchronous mode for this run")
     parser.add_argument("--defect", choices=DEFECTS, default=None)
     parser.add_argument("--only", default="", help="comma-separated saga kinds")
+    parser.add_argument("--teeth", default="", help="comma-separated defects: every flush "
+                        "point inside a dataset's or a pool's making recovered once more with "
+                        "each, to show which cuts catch it")
     args = parser.parse_args(argv)
-    harness = PowerHarness(RealZfs(), synchronous=args.synchronous, defect=args.defect)
     kinds = [k for k in SCENARIOS if not args.only or k in args.only.split(",")]
     scenarios = [sc for kind in kinds for sc in SCENARIOS[kind]]
+    groups = [(PowerHarness, "", [sc for sc in scenarios if not is_pool_scenario(sc)]),
+              (PoolPowerHarness, " [pool sagas, host journal on ext4]",
+               [sc for sc in scenarios if is_pool_scenario(sc)])]
+    failed, copy_matches = False, True
+    for cls, label, group in groups:
+        if not group:
+            continue
+        harness = cls(RealZfs(), synchronous=args.synchronous, defect=args.defect)
+        harness.copy_matches = copy_matches  # the disks are shared by the groups
+        reports = run_group(harness, group, args.sample, args.teeth)
+        failed |= any(r.failures for r in reports)
+        print(f"{summary(reports)}{label} [synchronous={args.synchronous}"
+              + (f", defect {args.defect}" if args.defect else "") + "]", flush=True)
+        copy_matches = harness.copy_matches
+    return 1 if failed else 0
+
+
+def run_group(harness: PowerHarness, scenarios: list[Scenario], n: int,
+              teeth: str = "") -> list[PowerReport]:
+    """Record the scenarios' sagas in one log, replay every flush point (or `n` of each
+    saga's), print each saga's figures (and, with `teeth`, what each defect did at the points
+    inside a making)."""
     rec = harness.record(scenarios)
     print(f"recorded {len(scenarios)} sagas: {len(rec.log.entries)} log entries, "
           f"{rec.log.writes()} writes, {len(rec.log.flush_points())} flushes "
           f"({rec.seconds:.0f}s)", flush=True)
     started = time.monotonic()
-    reports = harness.replay(rec, (lambda seg: sample(seg.points, args.sample)) if args.sample
-                             else None)
+    shown: list[Case] = []
+    reports = harness.replay(rec, (lambda seg: sample(seg.points, n)) if n else None,
+                             teeth=(teeth, inside_makings) if teeth else None, shown=shown,
+                             progress=print_case)
     for report in reports:
         print(f"{report.scenario}: {report.flush_points} flush points in the saga, "
-              f"{len(report.cases)} replayed, {len(report.failures)} violations", flush=True)
+              f"{len(report.cases)} replayed, {len(report.failures)} violations; "
+              f"ends: {ends(report.cases)}", flush=True)
         for case in report.failures[:5]:
             print(f"  entry {case.crash_at} ({case.status}): {case.problems}", flush=True)
-    print(f"replayed in {time.monotonic() - started:.0f}s")
-    print(summary(reports) + f" [synchronous={args.synchronous}"
-          + (f", defect {args.defect}" if args.defect else "") + "]")
-    return 1 if any(r.failures for r in reports) else 0
+    for name in filter(None, teeth.split(",")):
+        tried = [c for c in shown if c.mode == name]
+        caught = [c.crash_at for c in tried if c.problems]
+        print(f"teeth: the defect {name!r} recovered {len(tried)} cut(s) inside a making, "
+              f"caught at {len(caught)}: entries {caught}", flush=True)
+    print(f"replayed in {time.monotonic() - started:.0f}s", flush=True)
+    return reports
 
 
 if __name__ == "__main__":

@@ -181,42 +181,55 @@ def _sr_destroy(engine, fx):
     return sr_destroy.start(engine, key, fx["sr"], guid)
 
 
+#: The model takes any path not in a pool; the power-loss harness gives real ones
+#: (tests/pool_power.py): a pool scenario's fixture carries the devices it was built on.
 DEVICES = ["/dev/disk/by-id/fake-a", "/dev/disk/by-id/fake-b"]
 
 
-def _no_pool(zfs: Zfs, root: str) -> dict[str, str]:
-    """Two free devices (the model takes any path not in a pool) and no pool `zpnew`."""
-    return {"sr": "zpnew"}
+def devices_of(fx: dict[str, str]) -> list[str]:
+    return fx["devices"].split(",")
 
 
-def _made_pool(zfs: Zfs, root: str, exported: bool = False) -> dict[str, str]:
+def _no_pool(zfs: Zfs, root: str, devices: list[str] = DEVICES) -> dict[str, str]:
+    """Two free devices and no pool `zpnew`."""
+    return {"sr": "zpnew", "devices": ",".join(devices)}
+
+
+def _made_pool(zfs: Zfs, root: str, exported: bool = False,
+               devices: list[str] = DEVICES) -> dict[str, str]:
     """A pool an earlier SR.create made, holding a volume and the SR's marks."""
-    zfs.create_pool("zpmade", DEVICES, "mirror",
+    zfs.create_pool("zpmade", devices, "mirror",
                     props={srs.MADE_POOL: "earlier/create", BORN: "pool"})
     zfs.set_props("zpmade", {srs.SR_MARK: "g"})
     zfs.create_zvol("zpmade/vdi", 2 * MiB, props={BORN: "vdi", meta.KEY: "vdi"})
     guid = zfs.pool_guid("zpmade")
     if exported:
         zfs.export_pool("zpmade")
-    return {"sr": "zpmade", "pool_guid": guid}
+    return {"sr": "zpmade", "pool_guid": guid, "devices": ",".join(devices)}
+
+
+def _exported_pool(zfs: Zfs, root: str, devices: list[str] = DEVICES) -> dict[str, str]:
+    return _made_pool(zfs, root, exported=True, devices=devices)
 
 
 def _pool_create(engine, fx):
     props = {meta.SR_UUID: "uuid-0", meta.NAME: meta.encode("on devices"),
              meta.PROVISIONING: "thin", "snapdev": "visible", "compression": "lz4"}
-    return pool_create.start(engine, fx["sr"], DEVICES, "mirror", 12, props)
+    return pool_create.start(engine, fx["sr"], devices_of(fx), "mirror", 12, props)
 
 
 SCENARIOS = {
     "pool.create": [Scenario("pool.create (SR.create on devices: make the pool, mark it)",
                              _no_pool, _pool_create)],
     "pool.import": [Scenario("pool.import (SR.attach of a made pool, exported)",
-                             lambda zfs, root: _made_pool(zfs, root, exported=True),
+                             _exported_pool,
                              lambda engine, fx: pool_import.start(engine, fx["sr"],
-                                                                  fx["pool_guid"], DEVICES))],
+                                                                  fx["pool_guid"],
+                                                                  devices_of(fx)))],
     "pool.export": [Scenario("pool.export (SR.detach of a made pool)", _made_pool,
                              lambda engine, fx: pool_export.start(engine, fx["sr"],
-                                                                  fx["pool_guid"], DEVICES))],
+                                                                  fx["pool_guid"],
+                                                                  devices_of(fx)))],
     "pool.destroy": [Scenario("pool.destroy (SR.destroy of a made pool)", _made_pool,
                               lambda engine, fx: pool_destroy.start(engine, fx["sr"],
                                                                     fx["pool_guid"],

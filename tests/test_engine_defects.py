@@ -379,3 +379,111 @@ def test_a_thick_resize_cut_between_its_size_and_its_reservation_is_finished(
     got = zfs.get_props(vdi, ["volsize", "refreservation"])
     assert outcome.status == "succeeded", outcome.error
     assert got["refreservation"].value == got["volsize"].value
+
+
+# -- found by the pool sagas' power-loss replay: a pool made, not imported at boot ------------
+def _pool_engine(zfs, state, spec: str = ""):
+    from zfsaga.faults import FaultHooks, Faults
+    from zfsaga.sagas.engine import Engine
+
+    faults = Faults.parse(spec, mode="raise")
+    zfs.hooks = FaultHooks(faults)
+    return Engine(zfs, Journal(state / "journal.db", boundary=faults.boundary), state,
+                  boundary=faults.boundary, retry_sleep=lambda s: None)
+
+
+@pytest.mark.parametrize("how", ["resume", "abort"])
+@pytest.mark.parametrize("bare", [False, True])
+def test_a_pool_made_but_not_imported_at_boot_is_taken_back(tmp_path, how: str,
+                                                            bare: bool) -> None:
+    """The power failed just after `zpool create` (whole, or between its pool and its root's
+    properties) and before the host's ext4 committed the cache file the kernel rewrote: the
+    boot does not import the pool, whose labels stay on the devices. The create resumed ends
+    with the pool made and imported; aborted, with nothing left on the devices (before, the
+    recovery's `zpool create` was refused, "part of potentially active pool", and the saga
+    ended compensated with the pool left there, unusable without -f)."""
+    from tests.saga_scenarios import DEVICES, SCENARIOS
+    from zfsaga.steps.srs import MADE_POOL, SR_MARK
+    from zfsaga.steps.zfs.model import ModelZfs
+
+    zfs = ModelZfs(pools=("tank",))
+    scenario = SCENARIOS["pool.create"][0]
+    fx = scenario.build(zfs, "tank/x")
+    engine = _pool_engine(zfs, tmp_path, "crash@zfs:after:create_pool")
+    with pytest.raises(SimulatedCrash):
+        scenario.start(engine, fx)
+    engine.journal.close()
+    if bare:
+        zfs._objs["zpnew"].local.clear()  # its root's properties never landed
+    zfs.export_pool("zpnew")  # not imported at boot: its labels stay on its devices
+    engine = _pool_engine(zfs, tmp_path)
+    row = engine.journal.active()[0]
+    out = engine.resume(row.id, "test") if how == "resume" else engine.abort(row.id, "test")
+    engine.journal.close()
+    assert out.status == ("succeeded" if how == "resume" else "compensated"), out.error
+    assert zfs.importable_pools(DEVICES) == []
+    if how == "resume":
+        got = zfs.get_props("zpnew", [MADE_POOL, SR_MARK])
+        assert got[MADE_POOL].local == f"{row.id}/create" and got[SR_MARK].local
+    else:
+        assert zfs.pool_guid("zpnew") is None
+
+
+def test_a_pool_of_that_name_on_the_devices_not_made_by_the_step_is_left_as_found(
+        tmp_path) -> None:
+    """An older pool of the same name, exported on the devices, seen by a create step a dead
+    process was in: imported to be read, found not the step's, exported again and refused;
+    its undo leaves it too."""
+    import time
+
+    from tests.saga_scenarios import DEVICES
+    from zfsaga.compensations.pools import destroy_made_pool
+    from zfsaga.steps.base import Foreign
+    from zfsaga.steps.pools import CreatePool
+    from zfsaga.steps.zfs.model import ModelZfs
+
+    zfs = ModelZfs(pools=("tank",))
+    zfs.create_pool("zpnew", DEVICES, "mirror", props={"test:born": "someone's"})
+    zfs._objs["zpnew"].creation -= 3600
+    guid = zfs.pool_guid("zpnew")
+    zfs.export_pool("zpnew")
+    step = CreatePool("create", pool="zpnew", devices=DEVICES, layout="mirror", ashift=None,
+                      props={})
+    ctx = StepContext(zfs, "saga1", {}, cut_off={"create": time.time()})
+    assert step.probe(ctx) == "absent"
+    with pytest.raises(Foreign):
+        step.act(ctx)
+    destroy_made_pool(step, ctx)
+    assert zfs.pool_guid("zpnew") is None
+    assert zfs.importable_pools(DEVICES) == [{"name": "zpnew", "guid": guid, "state": "ONLINE"}]
+
+
+def test_a_pool_cut_before_its_first_transaction_is_made_again(tmp_path, monkeypatch) -> None:
+    """The pool sagas' replay (entry 4439 of a pool.create, real ZFS): cut inside `zpool
+    create` before the pool's first transaction landed, its devices carry the labels of a
+    pool being made, which `zpool import -d` lists and cannot import ("one or more devices is
+    currently unavailable"). That is no pool to take back: the create makes it over them (a
+    create, never forced, does), where the first version of the rule tried the import, failed,
+    and parked the saga stuck with the labels left."""
+    import time
+
+    from tests.saga_scenarios import DEVICES
+    from zfsaga.steps.pools import CreatePool, import_left_behind
+    from zfsaga.steps.srs import MADE_POOL
+    from zfsaga.steps.zfs.errors import ZfsFailure
+    from zfsaga.steps.zfs.model import ModelZfs
+
+    zfs = ModelZfs(pools=("tank",))
+    listed = [{"name": "zpnew", "guid": "42", "state": "UNAVAIL"}]
+    monkeypatch.setattr(zfs, "_importable_pools", lambda devices: list(listed))
+
+    def unavailable(guid, devices):
+        raise ZfsFailure(guid, "cannot import 'zpnew': one or more devices is currently "
+                               "unavailable")
+    monkeypatch.setattr(zfs, "_import_pool", unavailable)
+    step = CreatePool("create", pool="zpnew", devices=DEVICES, layout="mirror", ashift=None,
+                      props={})
+    ctx = StepContext(zfs, "saga1", {}, cut_off={"create": time.time()})
+    assert import_left_behind(step, ctx) is False
+    step.run(ctx)
+    assert zfs.get_props("zpnew", [MADE_POOL])[MADE_POOL].local == "saga1/create"
