@@ -7,7 +7,7 @@ in the catalog (sagas/catalog.py), so no table lists sagas by hand. It declares:
     SCOPE    what its lock covers (state/locks.py Scope): the whole resource (an SR, a pool) or
              one thing inside its SR (a new volume), the SR's lock then held shared
     EFFECT   the step after which the caller's request holds (None: every step before the
-             forward-only tail, sagas/engine.py)
+             forward-only tail, sagas/progress.py)
     DRAINS   it ends its SR: the cleanups set aside from it must finish first
     ALIASES  the kinds older versions journaled it under: a stuck saga of one still resumes
     VERBS    the SMAPIv3 or operator verbs it serves, so a verb's saga is found by its name
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, ClassVar, Protocol
 
+from zfsaga.sagas.resources import scope_of
 from zfsaga.state.locks import Scope
 from zfsaga.steps.base import Step
 from zfsaga.steps.zfs.interface import Zfs
@@ -69,6 +70,10 @@ class Fact(str):
     def step(self) -> str:
         return self[1:].split(".", 1)[0]
 
+    @property
+    def fact(self) -> str:
+        return self[1:].split(".", 1)[1]
+
 
 class BadPlan(ValueError):
     """A plan names an input its resolve did not return, or a fact of a step that does not come
@@ -101,7 +106,7 @@ def register(cls: type["Saga"]) -> None:
 
 class Saga:
     """The contract (module docstring). Subclass it with a KIND to define and register a saga;
-    a subclass without one is a shape others share (sagas/pool_saga.py)."""
+    a subclass without one is a shape others share (sagas/pools.py)."""
 
     KIND: ClassVar[str]
     VERSION: ClassVar[int] = 1
@@ -125,7 +130,7 @@ class Saga:
         """The plan for `params`, its references checked: each input is one of `params`, each
         fact is of an earlier step."""
         plan = cls.steps(params)
-        seen: set[str] = set()
+        seen: dict[str, Step] = {}
         for step in plan:
             for key, ref in step.args.items():
                 if isinstance(ref, Param) and ref.name not in params:
@@ -134,7 +139,13 @@ class Saga:
                 if isinstance(ref, Fact) and ref.step not in seen:
                     raise BadPlan(f"{cls.KIND}: step {step.name!r} argument {key!r} reads "
                                   f"{ref}, of no earlier step")
-            seen.add(step.name)
+                # Unchecked, a misnamed fact would fail only once its reader runs, with a
+                # KeyError after the steps before it acted: refused while nothing is recorded.
+                if isinstance(ref, Fact) and ref.fact not in type(seen[ref.step]).FACTS:
+                    raise BadPlan(f"{cls.KIND}: step {step.name!r} argument {key!r} reads "
+                                  f"{ref}, which {type(seen[ref.step]).__name__} does not "
+                                  f"report (its FACTS)")
+            seen[step.name] = step
         return plan
 
     @classmethod
@@ -149,5 +160,10 @@ class Saga:
 
     @classmethod
     def begin(cls, runner: Runner, resource: str, resolve: Resolve) -> Any:
-        """Run this saga on `resource` through `runner`; `resolve` is called under its lock."""
+        """Run this saga on `resource` through `runner`; `resolve` is called under its lock.
+        The engine takes the lock the key's form says (sagas/resources.py scope_of): a key of
+        the other form would take the other lock, so it is refused here."""
+        if scope_of(resource) is not cls.SCOPE:
+            raise ValueError(f"{cls.KIND} locks {cls.SCOPE}, and {resource!r} is a key of "
+                             f"{scope_of(resource)}: build it with {cls.__name__}.resource")
         return runner.run(cls.KIND, resource, resolve)

@@ -14,6 +14,7 @@ from zfsaga.sagas.drive import Driver
 from zfsaga.sagas.progress import Outcome, parked_direction, plan_known
 from zfsaga.state.journal import Journal, SagaRow
 from zfsaga.state.lifecycle import IllegalMove, next_status
+from zfsaga.steps.base import Step, StepContext
 from zfsaga.steps.zfs.errors import ZfsError
 from zfsaga.steps.zfs.interface import Zfs
 
@@ -101,6 +102,11 @@ def preview(driver: Driver, row: SagaRow, way: str) -> list[str]:
     if way == "forward":
         for step in run.steps:
             if run.last.get(step.name) != "step_done":
+                waits = _facts_not_known(step, run.ctx)
+                if waits:  # its probe reads them: nothing to ask ZFS before they exist
+                    lines.append(f"would run {step.name} ({step.kind}): after "
+                                 f"{'; '.join(waits)}")
+                    continue
                 try:
                     said = step.probe(run.ctx)
                 except ZfsError as exc:
@@ -111,6 +117,18 @@ def preview(driver: Driver, row: SagaRow, way: str) -> list[str]:
             if run.last.get(step.name) not in (None, "comp_done"):
                 lines.append(f"would compensate {step.name}")
     return lines
+
+
+def _facts_not_known(step: Step, ctx: StepContext) -> list[str]:
+    """The facts `step` reads (`@step.fact`) of steps that have not reported them yet, each
+    as "<step>, whose <fact> it reads"."""
+    out = []
+    for ref in step.args.values():
+        if isinstance(ref, str) and ref.startswith("@"):
+            of, _, fact = ref[1:].partition(".")
+            if fact not in ctx.facts.get(of, {}):
+                out.append(f"{of}, whose {fact} it reads")
+    return out
 
 
 # -- the journal as a whole --------------------------------------------------------------------

@@ -75,7 +75,7 @@ def give_back(runners: Runners, sr_key: str, sr: str, sr_guid: str,
 class SrDestroy(Saga):
     KIND = "sr.destroy"
     VERBS = ("SR.destroy",)
-    #: The SR ends here: every saga set aside from it (sagas/engine.py) is finished first, or
+    #: The SR ends here: every saga set aside from it (sagas/recovery.py) is finished first, or
     #: blocks it (what its cleanup holds would outlive the SR).
     DRAINS = True
 

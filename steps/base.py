@@ -84,6 +84,9 @@ class Step(ABC):
     version: ClassVar[int] = 1
     #: The probe checks identity before a destructive act: it runs even on a first attempt.
     guards: ClassVar[bool] = False
+    #: The facts `facts()` reports once the step is done: all a later step's `@step.fact`
+    #: may read (sagas/contract.py refuses a plan reading another before recording it).
+    FACTS: ClassVar[tuple[str, ...]] = ()
     name: str
     args: Mapping[str, Any]  # read-only: as the journal's plan holds them
 

@@ -14,6 +14,8 @@ class CloneSnapshot(Step):
     size: a thick volume's replacement stays thick). Compensation: destroy the clone, if it is
     still ours."""
 
+    FACTS = ("guid", "name")
+
     def probe(self, ctx: StepContext) -> Probe:
         at_name = probe_owned(self, ctx, self.arg(ctx, "target"))
         # Made but not yet thick: the act reserves it. Only a clone call that failed, in this

@@ -11,6 +11,8 @@ class CreateVolume(Step):
     """Args: target, size, sparse, volblocksize (None: ZFS's default), props (user properties
     it is born with). Compensation: destroy it, if it is still ours."""
 
+    FACTS = ("guid", "name")
+
     def probe(self, ctx: StepContext) -> Probe:
         return probe_owned(self, ctx, self.arg(ctx, "target")) or "absent"
 

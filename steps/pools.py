@@ -18,6 +18,8 @@ class CreatePool(Step):
     """Args: pool, devices, layout, ashift (None: ZFS's choice from the devices), props (set
     on the root as it is made). Compensation: destroy the pool, while it is this step's."""
 
+    FACTS = ("guid", "pool_guid", "mark")
+
     def tag(self, ctx: StepContext) -> str:
         return ctx.owner_tag(self.name)[OWNER]
 

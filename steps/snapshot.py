@@ -14,6 +14,8 @@ class TakeSnapshot(Step):
     """Args: target (dataset@snap), props (user properties it is born with). Compensation:
     destroy it, if it is still ours."""
 
+    FACTS = ("guid", "name")
+
     def probe(self, ctx: StepContext) -> Probe:
         return probe_owned(self, ctx, self.arg(ctx, "target")) or "absent"
 

@@ -21,7 +21,7 @@ from zfsaga.steps.zfs.interface import Prop, Zfs
 SR_MARK = "org.zfsaga:sr"
 #: The journal's witness, outside its files: the generation of the newest saga of this SR, set
 #: on the SR's dataset before the saga's first step and only after the journal committed that
-#: generation (sagas/engine.py), so a journal behind it has lost records.
+#: generation (sagas/witness.py), so a journal behind it has lost records.
 JOURNAL_GEN = "org.zfsaga:journal-gen"
 #: zfsaga's own filesystem on each pool (journals, locks): never an SR, never a VDI.
 STATE_DATASET = "zfsaga-state"

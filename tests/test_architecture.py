@@ -274,3 +274,41 @@ def test_no_module_cites_a_document_the_project_does_not_have() -> None:
                 if not (ROOT / name).exists() and not (ROOT / "docs" / name).exists():
                     missing.append(f"{path.relative_to(ROOT)} cites {name}")
     assert missing == []
+
+
+def test_no_module_or_note_cites_a_module_the_project_does_not_have() -> None:
+    """A reader who follows a reference to a module (`sagas/pools.py`) finds it: a file
+    moved, merged or renamed takes its citations with it (review of issue 19: the refactor
+    left citations of modules that had gone)."""
+    import re
+
+    cited = re.compile(r"(?<![\w/.-])((?:sagas|steps|compensations|plugin|state|zfsaga|tools|"
+                       r"tests|guest|bench)/[\w/]+\.py)\b")
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for folder in sorted({*PACKAGES.values(), "zfsaga", "tests", "tools", "guest", "bench"}):
+        texts += sorted((ROOT / folder).rglob("*.py"))
+    missing = []
+    for path in texts:
+        for name in cited.findall(path.read_text()):
+            # zfsaga/<folder>/... is how the installed package names the same file
+            if not any((ROOT / n).exists() for n in (name, name.removeprefix("zfsaga/"))):
+                missing.append(f"{path.relative_to(ROOT)} cites {name}")
+    assert missing == []
+
+
+def test_the_exemption_lets_by_only_what_making_the_state_filesystem_takes() -> None:
+    """location.py makes, tags and mounts `<pool>/zfsaga-state` outside a saga; nothing else
+    may pass under its name: not a destroy, not a rename of the journals' home."""
+    from zfsaga.steps.zfs.errors import OutsideSaga
+
+    z, _ = _planted_world()
+    with z.guard.exempt("tank/zfsaga-state"):
+        z.create_filesystem("tank/zfsaga-state")
+        z.set_props("tank/zfsaga-state", {"org.zfsaga:role": "state"})
+        for planted in (lambda: z.rename("tank/zfsaga-state", "tank/moved"),
+                        lambda: z.destroy("tank/zfsaga-state"),
+                        lambda: z.snapshot(["tank/zfsaga-state@s"])):
+            with pytest.raises(OutsideSaga):
+                planted()
+    assert z.exists("tank/zfsaga-state") and not z.exists("tank/moved")
+    assert not z.exists("tank/zfsaga-state@s")

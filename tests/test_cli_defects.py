@@ -230,3 +230,20 @@ def test_diagram_into_a_missing_directory_is_an_error_not_not_found(pool: Pool) 
     saga = stuck_saga(pool)
     out = pool.cli("diagram", saga, "--svg", "/nonexistent-dir/x.svg")
     assert out.returncode == 1 and "cannot write" in out.stderr
+
+
+# -- review of issue 19 -------------------------------------------------------------------------
+@pytest.mark.parametrize("cut", ["crash@zfs:before:hold", "crash@zfs:before:clone"])
+def test_resume_dry_run_before_a_step_that_reports_facts_says_so(pool: Pool, cut: str) -> None:
+    """A revert cut off before its clone: the steps after it read the clone's guid, a fact no
+    probe can have yet. The dry run says what it can and which steps wait for that fact, where
+    it died with a KeyError (a traceback, or exit 1 under --json) before."""
+    out = pool.revert(faults=cut)
+    assert out.returncode == 137, out.stderr
+    [row] = pool.sagas()
+    for json_flag in ([], ["--json"]):
+        dry = pool.cli(*json_flag, "resume", row["id"], "--reason", "look", "--dry-run")
+        assert dry.returncode == 0, dry.stderr[-800:]
+        assert "Traceback" not in dry.stderr
+        assert "would run swap_in (compensatable): after clone, whose guid it reads" in dry.stdout
+    assert pool.sagas()[0]["status"] == row["status"]  # the dry run changed nothing

@@ -699,3 +699,29 @@ def test_read_only_verbs_load_nothing_heavy(real_host: Host) -> None:
         assert sorted(loaded & set(HEAVY)) == [], verb
         if verb == "Volume.stat":
             assert json.loads(out.stdout)["keys"] == {"k": "v"}
+
+
+def test_read_only_verbs_load_no_saga_machinery_on_the_model(model_host: Host) -> None:
+    """The model half of the lean start (the real one above runs only in the guest): a read
+    loads none of zfsaga's saga machinery nor the libraries it brings, whatever the backend.
+    The model's own module loads a few standard-library modules the real backend does not,
+    so those are left to the real test."""
+    sr = model_host.sr()
+    vol = model_host.xapi.call("Volume.create", sr=sr, name="n", description="d", size=1 << 20,
+                               sharable=False)
+    ours = ("zfsaga.sagas", "zfsaga.compensations", "zfsaga.state", "zfsaga.steps.base",
+            "zfsaga.steps.catalog", "zfsaga.log", "libzfs_core", "loguru", "transitions",
+            "tenacity", "sqlite3")
+    calls = {"Volume.stat": {"sr": sr, "key": vol["key"]}, "SR.ls": {"sr": sr},
+             "SR.stat": {"sr": sr}, "Plugin.query": {}}
+    for verb, args in calls.items():
+        out = subprocess.run(["/usr/bin/python3", "-X", "importtime",
+                              str(model_host.xapi.script(verb)), "--json"],
+                             input=json.dumps({"dbg": "t", **args}), capture_output=True,
+                             text=True, env=model_host.xapi.env, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+        loaded = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
+                  if line.startswith("import time:")}
+        assert "zfsaga.plugin.dispatch" in loaded  # the record is there at all
+        assert sorted(m for m in loaded
+                      if any(m == h or m.startswith(h + ".") for h in ours)) == [], verb

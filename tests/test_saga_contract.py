@@ -204,3 +204,76 @@ def test_every_mutating_verb_finds_its_saga_by_name() -> None:
     assert [k.KIND for k in sagas_of_verb("SR.destroy")] == ["pool.destroy", "sr.destroy"]
     declared = {v for kind in kinds() for v in saga_of(kind).VERBS}
     assert declared - set(IMPLEMENTATIONS) == {"zfsaga revert"}  # the operator's own verb
+
+
+def test_a_fact_its_step_never_reports_is_refused_when_the_plan_is_made() -> None:
+    """`Fact("create", "giud")`: the step is earlier, but reports no such fact. Unrefused, the
+    saga would be recorded, its step started, and then fail with a KeyError, not a ZFS error:
+    the verb's process dies mid-saga, and every recovery dies the same way until it parks."""
+    from zfsaga.sagas.contract import REGISTRY
+    from zfsaga.steps.create import CreateVolume
+
+    class Typo(Saga):  # defined, so registered (and taken out again below)
+        KIND = "test.typo"
+
+        @classmethod
+        def steps(cls, params: dict) -> list:
+            return [CreateVolume("create", target=Param("d"), size=1 << 20),
+                    SetUserProps("mark", dataset=Param("d"), guid=Fact("create", "giud"),
+                                 props={}, before={})]
+
+    try:
+        with pytest.raises(BadPlan, match="@create.giud"):
+            Typo.plan({"d": "tank/x"})
+    finally:
+        REGISTRY.pop("test.typo")
+
+
+def test_every_step_reports_the_facts_it_declares() -> None:
+    """What a plan may read of a step (its FACTS) is what the step reports once done: every
+    saga of the catalog run once on the model, each step's facts compared with its FACTS."""
+    from tests.crash_harness import Harness, model_backend
+    from tests.saga_scenarios import SCENARIOS
+    from zfsaga.steps.base import Step
+
+    reported: dict[str, set] = {}
+    run = Step.run
+
+    def spy(self, ctx, **kw):
+        facts = run(self, ctx, **kw)
+        reported.setdefault(type(self).__name__, set()).update(facts)
+        return facts
+
+    Step.run = spy
+    try:
+        for scenarios in SCENARIOS.values():
+            for scenario in scenarios:
+                Harness(model_backend, "model", scenario=scenario).reference()
+    finally:
+        Step.run = run
+    from zfsaga.steps.catalog import STEP_TYPES
+
+    assert {name: sorted(got) for name, got in reported.items()} == \
+        {name: sorted(STEP_TYPES[name].FACTS) for name in reported}
+
+
+def test_a_saga_is_begun_only_on_a_key_of_its_own_scope() -> None:
+    """The lock a saga takes is read back from its key's form (sagas/resources.py): a key of
+    the other form, handed to `begin`, would take the other lock, whatever SCOPE says."""
+    from zfsaga.sagas.catalog import saga_of
+
+    class Runner:
+        ran: list = []
+
+        def run(self, kind, resource, resolve):
+            self.ran.append(resource)
+
+    runner = Runner()
+    with pytest.raises(ValueError, match="Scope.WHOLE"):
+        saga_of("volume.destroy").begin(runner, "sr-1/new-k", dict)
+    with pytest.raises(ValueError, match="Scope.INSIDE"):
+        saga_of("volume.create").begin(runner, "sr-1", dict)
+    assert runner.ran == []
+    saga_of("volume.create").begin(runner, "sr-1/new-k", dict)
+    saga_of("volume.destroy").begin(runner, "sr-1", dict)
+    assert runner.ran == ["sr-1/new-k", "sr-1"]

@@ -5,11 +5,12 @@ reading names in the code: an armed guard refuses (OutsideSaga) any mutating cal
 no saga action is running, before it reaches ZFS.
 
 Who tells it what:
-- the engine opens `saga_action()` around each step, each undo and the witness (its
-  `_retrying`, the one place it makes a ZFS call that changes anything);
+- the engine opens `saga_action()` around each step, each undo and the witness
+  (sagas/drive.py `retrying`, the one place it makes a ZFS call that changes anything);
 - `zfsaga/location.py` opens `exempt(<pool>/zfsaga-state)` around making, tagging and
   mounting the state filesystem: the journal's own home, needed before any journal exists,
-  so it cannot be journaled in it. The one documented exception, for that name only;
+  so it cannot be journaled in it. The one documented exception, for that name and those
+  three calls only (`EXEMPT_OPS`): a rename or a destroy of the journals' home is refused;
 - `zfsaga/backend.py` arms it for every process that opens ZFS (a verb, the CLI); a test
   building a fixture by hand on its own model object leaves it unarmed.
 
@@ -18,6 +19,9 @@ a plain attribute keeps the read-only verbs' start lean."""
 from __future__ import annotations
 
 from zfsaga.steps.zfs.errors import OutsideSaga
+
+#: What making the state filesystem takes (location.py): create it, tag it, mount it.
+EXEMPT_OPS = ("create_filesystem", "set_props", "mount")
 
 
 class SagaGuard:
@@ -30,8 +34,9 @@ class SagaGuard:
 
     def check(self, op: str, name: str) -> None:
         """Refuse the change `op` of `name` unless a saga action runs, or `name` is the one
-        exempted now."""
-        if self.armed and not self.acting and name != self.exempt_name:
+        exempted now and `op` one the exemption covers."""
+        if self.armed and not self.acting and not (name == self.exempt_name
+                                                   and op in EXEMPT_OPS):
             raise OutsideSaga(op, name)
 
     def saga_action(self) -> "_Scope":
@@ -39,8 +44,8 @@ class SagaGuard:
         return _Scope(self, acting=1)
 
     def exempt(self, name: str) -> "_Scope":
-        """The scope in which changes of exactly `name` (and no other) pass outside a saga:
-        zfsaga's state filesystem only (see the module's docstring)."""
+        """The scope in which the `EXEMPT_OPS` of exactly `name` (and no other) pass outside
+        a saga: zfsaga's state filesystem only (see the module's docstring)."""
         return _Scope(self, exempt=name)
 
 
