@@ -131,12 +131,7 @@ class PoolPowerHarness(PowerHarness):
     # -- recording ---------------------------------------------------------------------------
     def record(self, scenarios: list[Scenario]) -> Recording:
         started = time.monotonic()
-        self._clear()
-        if not self.copy_matches:
-            run("dd", f"if={self.pool_disk}", f"of={self.copy_disk}", "bs=4M", "conv=fsync",
-                "status=none", timeout=900)
-        self.copy_matches = False  # until a replay has run this log to its end
-        logw = dm_create(LOGW, f"0 {self.size} log-writes {self.pool_disk} {self.log_disk}")
+        logw = self._start_log()
         segments = []
         try:
             host, devices = self._map_slices(logw)

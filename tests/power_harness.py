@@ -250,17 +250,22 @@ class PowerHarness:
         self.copy_matches = True
 
     # -- recording ---------------------------------------------------------------------------
-    def record(self, scenarios: list[Scenario]) -> Recording:
-        """The log starts on a disk the copy equals (both blank in a fresh guest; after a
-        replay, which runs to the log's end, both hold the same pool): the pool is created,
-        the fixtures built and the sagas run under it, one pair of marks around each saga."""
-        started = time.monotonic()
+    def _start_log(self) -> str:
+        """Nothing of an earlier run left; the copy made equal to the disk; the log-writes map
+        over the disk, whose device it returns: every write from here on is logged."""
         self._clear()
         if not self.copy_matches:
             run("dd", f"if={self.pool_disk}", f"of={self.copy_disk}", "bs=4M", "conv=fsync",
                 "status=none", timeout=900)
         self.copy_matches = False  # until a replay has run this log to its end
-        dev = dm_create(LOGW, f"0 {self.size} log-writes {self.pool_disk} {self.log_disk}")
+        return dm_create(LOGW, f"0 {self.size} log-writes {self.pool_disk} {self.log_disk}")
+
+    def record(self, scenarios: list[Scenario]) -> Recording:
+        """The log starts on a disk the copy equals (both blank in a fresh guest; after a
+        replay, which runs to the log's end, both hold the same pool): the pool is created,
+        the fixtures built and the sagas run under it, one pair of marks around each saga."""
+        started = time.monotonic()
+        dev = self._start_log()
         pool_create(dev)
         segments = []
         hooks = self.zfs.hooks
