@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.crash_harness import TOKEN, build_fixture
+from tests.test_architecture import imported
 from zfsaga.faults import FaultHooks, Faults, SimulatedCrash
 from zfsaga.sagas.contract import BadPlan, DuplicateSaga, Fact, Param, Saga
 from zfsaga.state.locks import NestedLock, ResourceLock, Scope, lock_for
@@ -154,24 +155,13 @@ def test_a_saga_journaled_under_an_older_kind_resumes(tmp_path, old_kind: str,
         assert zfs.user_props(fx["vdi"])[meta.NAME] == "renamed"
 
 
-def _imports(path: Path) -> set[str]:
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            out.add(node.module)
-            out.update(f"{node.module}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-    return out
-
-
 def test_no_saga_module_needs_the_engine() -> None:
     from zfsaga.sagas.catalog import saga_modules
 
     for name in [*saga_modules(), "zfsaga.sagas.contract", "zfsaga.sagas.pools",
                  "zfsaga.sagas.catalog", "zfsaga.sagas.lookup", "zfsaga.sagas.resources"]:
         path = ROOT / "sagas" / (name.rpartition(".")[2] + ".py")
-        assert not {m for m in _imports(path) if m.startswith("zfsaga.sagas.engine")}, name
+        assert not {m for m in imported(path) if m.startswith("zfsaga.sagas.engine")}, name
 
 
 def test_the_plugin_runs_every_saga_through_one_helper() -> None:
@@ -183,9 +173,9 @@ def test_the_plugin_runs_every_saga_through_one_helper() -> None:
         if path.name not in ("run.py", "errors.py"):
             assert "require_effect(" not in text and ".status" not in text, path.name
         assert "Engine(" not in text and "Journal(state" not in text, path.name
-        graph[path.stem] = {m.rpartition(".")[2] for m in _imports(path)
+        graph[path.stem] = {m.rpartition(".")[2] for m in imported(path)
                             if m.startswith("zfsaga.plugin.")} | \
-            {m.rpartition(".")[2] for m in _imports(path) if m == "zfsaga.plugin"}
+            {m.rpartition(".")[2] for m in imported(path) if m == "zfsaga.plugin"}
     for path in sorted((ROOT / "plugin").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module == "zfsaga.plugin":
