@@ -33,11 +33,9 @@ import time
 from pathlib import Path
 
 from tests.crash_harness import Case, Scenario, sr_state
-from tests.power_harness import (LOGW, SNAP, DataWriter, HarnessError, Marker, PowerHarness,
-                                 Recording, Segment, data_sums, dm_create, dm_exists, dm_mark,
-                                 dm_remove, recover_and_check, run)
-from zfsaga.sagas.engine import Engine
-from zfsaga.state.journal import Journal
+from tests.power_harness import (LOGW, SNAP, DataWriter, HarnessError, PowerHarness, Recording,
+                                 Segment, data_sums, dm_create, dm_exists, dm_remove,
+                                 recover_and_check, run)
 
 HOST_MAP, DEVICE_MAPS = "zfsaga-pl-host", ("zfsaga-pl-a", "zfsaga-pl-b")
 HOST_SECTORS = (128 << 20) // 512
@@ -161,17 +159,7 @@ class PoolPowerHarness(PowerHarness):
         seg = Segment(scenario, fixture, sr_state(self.zfs, pool, devices))
         seg.sums_before = data_sums(seg.before, pool)
         run("sync")  # the fixture and the host's files are on disk before the saga starts
-        dm_mark(LOGW, f"start-{i}")
-        journal = Journal(state / "journal.db")
-        if self.synchronous != "FULL":
-            journal._db.execute(f"PRAGMA synchronous={self.synchronous}")
-        hooks, self.zfs.hooks = self.zfs.hooks, Marker()
-        try:
-            scenario.start(Engine(self.zfs, journal, state), fixture)
-        finally:
-            self.zfs.hooks = hooks
-            journal.close()
-        dm_mark(LOGW, f"end-{i}")
+        self._run_marked(i, seg, state)
         seg.after = sr_state(self.zfs, pool, devices)
         seg.sums_after = data_sums(seg.after, pool)
         return seg

@@ -289,23 +289,28 @@ class PowerHarness:
             run("zfs", "set", "volmode=default", f"{POOL}/s{i}")
             state = state_dir(self.zfs, sr)
             run("sync")  # the fixture is on disk before the saga starts, as on a host
-            dm_mark(LOGW, f"start-{i}")
-            journal = Journal(state / "journal.db")
-            if self.synchronous != "FULL":
-                journal._db.execute(f"PRAGMA synchronous={self.synchronous}")
-            hooks, self.zfs.hooks = self.zfs.hooks, Marker()
-            try:
-                seg.scenario.start(Engine(self.zfs, journal, state), seg.fixture)
-            finally:
-                self.zfs.hooks = hooks
-                journal.close()
-            dm_mark(LOGW, f"end-{i}")
+            self._run_marked(i, seg, state)
             seg.after = sr_state(self.zfs, sr)
             seg.sums_after = data_sums(seg.after, sr)
             run("zfs", "set", "volmode=none", f"{POOL}/s{i}")
         pool_export()
         dm_remove(LOGW)
         return Recording(self.read_points(segments), segments, time.monotonic() - started)
+
+    def _run_marked(self, i: int, seg: Segment, state: Path) -> None:
+        """Saga `i` run as the plugin runs it (its journal in `state`, at this run's synchronous
+        mode), between its start and end marks, each ZFS mutation marked too."""
+        dm_mark(LOGW, f"start-{i}")
+        journal = Journal(state / "journal.db")
+        if self.synchronous != "FULL":
+            journal._db.execute(f"PRAGMA synchronous={self.synchronous}")
+        hooks, self.zfs.hooks = self.zfs.hooks, Marker()
+        try:
+            seg.scenario.start(Engine(self.zfs, journal, state), seg.fixture)
+        finally:
+            self.zfs.hooks = hooks
+            journal.close()
+        dm_mark(LOGW, f"end-{i}")
 
     def read_points(self, segments: list[Segment]) -> Log:
         """The log, once its device is unmapped; each saga's flush points found between its
