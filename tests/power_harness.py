@@ -114,11 +114,18 @@ def pool_create(dev: str) -> None:
 def device(name: str, timeout: float = 120) -> str:
     # udev is slow in an emulated guest that shares its host with another (a soak beside CI
     # once waited past 30 s): the wait is long, and only a missing device ever reaches it.
+    # A loaded guest has also lost the add event of a zvol once (a clone replay waited 120 s
+    # for a device ZFS had made): past a quarter of the wait, ask udev to replay the events.
     path = f"/dev/zvol/{name}"
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    retriggered = False
     while not os.path.exists(path):
-        if time.monotonic() > deadline:
+        waited = time.monotonic() - start
+        if waited > timeout:
             raise HarnessError(f"{path} did not appear within {timeout:.0f}s")
+        if waited > timeout / 4 and not retriggered:
+            run("udevadm", "trigger", "--action=add", "--subsystem-match=block", check=False)
+            retriggered = True
         run("udevadm", "settle", check=False)
         time.sleep(0.1)
     return path
