@@ -25,7 +25,9 @@ SCHEME = "zfsaga"
 PREFIX = "/dev/zvol/"
 #: BLKZNAME = _IOR(0x12, 125, char[256]): the zvol's dataset name, from the zfs module.
 BLKZNAME = (2 << 30) | (256 << 16) | (0x12 << 8) | 125
-DEVICE_WAIT = float(os.environ.get("ZFSAGA_DEVICE_WAIT", "30"))
+def device_wait() -> float:
+    # Read per call, never at import: a warm server's child takes the call's environment.
+    return float(os.environ.get("ZFSAGA_DEVICE_WAIT", "30"))
 
 
 class ActivatedElsewhere(SmapiError):
@@ -99,10 +101,11 @@ def zvol_name(device: str) -> str | None:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
-def device(name: str, wait: float = DEVICE_WAIT) -> str:
+def device(name: str, wait: float | None = None) -> str:
     """The block device of the zvol `name`, once udev made its link and the device says it is
     that zvol's; Busy after `wait` seconds, saying what it waited for."""
     link = PREFIX + name
+    wait = device_wait() if wait is None else wait
     deadline = time.monotonic() + wait
     while True:
         if os.path.exists(link):

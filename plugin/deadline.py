@@ -107,25 +107,38 @@ def run_bounded(verb: str, run: Callable[[IO[str]], int], stdout: IO[str],
     os.close(err_w)
     answer = _relay(out_r, err_r, stderr, time.monotonic() + seconds)
     if answer is None:
-        error = Busy(f"{verb} did not answer within {seconds:g} s: ZFS is not answering "
-                     f"(a suspended pool waits for its disk: see `zpool status`). The call goes "
-                     f"on in process {pid}; its saga, if it started one, is journaled and "
-                     f"finishes or is undone when the pool answers again (`zfsaga list` shows "
-                     f"it; `zfsaga resume` after `zpool clear`).")
-        stdout.write(json.dumps(error.to_json()) + "\n")
+        stdout.write(busy_answer(verb, seconds, pid))
         stdout.flush()
         return 1
     _, status = os.waitpid(pid, 0)  # it closed its pipes: it is exiting
-    code = os.waitstatus_to_exitcode(status)
+    return finish(verb, answer, os.waitstatus_to_exitcode(status), stdout)
+
+
+def busy_answer(verb: str, seconds: float, pid: int) -> str:
+    """The error JSON for a call past its deadline, whose process (pid) goes on."""
+    error = Busy(f"{verb} did not answer within {seconds:g} s: ZFS is not answering "
+                 f"(a suspended pool waits for its disk: see `zpool status`). The call goes "
+                 f"on in process {pid}; its saga, if it started one, is journaled and "
+                 f"finishes or is undone when the pool answers again (`zfsaga list` shows "
+                 f"it; `zfsaga resume` after `zpool clear`).")
+    return json.dumps(error.to_json()) + "\n"
+
+
+def finish(verb: str, answer: bytes, code: int | None, stdout: IO[str]) -> int:
+    """Write a finished call's answer and return its exit status. `code`: the process's exit
+    code (negative: the signal that killed it; None: unknown, the process that knew is gone)."""
     if code != 0 and not answer.strip():
         # Killed, or died in a library, before it answered: xapi still gets the error form.
-        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        how = ("an unknown status" if code is None else f"signal {-code}" if code < 0
+               else f"exit status {code}")
         error = InternalError(f"{verb}: the process doing it died ({how}) before answering. "
                               f"A saga it started is journaled: the next call on the same SR "
                               f"(or pool) finishes or undoes it; `zfsaga list` shows it.")
         answer = (json.dumps(error.to_json()) + "\n").encode()
     stdout.write(answer.decode("utf-8", "replace"))
     stdout.flush()
+    if code is None:  # an answer, but no status: an error answer is the only safe reading
+        return 0 if answer.strip() and not answer.lstrip().startswith(b'{"code"') else 1
     return code if code > 0 else 1 if code < 0 else 0
 
 

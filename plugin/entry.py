@@ -1,18 +1,36 @@
 # zfsaga's SMAPIv3 entry point: xapi-storage-script runs it under each verb's name
 # (`SR.attach --json`, `Plugin.Query --json`, ...), through symlinks that `make install` lays.
 #
+# It is thin: it hands the call to the warm server (plugin/server.py: one process per host that
+# has loaded zfsaga and forks a child per call), relays the child's answer, and exits with its
+# status. It keeps xapi's stdout and stderr itself (the child writes into pipes made here) and
+# bounds its wait with the call's deadline, as plugin/deadline.py does in-process. When no
+# server answers (not installed, not enabled, dead, refused, another install's), it runs the
+# call in-process exactly as before, and notes once that it did: a missing server costs speed,
+# never a call. Only a call the server's child never started runs here (the go byte: see the
+# wire in plugin/server.py), so no call runs twice.
+#
 # This one file must parse on Python 3.6: with SMAPI tracing on, xapi-storage-script runs a
 # plugin as `/usr/bin/python3 -m observer <script>`, whatever its shebang, and XCP-ng 8.3's dom0
 # has 3.6. So: no annotations, no f-strings with `=`, nothing newer. On a Python older than
 # zfsaga needs, it answers with the error JSON, which names the version it needs.
-import json
+# Its own start must stay near a bare interpreter's: only builtin modules on the served path.
 import os
 import sys
 
 REQUIRED = (3, 11)
+SOCKET = "/run/zfsaga/server.sock"
+#: stdin is one JSON object; dispatch refuses more than 1 MiB, and must see that it was more.
+MAX_INPUT = (1 << 20) + 1
+#: How long to wait for the server's child to start (fork and read the request) before
+#: running the call here instead.
+START_WAIT = 10.0
+DEFAULT_DEADLINE = 300.0
 
 
 def _too_old():
+    import json
+
     found = ".".join(str(part) for part in sys.version_info[:3])
     message = ("zfsaga needs Python %d.%d or newer; this is Python %s (%s)"
                % (REQUIRED[0], REQUIRED[1], found, sys.executable))
@@ -23,17 +41,255 @@ def _too_old():
     return 1
 
 
-def _run():
-    if tuple(sys.version_info[:2]) < REQUIRED:
-        return _too_old()
+def _library():
     # <prefix>/libexec/xapi-storage-script/{volume,datapath}/<dir>/<this> -> <prefix>/lib/zfsaga
     here = os.path.dirname(os.path.realpath(__file__))
     prefix = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(here))))
-    library = os.environ.get("ZFSAGA_LIBRARY") or os.path.join(prefix, "lib", "zfsaga")
+    return os.environ.get("ZFSAGA_LIBRARY") or os.path.join(prefix, "lib", "zfsaga")
+
+
+def _socket_path():
+    # The same rule as plugin/server.py's socket_path(): ZFSAGA_SOCKET, else in the run dir.
+    run_dir = os.environ.get("ZFSAGA_RUN_DIR") or os.path.dirname(SOCKET)
+    return os.environ.get("ZFSAGA_SOCKET") or os.path.join(run_dir, "server.sock")
+
+
+def _stamp(library):
+    try:
+        with open(os.path.join(library, "STAMP"), "rb") as f:
+            return f.read(256).strip()
+    except OSError:
+        return b""
+
+
+def _deadline():
+    raw = os.environ.get("ZFSAGA_CALL_DEADLINE", "")
+    try:
+        value = float(raw) if raw else DEFAULT_DEADLINE
+    except ValueError:
+        return DEFAULT_DEADLINE
+    return value if 0 < value < 1e7 else DEFAULT_DEADLINE
+
+
+def _read_stdin():
+    """stdin's bytes (at most MAX_INPUT: more is refused by the verb anyway), or None when
+    fd 0 is closed."""
+    chunks = []
+    size = 0
+    try:
+        while size < MAX_INPUT:
+            chunk = os.read(0, MAX_INPUT - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError:
+        if not chunks:
+            return None
+    return b"".join(chunks)
+
+
+def _request(stamp, verb, where, stdin):
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = "/"
+    argv = [os.fsencode(a) for a in sys.argv[1:]]
+    env = [k + b"=" + v for k, v in os.environb.items()]
+    fields = ([stamp, os.fsencode(verb), os.fsencode(where), os.fsencode(cwd),
+               str(len(argv)).encode()] + argv + [str(len(env)).encode()] + env
+              + [b"-" if stdin is None else b"+" + stdin])
+    body = b"".join(str(len(f)).encode() + b":" + f + b"," for f in fields)
+    return b"ZFSAGA/1 " + str(len(body)).encode() + b"\n" + body
+
+
+class _NotServed(Exception):
+    """No server ran this call: run it here. Its words go to the one-time note."""
+
+
+def _served(library, verb, where, stdin_box):
+    """The call through the server: its exit status. _NotServed when no server's child took
+    it (stdin_box[0] then holds what was read of stdin, for the call run here)."""
+    import _socket
+    import select
+
+    path = _socket_path()
+    stamp = _stamp(library)
+    if not stamp:
+        raise _NotServed("this install has no stamp (%s)" % os.path.join(library, "STAMP"))
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise _NotServed("no server answers on %s (%s)" % (path, exc.strerror or exc))
+    stdin_box[0] = stdin = _read_stdin()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        fds = out_w.to_bytes(4, sys.byteorder) + err_w.to_bytes(4, sys.byteorder)
+        payload = _request(stamp, verb, where, stdin)
+        sent = sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        if sent < len(payload):
+            sock.sendall(payload[sent:])
+        line = _line(sock, select, START_WAIT)
+    except OSError as exc:
+        line = b""
+        why = str(exc)
+    else:
+        why = "the server did not start the call within %gs" % START_WAIT
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    if not line.startswith(b"S"):
+        for fd in (out_r, err_r):
+            os.close(fd)
+        sock.close()
+        if line.startswith(b"V"):
+            why = "the server runs another install of zfsaga: it exits, the next start loads this one"
+        elif line.startswith(b"R"):
+            why = "the server refused this caller (%s)" % line[1:].strip().decode("ascii", "replace")
+        raise _NotServed(why)
+    try:
+        sock.sendall(b"G")  # from here on this call is the child's, whatever happens
+    except OSError:
+        pass
+    child = int(line[1:].strip() or 0)
+    return _relay(sock, select, out_r, err_r, verb, child, library)
+
+
+def _line(sock, select, wait):
+    """One line from the socket within `wait` seconds; b"" if none came."""
+    import time
+
+    until = time.monotonic() + wait
+    data = b""
+    while b"\n" not in data:
+        left = until - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            return b""
+        chunk = sock.recv(256)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def _relay(sock, select, out_r, err_r, verb, child, library):
+    """The child's answer to our stdout, its stderr as it comes, within the deadline; then
+    its exit status: the server's wait status (W), else the child's own (X), else unknown."""
+    import time
+
+    seconds = _deadline()
+    until = time.monotonic() + seconds
+    answer = []
+    status = b""
+    open_fds = {out_r: True, err_r: True, sock.fileno(): True}
+    while open_fds:
+        left = until - time.monotonic()
+        ready = select.select(list(open_fds), [], [], left)[0] if left > 0 else []
+        if not ready:
+            sys.path.insert(0, library)
+            from zfsaga.plugin.deadline import busy_answer
+
+            sys.stdout.write(busy_answer(verb, seconds, child))
+            sys.stdout.flush()
+            return 1
+        for fd in ready:
+            chunk = sock.recv(256) if fd == sock.fileno() else os.read(fd, 65536)
+            if not chunk:
+                del open_fds[fd]
+            elif fd == out_r:
+                answer.append(chunk)
+            elif fd == err_r:
+                _write_all(2, chunk)
+            else:
+                status += chunk
+                if b"W" in status and status.endswith(b"\n"):
+                    del open_fds[fd]  # the server reaped it: nothing more comes
+    os.close(out_r)
+    os.close(err_r)
+    sock.close()
+    code = _exit_code(status)
+    data = b"".join(answer)
+    if code == 0 or (code is not None and code > 0 and data.strip()):
+        _write_all(1, data)
+        return code
+    sys.path.insert(0, library)
+    from zfsaga.plugin.deadline import finish
+
+    return finish(verb, data, code, sys.stdout)
+
+
+def _exit_code(status):
+    for line in status.split(b"\n"):
+        if line.startswith(b"W") and line[1:].lstrip(b"-").isdigit():
+            return os.waitstatus_to_exitcode(int(line[1:]))
+    for line in status.split(b"\n"):
+        if line.startswith(b"X") and line[1:].lstrip(b"-").isdigit():
+            return int(line[1:])
+    return None
+
+
+def _write_all(fd, data):
+    while data:
+        try:
+            data = data[os.write(fd, data):]
+        except OSError:
+            return  # the caller closed its end: nobody reads this
+
+
+def _note_fallback(why):
+    """Say once (until a server starts again) that calls run without the server."""
+    run_dir = os.path.dirname(_socket_path())
+    note = os.path.join(run_dir, "fallback")
+    try:
+        with open(note, "rb") as f:
+            if f.read() == why.encode("utf-8", "replace"):
+                return
+    except OSError:
+        pass
+    line = ("zfsaga: calls run without the warm server (slower, never lost): %s. "
+            "See `zfsaga server status`." % why)
+    sys.stderr.write(line + "\n")
+    try:
+        import syslog
+
+        syslog.openlog("SMAPIv3: zfsaga[%d]" % os.getpid(), 0, syslog.LOG_LOCAL2)
+        syslog.syslog(syslog.LOG_WARNING, line)
+    except OSError:
+        pass
+    try:
+        if not os.path.isdir(run_dir):
+            os.makedirs(run_dir, 0o700)
+        with open(note, "wb") as f:
+            f.write(why.encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def _run():
+    if tuple(sys.version_info[:2]) < REQUIRED:
+        return _too_old()
+    library = _library()
+    verb = os.path.basename(sys.argv[0])
+    where = os.path.dirname(os.path.abspath(sys.argv[0]))
+    stdin_box = [False]  # False: stdin not read yet
+    if os.environ.get("ZFSAGA_SERVER", "1") != "0":
+        try:
+            return _served(library, verb, where, stdin_box)
+        except _NotServed as exc:
+            _note_fallback(str(exc))
     sys.path.insert(0, library)
     from zfsaga.plugin.dispatch import main
-    return main(os.path.basename(sys.argv[0]), sys.argv[1:],
-                where=os.path.dirname(os.path.abspath(sys.argv[0])))
+
+    if stdin_box[0] is False:
+        stdin = sys.stdin
+    else:
+        import io
+
+        stdin = None if stdin_box[0] is None else io.BytesIO(stdin_box[0])
+    return main(verb, sys.argv[1:], stdin=stdin, where=where)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@
         zfsaga-entry, Plugin.Query, Datapath.attach, ...   the same, for the datapath
     DESTDIR/PREFIX/lib/zfsaga/  the zfsaga package and its pure-Python dependencies
                                 (transitions, six, tenacity, loguru), bytecode compiled
+    DESTDIR/PREFIX/lib/zfsaga/STAMP       this install's identity (a digest of its code): the
+                                entry points and the warm server compare theirs on every call
+    DESTDIR/PREFIX/lib/systemd/system/zfsaga.{socket,service}   the warm server (plugin/server.py),
+                                socket-activated; `systemctl enable --now zfsaga.socket`
     DESTDIR/PREFIX/lib/zfsaga/INSTALLED   every path laid, for uninstall
 
 A dom0 has no PyPI and no venv: the dependencies are copied from the interpreter running this
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -86,8 +91,18 @@ def install(dest: Path, prefix: str) -> list[Path]:
                     copy(src, lib / name / src.relative_to(origin.parent))
         else:
             copy(origin, lib / origin.name)
+    stamp = lib / "STAMP"
+    stamp.write_text(code_digest(lib, laid) + "\n", encoding="ascii")
+    laid.append(stamp)
     compileall.compile_dir(str(lib), quiet=1, ddir=str(Path(prefix) / "lib" / "zfsaga"))
     laid += sorted(lib.rglob("*.pyc"))
+    for unit in sorted((ROOT / "packaging").glob("zfsaga.*")):
+        target = base / "lib" / "systemd" / "system" / unit.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(unit.read_text(encoding="utf-8").replace("@PREFIX@", prefix.rstrip("/")
+                                                                   or ""), encoding="utf-8")
+        os.chmod(target, 0o644)
+        laid.append(target)
 
     for plugin_dir, datapath in ((base / VOLUME_DIR, False), (base / DATAPATH_DIR, True)):
         copy(ROOT / "plugin" / "entry.py", plugin_dir / ENTRY, 0o755)
@@ -111,6 +126,17 @@ def install(dest: Path, prefix: str) -> list[Path]:
     manifest.write_text("".join(f"{p.relative_to(dest).as_posix()}\n" for p in laid),
                         encoding="utf-8")
     return laid
+
+
+def code_digest(lib: Path, laid: list[Path]) -> str:
+    """What identifies an install: a digest of every source file laid under lib, by path and
+    content. A warm server started from another install's code has another stamp, and is
+    not used (plugin/server.py)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in laid if lib in p.parents):
+        digest.update(path.relative_to(lib).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:32]
 
 
 def uninstall(dest: Path, prefix: str) -> list[Path]:

@@ -1,5 +1,7 @@
 """`zfsaga`: the operator's view of an SR's sagas: list, show, resume, abort, abandon, gc,
-diagram; plus `recover` (heal orphans now) and `revert` (run the sample saga by hand).
+diagram; plus `recover` (heal orphans now) and `revert` (run the sample saga by hand); and
+`zfsaga serve` / `zfsaga server status`, the warm server the entry points call through
+(plugin/server.py).
 
 Exit codes (stable, for scripts):
   0 ok   1 error   2 usage (or --yes missing)   3 busy (a live process holds the resource)
@@ -639,6 +641,11 @@ def fail(code: int, message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] in (["serve"], ["server"]):  # the warm server: no SR, no journal
+        from zfsaga.plugin.server import main as server_main
+
+        return server_main(words)
     JSON_ERRORS[0] = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     try:

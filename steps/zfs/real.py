@@ -12,8 +12,17 @@ from zfsaga.steps.zfs.errors import (AlreadyExists, Busy, HasDependents, NotFoun
 from zfsaga.steps.zfs.checks import is_user_prop
 from zfsaga.steps.zfs.interface import Prop, Zfs, ZfsHooks
 
-ZFS_BIN = os.environ.get("ZFSAGA_ZFS_BIN", "/sbin/zfs")
-ZPOOL_BIN = os.environ.get("ZFSAGA_ZPOOL_BIN", "/sbin/zpool")
+
+
+def zfs_bin() -> str:
+    # Read per call, never at import: a warm server's child takes the call's environment.
+    return os.environ.get("ZFSAGA_ZFS_BIN", "/sbin/zfs")
+
+
+def zpool_bin() -> str:
+    return os.environ.get("ZFSAGA_ZPOOL_BIN", "/sbin/zpool")
+
+
 CLI_TIMEOUT = 120.0  # a zfs command waits for a txg sync; far longer means something is stuck
 _NUMERIC_NATIVE = {"volsize", "volblocksize", "refreservation"}
 
@@ -105,16 +114,17 @@ class RealZfs(Zfs):
         except self._lzc.exceptions.ZFSError as exc:
             raise from_lzc(exc, name) from None
 
-    def _run(self, args: list[str], name: str, binary: str = ZFS_BIN) -> str:
+    def _run(self, args: list[str], name: str, binary: str | None = None) -> str:
         proc = self._process(args, name, binary)
         if proc.returncode != 0:
             raise from_cli(name, proc.stderr)
         return proc.stdout
 
     def _process(self, args: list[str], name: str,
-                 binary: str = ZFS_BIN) -> process.Finished:
+                 binary: str | None = None) -> process.Finished:
         """One CLI process, bounded; its exit status is the caller's to read (`_run`, or a
         command whose non-zero exit can still carry an answer)."""
+        binary = binary or zfs_bin()
         try:
             return process.run([binary, *args], CLI_TIMEOUT)
         except process.TimedOut:
@@ -240,27 +250,27 @@ class RealZfs(Zfs):
             args += ["-O", f"{key}={value}"]
         # No -f, ever: zpool then refuses a device holding a filesystem or a pool.
         self._run([*args, pool, *([] if layout == "stripe" else [layout]), *devices], pool,
-                  ZPOOL_BIN)
+                  zpool_bin())
 
     def _import_pool(self, pool_guid, devices):
         where = [arg for dev in devices if os.path.exists(dev) for arg in ("-d", dev)]
         try:
-            self._run(["import", *where, pool_guid], pool_guid, ZPOOL_BIN)
+            self._run(["import", *where, pool_guid], pool_guid, zpool_bin())
         except NotFound:
             if not where:
                 raise
             # Device names can change across reboots: then zpool's own search finds it.
-            self._run(["import", pool_guid], pool_guid, ZPOOL_BIN)
+            self._run(["import", pool_guid], pool_guid, zpool_bin())
 
     def _export_pool(self, pool):
-        self._run(["export", pool], pool, ZPOOL_BIN)
+        self._run(["export", pool], pool, zpool_bin())
 
     def _destroy_pool(self, pool):
-        self._run(["destroy", pool], pool, ZPOOL_BIN)
+        self._run(["destroy", pool], pool, zpool_bin())
 
     def _importable_pools(self, devices):
         where = [arg for dev in devices for arg in ("-d", dev)]
-        proc = self._process(["import", *where], devices[0], ZPOOL_BIN)
+        proc = self._process(["import", *where], devices[0], zpool_bin())
         if proc.returncode != 0 and "no pools available" not in proc.stderr:
             raise from_cli(devices[0], proc.stderr)
         found: list[dict[str, str]] = []
@@ -277,12 +287,12 @@ class RealZfs(Zfs):
         return [p for p in found if "guid" in p]
 
     def _imported_pools(self):
-        return [n for n in self._run(["list", "-H", "-o", "name"], "-", ZPOOL_BIN).splitlines()
+        return [n for n in self._run(["list", "-H", "-o", "name"], "-", zpool_bin()).splitlines()
                 if n]
 
     def _pool_guid(self, pool):
         try:
-            out = self._run(["list", "-Hp", "-o", "guid", pool], pool, ZPOOL_BIN)
+            out = self._run(["list", "-Hp", "-o", "guid", pool], pool, zpool_bin())
             return out.strip() or None
         except NotFound:
             return None
@@ -325,10 +335,10 @@ class RealZfs(Zfs):
         return {prop: value for prop, value in _rows(out, 2) if ":" in prop}
 
     def _pool_health(self, pool):
-        return self._run(["list", "-H", "-o", "health", pool], pool, ZPOOL_BIN).strip()
+        return self._run(["list", "-H", "-o", "health", pool], pool, zpool_bin()).strip()
 
     def _pool_ashift(self, pool):
-        out = self._run(["get", "-Hp", "-o", "value", "ashift", pool], pool, ZPOOL_BIN)
+        out = self._run(["get", "-Hp", "-o", "value", "ashift", pool], pool, zpool_bin())
         return int(out.strip() or 0)
 
     def _describe(self, name, props):

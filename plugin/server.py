@@ -1,0 +1,432 @@
+"""The warm server: one resident process per host that has imported everything the verbs need
+(pyzfs, loguru, transitions, tenacity, sqlite3, the engine, every saga and verb) and forks one
+child per call, as Mercurial's chg, Python's forkserver and Android's zygote do. A call then
+costs an interpreter start for the thin entry point (plugin/entry.py), a fork, and the ZFS work,
+not the ~5 s of imports an emulated guest pays per process (~0.3 s natively).
+
+The child is what the per-call process is without the server (plugin/deadline.py's child):
+its own pid holds the journal and the locks, it opens libzfs_core and configures logging
+itself, reads the call's settings from the call's environment, and crash recovery, kill -9 and
+fault injection behave as in-process. The entry point keeps xapi's stdout and stderr and bounds
+its wait with the call's deadline; the child writes into pipes the entry point made.
+
+The wire, on a Unix stream socket (mode 0600 under /run/zfsaga/; only root is served,
+checked by SO_PEERCRED):
+
+    client -> b"ZFSAGA/1 <n>\\n" + n bytes of netstrings (`<len>:<bytes>,`): the install's
+              stamp, the verb, the plugin directory, the working directory, argc, argv...,
+              envc, b"KEY=value"..., stdin (b"-" closed, or b"+" and its bytes);
+              the call's stdout and stderr pipes ride on the first bytes (SCM_RIGHTS)
+    child  -> b"S<pid>\\n"     started: it runs nothing until the client says go
+    client -> b"G"             go: from here the client waits for this child's answer
+    child  -> b"X<code>\\n"    its exit status, after its answer is flushed
+    server -> b"W<status>\\n"  the child's wait status, once reaped (absent if the server died)
+    refusals, instead of S: b"V<its stamp>\\n" (the stamps differ), b"R<why>\\n" (not root)
+
+The go byte is what makes the fallback safe: a client that saw no S, or gave up before
+sending G, runs the call in-process, and a child that never gets G exits without running it.
+So no call runs twice, and none is lost.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+#: Where the server listens, unless ZFSAGA_SOCKET says otherwise (tests, a second install).
+#: zfsaga.socket's ListenStream= is the same path.
+SOCKET = "/run/zfsaga/server.sock"
+#: The install's stamp, beside the package: client and server compare theirs on every call.
+STAMP_FILE = "STAMP"
+#: A request is a few fields and stdin's JSON (at most 1 MiB: plugin/dispatch.py MAX_INPUT).
+MAX_REQUEST = 4 << 20
+#: How long a child waits for its client's request and go byte before it gives up unrun.
+CLIENT_WAIT = 30.0
+#: What a verb needs, imported once here so that no call pays for it.
+PRELOAD = ("json", "sqlite3", "loguru", "transitions", "tenacity", "zfsaga.log",
+           "zfsaga.backend", "zfsaga.steps.zfs.real", "zfsaga.steps.zfs.channel",
+           "zfsaga.steps.zfs.shared_model", "zfsaga.sagas.engine", "zfsaga.sagas.runner",
+           "zfsaga.plugin.dispatch", "zfsaga.plugin.errors", "zfsaga.plugin.deadline",
+           "zfsaga.plugin.volume", "zfsaga.plugin.sr", "zfsaga.plugin.query",
+           "zfsaga.plugin.datapath", "zfsaga.plugin.pools", "zfsaga.plugin.run")
+
+
+def socket_path() -> str:
+    """ZFSAGA_SOCKET, else server.sock in the run directory (ZFSAGA_RUN_DIR, /run/zfsaga)."""
+    run_dir = os.environ.get("ZFSAGA_RUN_DIR") or os.path.dirname(SOCKET)
+    return os.environ.get("ZFSAGA_SOCKET") or os.path.join(run_dir, "server.sock")
+
+
+def library_dir() -> str:
+    """The directory the zfsaga package was loaded from (<prefix>/lib/zfsaga when installed)."""
+    import zfsaga
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(zfsaga.__file__)))
+
+
+def read_stamp(library: str) -> bytes:
+    """The install's stamp (tools/install.py writes it); empty when there is none, which no
+    client's stamp matches: a checkout is never served."""
+    try:
+        with open(os.path.join(library, STAMP_FILE), "rb") as f:
+            return f.read(256).strip()
+    except OSError:
+        return b""
+
+
+def preload() -> None:
+    """Import what the verbs need, and load (never initialise) libzfs_core: its handle must be
+    opened in each child (pyzfs opens it lazily, on the first call)."""
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    from zfsaga.sagas import catalog
+
+    catalog.kinds()  # every saga module
+    try:
+        from libzfs_core.bindings import libnvpair, libzfs_core
+
+        # An attribute read makes cffi dlopen the library; calling nothing leaves it unopened.
+        libzfs_core.lib.libzfs_core_init  # noqa: B018
+        libnvpair.lib.nvlist_alloc  # noqa: B018
+    except (ImportError, OSError, AttributeError):
+        pass  # a host without pyzfs: the verbs that need it fail in the child, as in-process
+
+
+# -- the server --------------------------------------------------------------------------------
+class Server:
+    """The accept loop: check the caller, fork, reap. It reads nothing from a caller (a client
+    that connects and stalls would stall every call): the child reads the request."""
+
+    def __init__(self, listener: socket.socket, library: str) -> None:
+        self.listener = listener
+        self.library = library
+        self.stamp = read_stamp(library)
+        self.children: dict[int, socket.socket] = {}
+        self.wake_r, self.wake_w = os.pipe()
+        self.stopping = False
+        self.served = 0
+
+    def run(self) -> int:
+        for fd in (self.wake_r, self.wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        _forget_fallback_notes(os.path.dirname(socket_path()))
+        say = _say  # loguru is configured in children only: the server writes plain lines
+        say(f"serving on {self.listener.getsockname() or socket_path()} "
+            f"(stamp {self.stamp.decode(errors='replace') or 'none'}, pid {os.getpid()})")
+        while not self.stopping:
+            try:
+                ready, _, _ = select.select([self.listener, self.wake_r], [], [], 5.0)
+            except InterruptedError:
+                ready = []
+            self._reap()
+            if self.listener in ready:
+                if read_stamp(self.library) != self.stamp:
+                    # Another install of zfsaga: its code is not this code. Exit without
+                    # accepting; the socket keeps the call queued for the next start.
+                    say("the install changed under this server (its stamp differs): exiting, "
+                        "the next call starts the new code")
+                    break
+                self._accept()
+        # Children in flight go on (zfsaga.service has KillMode=process): each tells its
+        # client its exit status itself (X), and init reaps it.
+        return 0
+
+    def _stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            _say(f"accept failed: {exc}")
+            time.sleep(0.1)
+            return
+        pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                          struct.calcsize("3i")))
+        if uid not in (0, os.geteuid()):
+            _say(f"refused a call from uid {uid} (pid {pid}): only root is served")
+            _send_quietly(conn, b"Rnot root\n")
+            conn.close()
+            return
+        if threading.active_count() != 1:  # a fork would copy a lock another thread holds
+            _say("a thread runs in the server: it forks no more (calls run in-process)")
+            conn.close()
+            self.stopping = True
+            return
+        child = os.fork()
+        if child == 0:
+            for other in self.children.values():  # other calls' connections are not its own
+                other.close()
+            self.children.clear()
+            run_child(conn, self.listener, self.stamp, (self.wake_r, self.wake_w))
+        self.children[child] = conn
+        self.served += 1
+
+    def _reap(self) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            conn = self.children.pop(pid, None)
+            if conn is not None:
+                _send_quietly(conn, b"W%d\n" % status)
+                conn.close()
+
+
+def _send_quietly(conn: socket.socket, data: bytes) -> None:
+    try:
+        conn.setblocking(False)
+        conn.send(data)
+    except OSError:
+        pass  # the client is gone: nobody to tell
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(f"zfsaga server[{os.getpid()}]: {line}\n")
+    sys.stderr.flush()
+
+
+def _forget_fallback_notes(run_dir: str) -> None:
+    """The entry points note once that they ran a call without the server (plugin/entry.py);
+    a server that starts clears the note, so the next outage is logged again."""
+    try:
+        os.unlink(os.path.join(run_dir, "fallback"))
+    except OSError:
+        pass
+
+
+# -- the child ---------------------------------------------------------------------------------
+def run_child(conn: socket.socket, listener: socket.socket, stamp: bytes,
+              server_fds: tuple[int, int]) -> NoReturn:
+    """One call, in a fresh fork: never returns."""
+    code = 70
+    try:
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        listener.close()
+        for fd in server_fds:
+            os.close(fd)
+        conn.setblocking(True)
+        conn.settimeout(CLIENT_WAIT)
+        request, fds = _receive(conn)
+        if request is None or len(fds) != 2:
+            os._exit(0)
+        if request["stamp"] != stamp or not stamp:
+            conn.sendall(b"V%s\n" % stamp)
+            os._exit(0)
+        conn.sendall(b"S%d\n" % os.getpid())
+        if conn.recv(1) != b"G":
+            os._exit(0)  # the client gave up waiting and runs the call itself
+        code = _answer(request, fds)
+        conn.sendall(b"X%d\n" % code)
+    except BaseException:  # noqa: BLE001 - a child never unwinds into the server's loop
+        pass
+    os._exit(code)
+
+
+def _answer(request: dict, fds: list[int]) -> int:
+    """The call itself, as deadline.py's child runs it: stdout and stderr are the client's
+    pipes, stdin what the client read."""
+    import io
+
+    from zfsaga.plugin import deadline, dispatch
+
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(fds[0], 1)
+    os.dup2(fds[1], 2)
+    for fd in fds:
+        os.close(fd)
+    sys.stdout, sys.stderr = deadline._Tolerant(1), deadline._Tolerant(2)
+    os.environb.clear()
+    os.environb.update(request["env"])
+    try:
+        os.chdir(request["cwd"])
+    except OSError:
+        os.chdir("/")
+    stdin = None if request["stdin"] is None else io.BytesIO(request["stdin"])
+    try:
+        return dispatch.answer(request["verb"], request["argv"], stdin, sys.stdout,
+                               request["where"])
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def _receive(conn: socket.socket) -> tuple[dict | None, list[int]]:
+    """The client's request and the two descriptors riding on it."""
+    fds: list[int] = []
+    buf = bytearray()
+    want = None
+    while want is None or len(buf) < want:
+        data, ancdata, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(2 * 4))
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(payload) - len(payload) % 4
+                fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
+        if not data:
+            return None, fds
+        buf += data
+        if want is None and b"\n" in buf:
+            head, _, rest = bytes(buf).partition(b"\n")
+            magic, _, size = head.partition(b" ")
+            if magic != b"ZFSAGA/1" or not size.isdigit() or int(size) > MAX_REQUEST:
+                return None, fds
+            buf = bytearray(rest)
+            want = int(size)
+        elif want is None and len(buf) > 64:
+            return None, fds
+    return parse_request(bytes(buf)), fds
+
+
+def parse_request(data: bytes) -> dict | None:
+    """The netstrings of a request as a dict; None for anything malformed."""
+    fields: list[bytes] = []
+    at = 0
+    while at < len(data):
+        colon = data.find(b":", at, at + 12)
+        if colon < 0 or not data[at:colon].isdigit():
+            return None
+        end = colon + 1 + int(data[at:colon])
+        if end >= len(data) + 1 or data[end:end + 1] != b",":
+            return None
+        fields.append(data[colon + 1:end])
+        at = end + 1
+    try:
+        stamp, verb, where, cwd, argc = fields[:5]
+        argv = fields[5:5 + int(argc)]
+        envc = int(fields[5 + len(argv)])
+        env_items = fields[6 + len(argv):6 + len(argv) + envc]
+        (stdin,) = fields[6 + len(argv) + envc:]
+    except ValueError:
+        return None
+    env = {}
+    for item in env_items:
+        key, eq, value = item.partition(b"=")
+        if eq and key:
+            env[key] = value
+    return {"stamp": stamp, "verb": os.fsdecode(verb), "where": os.fsdecode(where),
+            "cwd": cwd, "argv": [os.fsdecode(a) for a in argv], "env": env,
+            "stdin": None if stdin[:1] != b"+" else stdin[1:]}
+
+
+# -- starting it -------------------------------------------------------------------------------
+def listener_from_systemd() -> socket.socket | None:
+    """The socket systemd (or systemd-socket-activate) passed as fd 3, if it passed one."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return socket.socket(fileno=3)
+
+
+def bind(path: str) -> socket.socket:
+    """A socket of our own, for `zfsaga serve --socket PATH` without systemd."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old)
+    listener.listen(128)
+    return listener
+
+
+def serve(path: str | None = None) -> int:
+    listener = listener_from_systemd() or bind(path or socket_path())
+    listener.setblocking(False)
+    preload()
+    return Server(listener, library_dir()).run()
+
+
+def status(path: str | None = None) -> tuple[int, str]:
+    """`zfsaga server status`: whether a server answers on the socket, and whose install it
+    runs; (exit code, words)."""
+    path = path or socket_path()
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(5.0)
+    try:
+        client.connect(path)
+    except OSError as exc:
+        return 1, (f"no server answers on {path} ({exc.strerror or exc}): every call runs "
+                   f"in-process (slower, never lost). Enable it: systemctl enable --now "
+                   f"zfsaga.socket")
+    try:
+        # A request that cannot match: the server's child answers V and runs nothing.
+        body = b"".join(b"%d:%s," % (len(f), f) for f in
+                        (b"status", b"-", b"/", b"/", b"0", b"0", b"-"))
+        r, w = os.pipe()
+        try:
+            client.sendmsg([b"ZFSAGA/1 %d\n" % len(body) + body],
+                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("2i", w, w))])
+        finally:
+            os.close(r)
+            os.close(w)
+        reply = client.recv(64)
+    except OSError as exc:
+        return 1, f"the server on {path} did not answer ({exc})"
+    finally:
+        client.close()
+    if reply.startswith(b"V"):
+        theirs = reply[1:].strip().decode(errors="replace")
+        ours = read_stamp(library_dir()).decode(errors="replace")
+        if theirs != ours:
+            return 1, (f"a server answers on {path}, but it runs another install (stamp "
+                       f"{theirs or 'none'}, this one {ours or 'none'}): it is not used, and "
+                       f"exits at the next call")
+        return 0, f"a server answers on {path}, running this install (stamp {ours})"
+    if reply.startswith(b"R"):
+        return 1, f"the server on {path} refused this user: only root is served"
+    return 1, f"the server on {path} answered {reply!r}, not a zfsaga server's answer"
+
+
+def main(argv: list[str]) -> int:
+    """`zfsaga serve [--socket PATH]` and `zfsaga server status [--socket PATH]`."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="zfsaga")
+    sub = p.add_subparsers(dest="command", required=True)
+    sv = sub.add_parser("serve", help="run the warm server (systemd starts it: zfsaga.socket)")
+    sv.add_argument("--socket", default=None)
+    st = sub.add_parser("server", help="the warm server's state")
+    st.add_argument("what", choices=("status",))
+    st.add_argument("--socket", default=None)
+    args = p.parse_args(argv)
+    if args.command == "serve":
+        return serve(args.socket)
+    code, words = status(args.socket)
+    print(words)
+    return code
