@@ -20,8 +20,6 @@ import sys
 
 REQUIRED = (3, 11)
 SOCKET = "/run/zfsaga/server.sock"
-#: stdin is one JSON object; dispatch refuses more than 1 MiB, and must see that it was more.
-MAX_INPUT = (1 << 20) + 1
 #: How long to wait for the server's child to start (fork and read the request) before
 #: running the call here instead.
 START_WAIT = 10.0
@@ -71,22 +69,14 @@ def _deadline():
     return value if 0 < value < 1e7 else DEFAULT_DEADLINE
 
 
-def _read_stdin():
-    """stdin's bytes (at most MAX_INPUT: more is refused by the verb anyway), or None when
-    fd 0 is closed."""
-    chunks = []
-    size = 0
+def _fd_open(fd):
+    """Whether fd is open. An open stdin rides to the server's child, which reads it as the
+    call in-process would (only once it knows the verb and its arguments' form)."""
     try:
-        while size < MAX_INPUT:
-            chunk = os.read(0, MAX_INPUT - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        os.fstat(fd)
     except OSError:
-        if not chunks:
-            return None
-    return b"".join(chunks)
+        return False
+    return True
 
 
 def _request(stamp, verb, where, stdin):
@@ -98,7 +88,7 @@ def _request(stamp, verb, where, stdin):
     env = [k + b"=" + v for k, v in os.environb.items()]
     fields = ([stamp, os.fsencode(verb), os.fsencode(where), os.fsencode(cwd),
                str(len(argv)).encode()] + argv + [str(len(env)).encode()] + env
-              + [b"-" if stdin is None else b"+" + stdin])
+              + [b"+" if stdin else b"-"])
     body = b"".join(str(len(f)).encode() + b":" + f + b"," for f in fields)
     return b"ZFSAGA/1 " + str(len(body)).encode() + b"\n" + body
 
@@ -107,9 +97,9 @@ class _NotServed(Exception):
     """No server ran this call: run it here. Its words go to the one-time note."""
 
 
-def _served(library, verb, where, stdin_box):
+def _served(library, verb, where):
     """The call through the server: its exit status. _NotServed when no server's child took
-    it (stdin_box[0] then holds what was read of stdin, for the call run here)."""
+    it (stdin is then untouched, for the call run here)."""
     import _socket
     import select
 
@@ -117,17 +107,21 @@ def _served(library, verb, where, stdin_box):
     stamp = _stamp(library)
     if not stamp:
         raise _NotServed("this install has no stamp (%s)" % os.path.join(library, "STAMP"))
+    # Before any descriptor is made here: a closed fd 0 would be taken by the socket.
+    stdin = _fd_open(0)
+    if not (_fd_open(1) and _fd_open(2)):
+        raise _NotServed("stdout or stderr is closed")
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)
     except OSError as exc:
         sock.close()
         raise _NotServed("no server answers on %s (%s)" % (path, exc.strerror or exc))
-    stdin_box[0] = stdin = _read_stdin()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        fds = out_w.to_bytes(4, sys.byteorder) + err_w.to_bytes(4, sys.byteorder)
+        fds = b"".join(fd.to_bytes(4, sys.byteorder)
+                       for fd in ([0] if stdin else []) + [out_w, err_w])
         payload = _request(stamp, verb, where, stdin)
         sent = sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         if sent < len(payload):
@@ -274,22 +268,15 @@ def _run():
     library = _library()
     verb = os.path.basename(sys.argv[0])
     where = os.path.dirname(os.path.abspath(sys.argv[0]))
-    stdin_box = [False]  # False: stdin not read yet
     if os.environ.get("ZFSAGA_SERVER", "1") != "0":
         try:
-            return _served(library, verb, where, stdin_box)
+            return _served(library, verb, where)
         except _NotServed as exc:
             _note_fallback(str(exc))
     sys.path.insert(0, library)
     from zfsaga.plugin.dispatch import main
 
-    if stdin_box[0] is False:
-        stdin = sys.stdin
-    else:
-        import io
-
-        stdin = None if stdin_box[0] is None else io.BytesIO(stdin_box[0])
-    return main(verb, sys.argv[1:], stdin=stdin, where=where)
+    return main(verb, sys.argv[1:], where=where)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ checked by SO_PEERCRED):
 
     client -> b"ZFSAGA/1 <n>\\n" + n bytes of netstrings (`<len>:<bytes>,`): the install's
               stamp, the verb, the plugin directory, the working directory, argc, argv...,
-              envc, b"KEY=value"..., stdin (b"-" closed, or b"+" and its bytes);
-              the call's stdout and stderr pipes ride on the first bytes (SCM_RIGHTS)
+              envc, b"KEY=value"..., stdin (b"+" open, b"-" closed); the call's stdin
+              (when open) and its stdout and stderr pipes ride on the first bytes
+              (SCM_RIGHTS): the child reads stdin as the call in-process would
     child  -> b"S<pid>\\n"     started: it runs nothing until the client says go
     client -> b"G"             go: from here the client waits for this child's answer
     child  -> b"X<code>\\n"    its exit status, after its answer is flushed
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 SOCKET = "/run/zfsaga/server.sock"
 #: The install's stamp, beside the package: client and server compare theirs on every call.
 STAMP_FILE = "STAMP"
-#: A request is a few fields and stdin's JSON (at most 1 MiB: plugin/dispatch.py MAX_INPUT).
+#: A request is a few fields and the environment: far less than this.
 MAX_REQUEST = 4 << 20
 #: How long a child waits for its client's request and go byte before it gives up unrun.
 CLIENT_WAIT = 30.0
@@ -124,9 +125,10 @@ class Server:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        _forget_fallback_notes(os.path.dirname(socket_path()))
+        where = self.listener.getsockname() or socket_path()
+        _forget_fallback_notes(os.path.dirname(where))
         say = _say  # loguru is configured in children only: the server writes plain lines
-        say(f"serving on {self.listener.getsockname() or socket_path()} "
+        say(f"serving on {where} "
             f"(stamp {self.stamp.decode(errors='replace') or 'none'}, pid {os.getpid()})")
         while not self.stopping:
             try:
@@ -236,7 +238,7 @@ def run_child(conn: socket.socket, listener: socket.socket, stamp: bytes,
         conn.setblocking(True)
         conn.settimeout(CLIENT_WAIT)
         request, fds = _receive(conn)
-        if request is None or len(fds) != 2:
+        if request is None or len(fds) != 2 + request["stdin"]:
             os._exit(0)
         if request["stamp"] != stamp or not stamp:
             conn.sendall(b"V%s\n" % stamp)
@@ -252,27 +254,26 @@ def run_child(conn: socket.socket, listener: socket.socket, stamp: bytes,
 
 
 def _answer(request: dict, fds: list[int]) -> int:
-    """The call itself, as deadline.py's child runs it: stdout and stderr are the client's
-    pipes, stdin what the client read."""
-    import io
-
+    """The call itself, as deadline.py's child runs it: stdin, stdout and stderr are the
+    client's (stdout and stderr its pipes)."""
     from zfsaga.plugin import deadline, dispatch
 
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+    if request["stdin"]:
+        os.dup2(fds.pop(0), 0)
+    else:
+        os.close(0)  # the client's stdin was closed: so is the call's
     os.dup2(fds[0], 1)
     os.dup2(fds[1], 2)
     for fd in fds:
         os.close(fd)
     sys.stdout, sys.stderr = deadline._Tolerant(1), deadline._Tolerant(2)
+    stdin = os.fdopen(0, "rb", closefd=False) if request["stdin"] else None
     os.environb.clear()
     os.environb.update(request["env"])
     try:
         os.chdir(request["cwd"])
     except OSError:
         os.chdir("/")
-    stdin = None if request["stdin"] is None else io.BytesIO(request["stdin"])
     try:
         return dispatch.answer(request["verb"], request["argv"], stdin, sys.stdout,
                                request["where"])
@@ -287,7 +288,7 @@ def _receive(conn: socket.socket) -> tuple[dict | None, list[int]]:
     buf = bytearray()
     want = None
     while want is None or len(buf) < want:
-        data, ancdata, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(2 * 4))
+        data, ancdata, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(3 * 4))
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 usable = len(payload) - len(payload) % 4
@@ -335,7 +336,7 @@ def parse_request(data: bytes) -> dict | None:
             env[key] = value
     return {"stamp": stamp, "verb": os.fsdecode(verb), "where": os.fsdecode(where),
             "cwd": cwd, "argv": [os.fsdecode(a) for a in argv], "env": env,
-            "stdin": None if stdin[:1] != b"+" else stdin[1:]}
+            "stdin": stdin == b"+"}
 
 
 # -- starting it -------------------------------------------------------------------------------

@@ -51,14 +51,16 @@ def destroy_tree(root: str) -> None:
 
 @pytest.fixture(scope="session")
 def destdir(tmp_path_factory):
-    """`make install` into a scratch DESTDIR, once per run: the tree the plugin's tests call
-    as xapi-storage-script would (never changed by a test)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    dest = tmp_path_factory.mktemp("destdir")
-    out = subprocess.run([sys.executable, os.path.join(root, "tools", "install.py"), "install",
-                          "--destdir", str(dest)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return dest
+    """`make install` into a scratch tree, once per run: the tree the plugin's tests call as
+    xapi-storage-script would (never changed by a test). Its PREFIX is the scratch tree's own
+    usr/, so the systemd units it lays name real paths; and, unless ZFSAGA_TEST_ENTRY=fallback,
+    its warm server runs as systemd would start it (tests/entry_server.py), so the entry
+    points' tests go through the server, or, in the fallback run, through no server at all."""
+    from tests.entry_server import install_tree, started_server
+
+    dest = install_tree(tmp_path_factory.mktemp("destdir"))
+    with started_server(dest, tmp_path_factory.mktemp("run")):
+        yield dest
 
 
 @pytest.fixture(params=["model", pytest.param("real", marks=pytest.mark.realzfs)])

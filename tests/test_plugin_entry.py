@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.entry_server import entry_env
 from zfsaga.plugin import idl
 from zfsaga.plugin.dispatch import IMPLEMENTATIONS, PLUGIN_TYPE, canonical
 
@@ -32,7 +33,7 @@ def plugin_dir(dest: Path) -> Path:
 
 def run(dest: Path, verb: str, stdin: str, *argv: str) -> subprocess.CompletedProcess:
     """One call, as the daemon makes it: the script by path, a clean environment."""
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ZFSAGA_SYSLOG": "0"}
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ZFSAGA_SYSLOG": "0", **entry_env()}
     return subprocess.run([str(plugin_dir(dest) / verb), *(argv or ("--json",))],
                           input=stdin, capture_output=True, text=True, env=env, timeout=60)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.entry_server import entry_env
 from zfsaga.plugin import idl
 
 VOLUME_ROOT = "usr/libexec/xapi-storage-script/volume"
@@ -38,7 +39,7 @@ class Daemon:
     def __init__(self, destdir: Path, plugin: str, env: dict[str, str]) -> None:
         self.destdir = destdir
         self.dir = destdir / VOLUME_ROOT / f"org.xen.xapi.storage.{plugin}"
-        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **env}
+        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **entry_env(), **env}
         self.calls: list[str] = []
 
     def script(self, verb: str) -> Path:
