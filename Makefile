@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 GUEST := $(PY) -m zfsaga.guest --
 
-.PHONY: setup demo test unit guestboot realzfs realzfs-more pyzfs-suite powerloss powercut-soak bench install \
+.PHONY: setup demo test unit guestboot unit-fallback guestboot-then-fallback realzfs realzfs-more pyzfs-suite powerloss powercut-soak bench install \
 	uninstall clean
 DESTDIR ?= /
 PREFIX ?= /usr
@@ -15,8 +15,10 @@ demo: setup
 # The host tier (no ZFS) beside the tier that boots guests itself (the harness's failure
 # paths, the power cuts: a guest killed mid-saga and booted again), as the hour needs; then
 # the whole real-ZFS tier in one guest boot.
+# The host tier calls the installed entry points through the warm server; beside it, the
+# same entry-point tests run again with no server (the fallback), after the guest-booting tier.
 test: setup
-	$(MAKE) -j2 -O unit guestboot
+	$(MAKE) -j2 -O unit guestboot-then-fallback
 	$(MAKE) realzfs
 
 unit:
@@ -24,6 +26,15 @@ unit:
 
 guestboot:
 	$(PY) -m pytest -m guestboot -q -ra -p no:cacheprovider
+
+# Every test file that calls the installed tree (conftest's destdir), with no server answering.
+ENTRY_TESTS = $(shell grep -l destdir tests/test_*.py)
+unit-fallback:
+	ZFSAGA_TEST_ENTRY=fallback $(PY) -m pytest -m "not realzfs and not guestboot" -q -ra \
+	  -p no:cacheprovider $(ENTRY_TESTS)
+
+guestboot-then-fallback:
+	@status=0; $(MAKE) guestboot || status=1; $(MAKE) unit-fallback || status=1; exit $$status
 
 # The guest's own limit stays under CI's hour with the tiers before it.
 realzfs:

@@ -41,7 +41,12 @@ class Engine(Driver):
         module = saga_module(kind)
         if module is None:
             raise ValueError(f"unknown saga kind {kind!r}")
-        with self.lock(resource).acquire(self.lock_wait):
+        with self.lock(resource).acquire(self.lock_wait) as held:
+            if held.waited >= 0.05:  # an operator asking why a call was slow sees it here
+                from zfsaga.log import get_logger
+
+                get_logger(verb=kind).info("waited {:.2f} s for {} (another saga held it)",
+                                           held.waited, resource)
             damage = self.witness.damage()
             if damage is not None:  # before a single record is read from it
                 sr = resolve().get("sr")  # reads ZFS only: to name the SR in the message

@@ -48,6 +48,8 @@ class ResourceLock:
         self.path = Path(directory, "locks", lock_file_name(resource))
         self.mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         self._fd: int | None = None
+        #: How long the last acquire waited for other holders (seconds).
+        self.waited = 0.0
 
     def try_acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +191,7 @@ def _acquire(lock, wait: float):
         while True:
             if not line.ahead() and not (outer and outer.ahead(line.me.name)) \
                     and lock.try_acquire():
+                lock.waited = time.monotonic() - start
                 return lock
             waited = time.monotonic() - start
             if waited >= wait:
@@ -209,6 +212,7 @@ class NestedLock:
         self.resource = resource
         self.outer = ResourceLock(directory, resource.partition("/")[0], shared=True)
         self.inner = ResourceLock(directory, resource)
+        self.waited = 0.0
 
     def try_acquire(self) -> bool:
         if not self.outer.try_acquire():
