@@ -146,8 +146,11 @@ def _served(library, verb, where):
         raise _NotServed(why)
     try:
         sock.sendall(b"G")  # from here on this call is the child's, whatever happens
-    except OSError:
-        pass
+    except OSError as exc:  # the child is gone before its go: it ran nothing
+        for fd in (out_r, err_r):
+            os.close(fd)
+        sock.close()
+        raise _NotServed("the server's child went away before the call started (%s)" % exc)
     child = int(line[1:].strip() or 0)
     return _relay(sock, select, out_r, err_r, verb, child, library)
 
