@@ -134,7 +134,10 @@ def _served(library, verb, where, stdin_box):
             sock.sendall(payload[sent:])
         line = _line(sock, select, START_WAIT)
     except OSError as exc:
-        line = b""
+        # A refusal (R: not root; V: another install) is sent before the request is read,
+        # and the connection closed: a large request then fails to send. The reply is
+        # still there to read, and says why better than the broken pipe does.
+        line = _after_refusal(sock, select)
         why = str(exc)
     else:
         why = "the server did not start the call within %gs" % START_WAIT
@@ -156,6 +159,13 @@ def _served(library, verb, where, stdin_box):
         pass
     child = int(line[1:].strip() or 0)
     return _relay(sock, select, out_r, err_r, verb, child, library)
+
+
+def _after_refusal(sock, select):
+    try:
+        return _line(sock, select, 1.0)
+    except OSError:
+        return b""
 
 
 def _line(sock, select, wait):
