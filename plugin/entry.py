@@ -26,6 +26,8 @@ MAX_INPUT = (1 << 20) + 1
 #: running the call here instead.
 START_WAIT = 10.0
 DEFAULT_DEADLINE = 300.0
+#: Whether xapi gave this call a stdin at all (fd 0 open at start): see _std_fds_taken.
+STDIN_OPEN = [True]
 
 
 def _too_old():
@@ -71,9 +73,29 @@ def _deadline():
     return value if 0 < value < 1e7 else DEFAULT_DEADLINE
 
 
+def _std_fds_taken():
+    """Whether fd 0 was open; and any of fds 0-2 that was closed now holds /dev/null, so that
+    the socket and pipes made here never land on them (a socket on fd 0 would be read as the
+    call's stdin, a pipe on fd 1 written as its answer)."""
+    stdin_open = True
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            if fd == 0:
+                stdin_open = False
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # the lowest free descriptor is this one, unless a lower was too
+                os.dup2(null, fd)
+                os.close(null)
+    return stdin_open
+
+
 def _read_stdin():
     """stdin's bytes (at most MAX_INPUT: more is refused by the verb anyway), or None when
     fd 0 is closed."""
+    if not STDIN_OPEN[0]:
+        return None
     chunks = []
     size = 0
     try:
@@ -281,6 +303,7 @@ def _note_fallback(why):
 def _run():
     if tuple(sys.version_info[:2]) < REQUIRED:
         return _too_old()
+    STDIN_OPEN[0] = _std_fds_taken()
     library = _library()
     verb = os.path.basename(sys.argv[0])
     where = os.path.dirname(os.path.abspath(sys.argv[0]))

@@ -287,11 +287,13 @@ def _receive(conn: socket.socket) -> tuple[dict | None, list[int]]:
     buf = bytearray()
     want = None
     while want is None or len(buf) < want:
-        data, ancdata, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(2 * 4))
+        data, ancdata, flags, _ = conn.recvmsg(65536, socket.CMSG_SPACE(2 * 4))
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 usable = len(payload) - len(payload) % 4
                 fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
+        if flags & socket.MSG_CTRUNC:
+            return None, fds  # more descriptors than a request carries: not our client's
         if not data:
             return None, fds
         buf += data

@@ -170,13 +170,13 @@ class Pool:
                                 configuration={"dataset": self.dataset})
         return self.xapi.call("SR.attach", configuration=config)
 
-    def call(self, verb: str, extra_env: dict[str, str] | None = None,
+    def call(self, verb: str, extra_env: dict[str, str] | None = None, cwd: Path | None = None,
              **args) -> subprocess.CompletedProcess:
         """One call as xapi makes it, with this call's own additions to the environment."""
         return subprocess.run([str(self.xapi.script(verb)), "--json"],
                               input=json.dumps({"dbg": "t", **args}), capture_output=True,
                               text=True, env={**self.xapi.env, **(extra_env or {})},
-                              timeout=300)
+                              timeout=300, cwd=cwd)
 
     def start(self, verb: str, extra_env: dict[str, str] | None = None,
               **args) -> subprocess.Popen:
@@ -253,7 +253,7 @@ def netstrings(*fields: bytes) -> bytes:
 
 
 def request(stamp: bytes, verb: str, where: Path, argv=(b"--json",), env=None,
-            stdin: bytes | None = b"{}", cwd: bytes = b"/") -> bytes:
+            stdin: bytes | None = b"{\"dbg\": \"t\"}", cwd: bytes = b"/") -> bytes:
     env = env if env is not None else {}
     items = [k.encode() + b"=" + v.encode() if isinstance(k, str) else k + b"=" + v
              for k, v in env.items()]
@@ -715,3 +715,229 @@ def test_10000_sequential_calls_keep_the_server_flat(installed, pool: Pool, serv
           f"children {kids0} -> {kids1}")
     assert fds1 == fds0 and kids1 == {} and kids0 == {}
     assert rss1 - rss0 < 4 * 1024, (rss0, rss1)
+
+
+# -- settings per call, and a parent that holds nothing a child must not share ------------------
+def test_settings_come_from_each_calls_environment_and_directory(pool: Pool, served: Server,
+                                                                tmp_path) -> None:
+    """The server's environment is not the call's: a setting given in one call and not the
+    next applies to that call alone (log level, deadline, faults), and so does the working
+    directory (a model named relative to it)."""
+    sr = pool.sr()
+    quiet = create(pool, sr, "q1", {"ZFSAGA_LOG_LEVEL": "WARNING"})
+    assert answer(quiet) and " INFO " not in quiet.stderr
+    loud = create(pool, sr, "l1")
+    assert answer(loud) and "saga succeeded" in loud.stderr
+    assert " INFO " not in create(pool, sr, "q2", {"ZFSAGA_LOG_LEVEL": "WARNING"}).stderr
+
+    failed = create(pool, sr, "f1", {"ZFSAGA_FAULTS": "fail:create_zvol:permanent"})
+    assert failed.returncode == 1 and "injected permanent failure" in failed.stdout
+    assert answer(create(pool, sr, "f2"))["name"] == "f2"
+
+    # A deadline in one call: answered Busy naming the child's pid, which goes on.
+    proc = pool.start("Volume.create", {"ZFSAGA_FAULTS": "pause@zfs:after:create",
+                                        "ZFSAGA_CALL_DEADLINE": "2"},
+                      sr=sr, name="d1", description="", size=1 << 20, sharable=False)
+    child = pool.wait_paused()
+    out, err = proc.communicate(timeout=30)
+    busy = parse_error(subprocess.CompletedProcess([], proc.returncode, out, err))
+    assert busy.code == "SR_BACKEND_FAILURE" and busy.name == "Busy", busy
+    assert f"in process {child}" in " ".join(busy.params)
+    assert Path(f"/proc/{child}").exists()
+    pool.go()
+    assert wait_for(lambda: "d1" in pool.volumes(sr), 30)  # it went on, and finished
+    (pool.tmp / "go").unlink()
+    (pool.tmp / "paused").unlink()
+    # ... and not in the next: paused past 2 s, it still answers with its result.
+    proc = pool.start("Volume.create", {"ZFSAGA_FAULTS": "pause@zfs:after:create"},
+                      sr=sr, name="d2", description="", size=1 << 20, sharable=False)
+    pool.wait_paused()
+    time.sleep(3)
+    pool.go()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and json.loads(out)["name"] == "d2", (out, err)
+
+    # The working directory: ZFSAGA_ZFS names a model relative to it.
+    here, there = tmp_path / "here", tmp_path / "there"
+    for d in (here, there):
+        d.mkdir()
+        SharedModelZfs(d / "pool.model", pools=(POOL,))
+    relative = {"ZFSAGA_ZFS": "model:pool.model"}
+    SharedModelZfs(here / "pool.model", pools=(POOL,)).create_filesystem(f"{POOL}/mine")
+    probe_here = pool.call("SR.probe", relative, cwd=here, configuration={"dataset": f"{POOL}/mine"})
+    probe_there = pool.call("SR.probe", relative, cwd=there,
+                            configuration={"dataset": f"{POOL}/mine"})
+    assert probe_here.returncode == 0, probe_here.stdout + probe_here.stderr
+    assert probe_there.returncode != 0, probe_there.stdout
+    assert not fallback_note(probe_here) and not fallback_note(probe_there)
+
+
+PARENT_PROBE = """
+import json, gc, sqlite3, threading
+from zfsaga.plugin import server
+server.preload()
+import zfsaga.log
+from libzfs_core import _libzfs_core
+import os
+print(json.dumps({
+    "configured": zfsaga.log._configured.cache_info().currsize,
+    "threads": threading.active_count(),
+    "lzc_inited": vars(_libzfs_core._lib)["_inited"],
+    "connections": sum(isinstance(o, sqlite3.Connection) for o in gc.get_objects()),
+    "files": sorted(os.readlink("/proc/self/fd/" + fd) for fd in os.listdir("/proc/self/fd")
+                    if int(fd) > 2 and os.path.exists("/proc/self/fd/" + fd)),
+}))
+"""
+
+
+def test_the_server_parent_opens_no_handle_logger_connection_or_thread(
+        pool: Pool, served: Server) -> None:
+    """What a fork would copy into every child: after preload, loguru unconfigured by zfsaga,
+    libzfs_core's handle unopened (its library loaded), no SQLite connection, one thread; and
+    the running server, after calls, still one thread holding no file of the journal's."""
+    out = subprocess.run([sys.executable, "-c", PARENT_PROBE], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT, env={"PATH": os.environ["PATH"]})
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["configured"] == 0 and seen["threads"] == 1, seen
+    assert seen["lzc_inited"] is False and seen["connections"] == 0, seen
+    assert not [f for f in seen["files"] if f.startswith("/") and not f.startswith("/proc")], seen
+    sr = pool.sr()
+    answer(create(pool, sr, "a"))
+    assert proc_status(served.pid, "Threads") == "1"
+    held = descriptors(served.pid).values()
+    assert not [f for f in held if f.startswith("/") and f not in ("/dev/null",)
+                and not f.endswith("server.log")], held
+
+
+# -- the adversary: what a caller can send, and what can happen to it ---------------------------
+def raw_call(pool: Pool, verb: str, argv: list[bytes], stdin, env_extra: dict[bytes, bytes],
+             served: bool) -> subprocess.CompletedProcess:
+    env = {k.encode(): v.encode() for k, v in pool.xapi.env.items()}
+    env.update(env_extra)
+    if not served:
+        env[b"ZFSAGA_SERVER"] = b"0"
+    kwargs = {"input": stdin} if isinstance(stdin, bytes) else {"preexec_fn": lambda: os.close(0)}
+    return subprocess.run([os.fsencode(pool.xapi.script(verb)), *argv], capture_output=True,
+                          env=env, timeout=120, **kwargs)
+
+
+ODD_INPUTS = {
+    "stdin closed": ([b"--json"], None, {}),
+    "stdin over 1 MiB": ([b"--json"], b'{"dbg": "' + b"x" * (1 << 20) + b'"}', {}),
+    "stdin not UTF-8": ([b"--json"], b'{"dbg": "\xff\xfe"}', {}),
+    "argv not UTF-8": ([b"--json\xff"], b'{"dbg": "t"}', {}),
+    "env not UTF-8": ([b"--json"], b'{"dbg": "t"}', {b"ZFSAGA_ODD\xff": b"\xfe\xff",
+                                                    b"LANG": b"C.\xff"}),
+    "stdin empty": ([b"--json"], b"", {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_INPUTS))
+def test_odd_input_is_answered_served_as_in_process(pool: Pool, served: Server, case) -> None:
+    """Whatever xapi (or anyone) hands the entry point, the served call answers exactly as the
+    in-process one does: the same bytes on stdout, the same exit status."""
+    argv, stdin, env = ODD_INPUTS[case]
+    here = raw_call(pool, "Plugin.Query", argv, stdin, env, served=False)
+    there = raw_call(pool, "Plugin.Query", argv, stdin, env, served=True)
+    assert b"calls run without the warm server" not in there.stderr, there.stderr
+    assert (there.returncode, there.stdout) == (here.returncode, here.stdout), (here, there)
+    assert served.serving()
+
+
+def test_a_caller_that_connects_and_never_sends_stalls_no_one(installed, pool: Pool,
+                                                              served: Server) -> None:
+    answer(pool.call("Plugin.Query"))
+    stalled = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(4)]
+    for s in stalled:
+        s.connect(str(served.socket))
+    try:
+        start = time.monotonic()
+        out = pool.call("Plugin.Query")
+        assert answer(out)["plugin"] == "zfsaga" and not fallback_note(out)
+        assert time.monotonic() - start < 10
+    finally:
+        for s in stalled:
+            s.close()
+
+
+@pytest.mark.parametrize("what", ["garbage", "bad magic", "size too large", "bad netstring",
+                                  "too few fields", "no fds", "one fd", "five fds",
+                                  "another stamp", "truncated"])
+def test_a_malformed_request_runs_nothing(installed, pool: Pool, served: Server, tmp_path,
+                                          what: str) -> None:
+    """A request not as the wire says gets no S (nothing runs: the model's pool is untouched),
+    a V for another stamp; the server serves the next call."""
+    sr = pool.sr()
+    before = pool.zfs.list_tree(POOL, ["guid"]).keys()
+    args = json.dumps({"dbg": "t", "sr": sr, "name": "x", "description": "", "size": 1 << 20,
+                       "sharable": False}).encode()
+    env = dict(pool.env, PATH="/usr/bin:/bin")
+    good = request(installed.stamp, "Volume.create", pool.xapi.dir, env=env, stdin=args)
+    fds = 2
+    payload = {
+        "garbage": b"\x00\xff" * 40 + b"\n",
+        "bad magic": b"ZFSAGA/2 5\n" + good.split(b"\n", 1)[1],
+        "size too large": b"ZFSAGA/1 %d\n" % (64 << 20),
+        "bad netstring": b"ZFSAGA/1 9\n3:abcd,xx",
+        "too few fields": b"ZFSAGA/1 %d\n" % len(netstrings(installed.stamp, b"Volume.create"))
+                          + netstrings(installed.stamp, b"Volume.create"),
+        "another stamp": request(b"0" * 32, "Volume.create", pool.xapi.dir, env=env, stdin=args),
+        "truncated": good[:-20],
+    }.get(what, good)
+    fds = {"no fds": 0, "one fd": 1, "five fds": 5}.get(what, 2)
+    if what == "truncated":  # then the client goes away
+        reply = wire_truncated(served.socket, payload)
+    else:
+        reply = wire(served.socket, payload, fds=fds, seconds=45)
+    if what == "another stamp":
+        assert reply.first == b"V" + installed.stamp + b"\n", reply
+    else:
+        assert reply.first in (b"", b"W0\n"), reply  # no S: the child ran nothing
+    assert pool.zfs.list_tree(POOL, ["guid"]).keys() == before
+    assert answer(pool.call("Plugin.Query"))["plugin"] == "zfsaga"
+    assert pool.volumes(sr) == []
+
+
+def wire_truncated(path: Path, payload: bytes) -> Reply:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(path))
+    r, w = os.pipe()
+    sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("2i", w, w))])
+    os.close(w)
+    sock.shutdown(socket.SHUT_WR)
+    first = read_line(sock, 30)
+    sock.close()
+    os.close(r)
+    return Reply(first)
+
+
+def test_a_caller_killed_mid_call_does_not_kill_its_saga(pool: Pool, served: Server) -> None:
+    """xapi's process killed after the go byte: the child finishes its saga (its writes to the
+    gone caller's pipes fail quietly, no SIGPIPE), the journal holds nothing unfinished."""
+    sr = pool.sr()
+    proc = pool.start("Volume.create", {"ZFSAGA_FAULTS": "pause@zfs:after:create"}, sr=sr,
+                      name="orphan", description="", size=1 << 20, sharable=False)
+    child = pool.wait_paused()
+    proc.kill()
+    proc.communicate(timeout=30)
+    pool.go()
+    assert wait_for(lambda: not Path(f"/proc/{child}").exists()
+                    or Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z", 30)
+    assert pool.volumes(sr) == ["orphan"]
+    assert zvols(pool, sr) == [f"{sr}/{n}" for n in []] or len(zvols(pool, sr)) == 1
+
+
+def test_sigterm_stops_the_server_but_not_the_call_in_flight(pool: Pool, served: Server) -> None:
+    sr = pool.sr()
+    proc = pool.start("Volume.create", {"ZFSAGA_FAULTS": "pause@zfs:after:create"}, sr=sr,
+                      name="late", description="", size=1 << 20, sharable=False)
+    child = pool.wait_paused()
+    start = time.monotonic()
+    served.proc.terminate()
+    served.proc.wait(10)
+    assert time.monotonic() - start < 3  # the select is woken, not waited out
+    assert Path(f"/proc/{child}").exists()
+    pool.go()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and json.loads(out)["name"] == "late", (out, err)
