@@ -397,7 +397,13 @@ def status(path: str | None = None) -> tuple[int, str]:
         finally:
             os.close(r)
             os.close(w)
-        reply = client.recv(64)
+        reply = b""
+        while b"\n" not in reply:  # its first line only: the server's W may follow at once
+            chunk = client.recv(64)
+            if not chunk:
+                break
+            reply += chunk
+        reply = reply.split(b"\n", 1)[0]
     except OSError as exc:
         return 1, f"the server on {path} did not answer ({exc})"
     finally:

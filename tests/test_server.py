@@ -948,3 +948,17 @@ def test_sigterm_stops_the_server_but_not_the_call_in_flight(pool: Pool, served:
     pool.go()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and json.loads(out)["name"] == "late", (out, err)
+
+
+def test_server_status_names_the_servers_stamp(installed, pool: Pool, served: Server) -> None:
+    """`zfsaga server status` against a server of this install: exit 0 and its stamp, every
+    time (the server's W may come in the same read as its V)."""
+    answer(pool.call("Plugin.Query"))
+    for _ in range(12):
+        status = subprocess.run([str(installed.prefix / "sbin" / "zfsaga"), "server", "status"],
+                                capture_output=True, text=True, timeout=60, env=pool.xapi.env)
+        assert status.returncode == 0 and installed.stamp.decode() in status.stdout, status.stdout
+    served.stop()
+    down = subprocess.run([str(installed.prefix / "sbin" / "zfsaga"), "server", "status"],
+                          capture_output=True, text=True, timeout=60, env=pool.xapi.env)
+    assert down.returncode == 1 and "no server answers" in down.stdout, down.stdout
