@@ -229,6 +229,9 @@ def run_child(conn: socket.socket, listener: socket.socket, stamp: bytes,
     try:
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
+        # A caller gone mid-call must cost its child nothing but the writes (EPIPE, which
+        # _Tolerant swallows): never a SIGPIPE death mid-saga, whatever started the server.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         signal.set_wakeup_fd(-1)
         listener.close()
         for fd in server_fds:

@@ -923,7 +923,8 @@ def test_a_caller_killed_mid_call_does_not_kill_its_saga(installed, pool: Pool,
     """xapi's process killed after the go byte: the child finishes its saga (its writes to the
     gone caller's pipes fail quietly, no SIGPIPE), the journal holds nothing unfinished."""
     sr = pool.sr()
-    proc = pool.start("Volume.create", {"ZFSAGA_FAULTS": "pause@zfs:after:create"}, sr=sr,
+    # paused before its first ZFS call: its later steps log lines still to be written
+    proc = pool.start("Volume.create", {"ZFSAGA_FAULTS": "pause@zfs:before:create"}, sr=sr,
                       name="orphan", description="", size=1 << 20, sharable=False)
     child = pool.wait_paused()
     proc.kill()
@@ -962,3 +963,35 @@ def test_server_status_names_the_servers_stamp(installed, pool: Pool, served: Se
     down = subprocess.run([str(installed.prefix / "sbin" / "zfsaga"), "server", "status"],
                           capture_output=True, text=True, timeout=60, env=pool.xapi.env)
     assert down.returncode == 1 and "no server answers" in down.stdout, down.stdout
+
+
+def test_a_child_whose_caller_closed_its_pipes_finishes_and_exits_0(installed, pool: Pool,
+                                                                   served: Server) -> None:
+    """The wait status says how the child ended: its caller's pipes closed mid-saga (as when
+    xapi's process dies), it writes its log and answer into them, and still exits 0, not by
+    SIGPIPE."""
+    sr = pool.sr()
+    args = json.dumps({"dbg": "t", "sr": sr, "name": "deaf", "description": "",
+                       "size": 1 << 20, "sharable": False}).encode()
+    env = dict(pool.env, PATH="/usr/bin:/bin", ZFSAGA_FAULTS="pause@zfs:before:create")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(served.socket))
+    (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+    payload = request(installed.stamp, "Volume.create", pool.xapi.dir, env=env, stdin=args)
+    sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                              struct.pack("2i", out_w, err_w))])
+    for fd in (out_w, err_w):
+        os.close(fd)
+    assert read_line(sock).startswith(b"S")
+    sock.sendall(b"G")
+    pool.wait_paused()
+    for fd in (out_r, err_r):
+        os.close(fd)
+    pool.go()
+    status = b""
+    sock.settimeout(60)
+    while chunk := sock.recv(256):
+        status += chunk
+    sock.close()
+    assert status.split() == [b"X0", b"W0"], status
+    assert pool.volumes(sr) == ["deaf"] and active_sagas(installed, pool, sr) == []
