@@ -995,3 +995,29 @@ def test_a_child_whose_caller_closed_its_pipes_finishes_and_exits_0(installed, p
     sock.close()
     assert status.split() == [b"X0", b"W0"], status
     assert pool.volumes(sr) == ["deaf"] and active_sagas(installed, pool, sr) == []
+
+
+def test_a_server_started_with_sigchld_ignored_still_reports_and_reaps(installed, pool: Pool,
+                                                                       tmp_path) -> None:
+    """A SIG_IGN'd SIGCHLD survives exec and would make the kernel reap children itself
+    (no wait status for the caller, waitpid failing in the children): the server's own
+    disposition must win."""
+    root = run_root()
+    server = Server(installed, root)
+    log = open(server.log, "ab")
+    server.proc = subprocess.Popen(
+        ["systemd-socket-activate", "-l", str(server.socket), *server.exec_start],
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"},
+        preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+    log.close()
+    try:
+        assert wait_for(lambda: b"Listening on" in server.log.read_bytes(), 10)
+        payload = request(installed.stamp, "Plugin.Query", pool.xapi.dir,
+                          env={"PATH": "/usr/bin:/bin", "ZFSAGA_SYSLOG": "0"})
+        for _ in range(3):
+            reply = wire(server.socket, payload)
+            assert reply.status.split() == [b"X0", b"W0"], reply
+        assert wait_for(lambda: not children_of(server.pid), 10)
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
