@@ -869,7 +869,7 @@ def test_a_caller_that_connects_and_never_sends_stalls_no_one(installed, pool: P
 
 @pytest.mark.parametrize("what", ["garbage", "bad magic", "size too large", "bad netstring",
                                   "too few fields", "no fds", "one fd", "five fds",
-                                  "another stamp", "truncated"])
+                                  "another stamp", "truncated", "no go"])
 def test_a_malformed_request_runs_nothing(installed, pool: Pool, served: Server, tmp_path,
                                           what: str) -> None:
     """A request not as the wire says gets no S (nothing runs: the model's pool is untouched),
@@ -894,12 +894,15 @@ def test_a_malformed_request_runs_nothing(installed, pool: Pool, served: Server,
     fds = {"no fds": 0, "one fd": 1, "five fds": 5}.get(what, 2)
     if what == "truncated":  # then the client goes away
         reply = wire_truncated(served.socket, payload)
-    else:
-        reply = wire(served.socket, payload, fds=fds, seconds=45)
+    else:  # "no go": the client goes away after S, as one that gave up waiting would
+        reply = wire(served.socket, payload, fds=fds, seconds=45, go=what != "no go")
     if what == "another stamp":
         assert reply.first == b"V" + installed.stamp + b"\n", reply
+    elif what == "no go":
+        assert reply.first.startswith(b"S"), reply
     else:
         assert reply.first in (b"", b"W0\n"), reply  # no S: the child ran nothing
+    assert wait_for(lambda: not children_of(served.pid), 45)  # each child has exited
     assert pool.zfs.list_tree(POOL, ["guid"]).keys() == before
     assert answer(pool.call("Plugin.Query"))["plugin"] == "zfsaga"
     assert pool.volumes(sr) == []
