@@ -124,9 +124,13 @@ class Server:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        _forget_fallback_notes(os.path.dirname(socket_path()))
+        # The socket systemd passed is where the entry points look, not this process's own
+        # ZFSAGA_SOCKET (its environment is systemd's, not a call's): its directory holds
+        # their note.
+        where = self.listener.getsockname() or socket_path()
+        _forget_fallback_notes(os.path.dirname(os.fsdecode(where)))
         say = _say  # loguru is configured in children only: the server writes plain lines
-        say(f"serving on {self.listener.getsockname() or socket_path()} "
+        say(f"serving on {where} "
             f"(stamp {self.stamp.decode(errors='replace') or 'none'}, pid {os.getpid()})")
         while not self.stopping:
             try:

@@ -593,13 +593,28 @@ def lay_other_code(inst: Install, scratch: Path) -> None:
 
 
 def test_no_socket_runs_in_process_and_notes_it_once(installed, tmp_path) -> None:
-    pool = Pool(installed, tmp_path, None)
-    first = pool.call("SR.create", uuid=str(uuid.uuid4()), name="SR", description="",
-                      configuration={"dataset": pool.dataset})
-    assert answer(first) and fallback_note(first)
-    assert "no server answers on" in first.stderr
-    second = pool.call("Plugin.Query")
-    assert answer(second)["plugin"] == "zfsaga" and not fallback_note(second)
+    """No server: the call runs in-process and says so once; a server that starts clears the
+    note (its own run directory's, wherever its socket is), so the next outage is told."""
+    root = run_root()
+    server = Server(installed, root)  # laid out, not listening
+    try:
+        pool = Pool(installed, tmp_path, server)
+        first = pool.call("SR.create", uuid=str(uuid.uuid4()), name="SR", description="",
+                          configuration={"dataset": pool.dataset})
+        assert answer(first) and fallback_note(first)
+        assert "no server answers on" in first.stderr
+        second = pool.call("Plugin.Query")
+        assert answer(second)["plugin"] == "zfsaga" and not fallback_note(second)
+        server.start()
+        served_call = pool.call("Plugin.Query")
+        assert answer(served_call) and not fallback_note(served_call)
+        server.stop()
+        server.socket.unlink()  # the same outage as the first: no socket at all
+        outage = pool.call("Plugin.Query")
+        assert answer(outage)["plugin"] == "zfsaga" and fallback_note(outage), outage.stderr
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def as_nobody(work) -> object:
