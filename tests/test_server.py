@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import select
 import shutil
 import signal
@@ -20,17 +19,16 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import POOL
-from tests.xapi_daemon import DATAPATH_ROOT, VOLUME_ROOT, Daemon, ScriptError, parse_error
+from tests.xapi_daemon import VOLUME_ROOT, Daemon, parse_error
 from zfsaga.steps.zfs.shared_model import SharedModelZfs
 
 ROOT = Path(__file__).resolve().parent.parent
-SAVED_PROBE = ROOT / "tests" / "test_server.py"
 NOBODY = 65534
 
 
@@ -234,7 +232,6 @@ class Reply:
     out: bytes = b""
     err: bytes = b""
     status: bytes = b""
-    lines: list[bytes] = field(default_factory=list)
 
     @property
     def child(self) -> int:
@@ -785,7 +782,8 @@ def test_settings_come_from_each_calls_environment_and_directory(pool: Pool, ser
         SharedModelZfs(d / "pool.model", pools=(POOL,))
     relative = {"ZFSAGA_ZFS": "model:pool.model"}
     SharedModelZfs(here / "pool.model", pools=(POOL,)).create_filesystem(f"{POOL}/mine")
-    probe_here = pool.call("SR.probe", relative, cwd=here, configuration={"dataset": f"{POOL}/mine"})
+    probe_here = pool.call("SR.probe", relative, cwd=here,
+                           configuration={"dataset": f"{POOL}/mine"})
     probe_there = pool.call("SR.probe", relative, cwd=there,
                             configuration={"dataset": f"{POOL}/mine"})
     assert probe_here.returncode == 0, probe_here.stdout + probe_here.stderr
