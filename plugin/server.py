@@ -335,7 +335,7 @@ def parse_request(data: bytes) -> dict | None:
         envc = int(fields[5 + len(argv)])
         env_items = fields[6 + len(argv):6 + len(argv) + envc]
         (stdin,) = fields[6 + len(argv) + envc:]
-    except ValueError:
+    except (ValueError, IndexError):  # a count past the fields there are
         return None
     env = {}
     for item in env_items:

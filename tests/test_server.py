@@ -882,7 +882,8 @@ def test_a_caller_that_connects_and_never_sends_stalls_no_one(installed, pool: P
 
 @pytest.mark.parametrize("what", ["garbage", "bad magic", "size too large", "bad netstring",
                                   "too few fields", "no fds", "one fd", "five fds",
-                                  "another stamp", "truncated", "no go"])
+                                  "argc past the end", "another stamp", "truncated",
+                                  "no go"])
 def test_a_malformed_request_runs_nothing(installed, pool: Pool, served: Server, tmp_path,
                                           what: str) -> None:
     """A request not as the wire says gets no S (nothing runs: the model's pool is untouched),
@@ -901,6 +902,9 @@ def test_a_malformed_request_runs_nothing(installed, pool: Pool, served: Server,
         "bad netstring": b"ZFSAGA/1 9\n3:abcd,xx",
         "too few fields": b"ZFSAGA/1 %d\n" % len(netstrings(installed.stamp, b"Volume.create"))
                           + netstrings(installed.stamp, b"Volume.create"),
+        "argc past the end": b"ZFSAGA/1 %d\n" % len(netstrings(installed.stamp, b"V", b"/", b"/",
+                                                                b"9", b"--json"))
+                             + netstrings(installed.stamp, b"V", b"/", b"/", b"9", b"--json"),
         "another stamp": request(b"0" * 32, "Volume.create", pool.xapi.dir, env=env, stdin=args),
         "truncated": good[:-20],
     }.get(what, good)
