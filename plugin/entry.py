@@ -25,6 +25,8 @@ MAX_INPUT = (1 << 20) + 1
 #: How long to wait for the server's child to start (fork and read the request) before
 #: running the call here instead.
 START_WAIT = 10.0
+#: plugin/server.py UNRUN: the exit status of a child that ran nothing (no go byte in time).
+UNRUN = 75
 DEFAULT_DEADLINE = 300.0
 #: Whether xapi gave this call a stdin at all (fd 0 open at start): see _std_fds_taken.
 STDIN_OPEN = [True]
@@ -244,6 +246,10 @@ def _relay(sock, select, out_r, err_r, verb, child, library):
     sock.close()
     code = _exit_code(status)
     data = b"".join(answer)
+    if code == UNRUN and b"X" not in status and not data:
+        # The child waited for our go byte and gave up before it came (this process was
+        # stalled): it ran nothing, so running the call here runs it once.
+        raise _NotServed("the server's child %d gave up waiting for this call's go" % child)
     if code == 0 or (code is not None and code > 0 and data.strip()):
         _write_all(1, data)
         return code

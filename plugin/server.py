@@ -23,6 +23,9 @@ checked by SO_PEERCRED):
     server -> b"W<status>\\n"  the child's wait status, once reaped (absent if the server died)
     refusals, instead of S: b"V<its stamp>\\n" (the stamps differ), b"R<why>\\n" (not root)
 
+A child that sent S but got no G within CLIENT_WAIT exits with UNRUN and sends no X: its
+client, stalled that long, sees W<UNRUN> alone and runs the call itself (it never ran here).
+
 The go byte is what makes the fallback safe: a client that saw no S, or gave up before
 sending G, runs the call in-process, and a child that never gets G exits without running it.
 So no call runs twice, and none is lost.
@@ -51,6 +54,9 @@ STAMP_FILE = "STAMP"
 MAX_REQUEST = 4 << 20
 #: How long a child waits for its client's request and go byte before it gives up unrun.
 CLIENT_WAIT = 30.0
+#: A child's exit status when it ran nothing because its go byte never came (EX_TEMPFAIL):
+#: no verb exits with it, and a child that ran a verb always sends X first.
+UNRUN = 75
 #: What a verb needs, imported once here so that no call pays for it.
 PRELOAD = ("json", "sqlite3", "loguru", "transitions", "tenacity", "zfsaga.log",
            "zfsaga.backend", "zfsaga.steps.zfs.real", "zfsaga.steps.zfs.channel",
@@ -249,8 +255,12 @@ def run_child(conn: socket.socket, listener: socket.socket, stamp: bytes,
             conn.sendall(b"V%s\n" % stamp)
             os._exit(0)
         conn.sendall(b"S%d\n" % os.getpid())
-        if conn.recv(1) != b"G":
-            os._exit(0)  # the client gave up waiting and runs the call itself
+        try:
+            go = conn.recv(1)
+        except OSError:  # the wait ran out (socket.timeout is an OSError)
+            go = b""
+        if go != b"G":
+            os._exit(UNRUN)  # the client gave up waiting, or will see UNRUN: it runs the call
         code = _answer(request, fds)
         conn.sendall(b"X%d\n" % code)
     except BaseException:  # noqa: BLE001 - a child never unwinds into the server's loop

@@ -1041,3 +1041,66 @@ def test_a_server_started_with_sigchld_ignored_still_reports_and_reaps(installed
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+UNRUN = 75  # plugin/server.py: a child that never got its go byte exits with it, unrun
+
+
+def test_a_call_whose_child_gave_up_before_go_runs_in_process(installed, tmp_path) -> None:
+    """A client stalled between S and G past the child's wait (a loaded host): the child
+    exits unrun (no X, its wait status UNRUN), and the client runs the call itself, once,
+    instead of answering nothing with exit 0. A stand-in server plays the child's part."""
+    import threading
+
+    path = tmp_path / "run" / "server.sock"
+    path.parent.mkdir(parents=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        _, ancdata, _, _ = conn.recvmsg(1 << 20, socket.CMSG_SPACE(8))
+        for _, _, data in ancdata:
+            for fd in struct.unpack("2i", data[:8]):
+                os.close(fd)
+        conn.sendall(b"S4242\n")
+        conn.recv(1)
+        conn.sendall(b"W%d\n" % (UNRUN << 8))
+        conn.close()
+
+    stand_in = threading.Thread(target=serve_one, daemon=True)
+    stand_in.start()
+    try:
+        pool = Pool(installed, tmp_path, None)
+        pool.xapi.env["ZFSAGA_SOCKET"] = str(path)
+        out = pool.call("Plugin.Query")
+        assert answer(out)["plugin"] == "zfsaga", (out.stdout, out.stderr)
+        assert fallback_note(out) and "gave up" in out.stderr
+    finally:
+        stand_in.join(10)
+        listener.close()
+
+
+def test_a_child_that_never_gets_go_exits_unrun(installed, pool: Pool, served: Server) -> None:
+    """The server's half: S sent, no G within the child's wait: it exits UNRUN, sends no X,
+    and the pool is untouched (the client may run the call itself)."""
+    sr = pool.sr()
+    args = json.dumps({"dbg": "t", "sr": sr, "name": "late", "description": "",
+                       "size": 1 << 20, "sharable": False}).encode()
+    env = dict(pool.env, PATH="/usr/bin:/bin")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(served.socket))
+    r, w = os.pipe()
+    payload = request(installed.stamp, "Volume.create", pool.xapi.dir, env=env, stdin=args)
+    sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("2i", w, w))])
+    os.close(w)
+    assert read_line(sock).startswith(b"S")
+    sock.settimeout(90)
+    status = b""
+    while chunk := sock.recv(256):  # no G: the child waits out its 30 s, then gives up
+        status += chunk
+    sock.close()
+    os.close(r)
+    assert status == b"W%d\n" % (UNRUN << 8), status
+    assert pool.volumes(sr) == []
