@@ -540,8 +540,9 @@ def test_a_stale_server_is_never_used(installed, tmp_path) -> None:
     in-process and says so, the old server exits, and the call after is served by a server
     started anew (as the socket unit would) running the new code."""
     inst = fresh_install()  # its own: this test changes it
+    server = Server(inst, tmp_path / "run-root")
     try:
-        server = Server(inst, tmp_path / "run-root").start()
+        server.start()
         pool = Pool(inst, tmp_path, server)
         sr = pool.sr()
         old_stamp, old_pid = inst.stamp, server.pid
@@ -565,8 +566,8 @@ def test_a_stale_server_is_never_used(installed, tmp_path) -> None:
         assert status.returncode == 0, status.stdout + status.stderr
         assert inst.stamp.decode() in status.stdout
         assert sorted(pool.volumes(sr)) == ["after", "before", "during"]
-        server.stop()
     finally:
+        server.stop()
         shutil.rmtree(inst.root, ignore_errors=True)
 
 
