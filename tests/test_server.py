@@ -965,7 +965,7 @@ def test_sigterm_stops_the_server_but_not_the_call_in_flight(pool: Pool, served:
     start = time.monotonic()
     served.proc.terminate()
     served.proc.wait(10)
-    assert time.monotonic() - start < 3  # the select is woken, not waited out
+    assert time.monotonic() - start < 4.5  # woken at once, not at the select's 5 s
     assert Path(f"/proc/{child}").exists()
     pool.go()
     out, err = proc.communicate(timeout=60)
