@@ -23,6 +23,8 @@ SOCKET = "/run/zfsaga/server.sock"
 #: How long to wait for the server's child to start (fork and read the request) before
 #: running the call here instead.
 START_WAIT = 10.0
+#: plugin/server.py UNRUN: the exit status of a child that ran nothing (no go byte in time).
+UNRUN = 75
 DEFAULT_DEADLINE = 300.0
 
 
@@ -69,14 +71,24 @@ def _deadline():
     return value if 0 < value < 1e7 else DEFAULT_DEADLINE
 
 
-def _fd_open(fd):
-    """Whether fd is open. An open stdin rides to the server's child, which reads it as the
-    call in-process would (only once it knows the verb and its arguments' form)."""
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
+def _std_fds_taken():
+    """Whether fd 0 was open; and any of fds 0-2 that was closed now holds /dev/null, so that
+    the socket and pipes made here never land on them (a socket on fd 0 would be read as the
+    call's stdin, a pipe on fd 1 written as its answer). An open stdin rides to the server's
+    child, which reads it as the call in-process would (only once it knows the verb and its
+    arguments' form); a closed one stays closed to the call."""
+    stdin_open = True
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            if fd == 0:
+                stdin_open = False
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # the lowest free descriptor is this one, unless a lower was too
+                os.dup2(null, fd)
+                os.close(null)
+    return stdin_open
 
 
 def _request(stamp, verb, where, stdin):
@@ -97,7 +109,7 @@ class _NotServed(Exception):
     """No server ran this call: run it here. Its words go to the one-time note."""
 
 
-def _served(library, verb, where):
+def _served(library, verb, where, stdin):
     """The call through the server: its exit status. _NotServed when no server's child took
     it (stdin is then untouched, for the call run here)."""
     import _socket
@@ -107,10 +119,6 @@ def _served(library, verb, where):
     stamp = _stamp(library)
     if not stamp:
         raise _NotServed("this install has no stamp (%s)" % os.path.join(library, "STAMP"))
-    # Before any descriptor is made here: a closed fd 0 would be taken by the socket.
-    stdin = _fd_open(0)
-    if not (_fd_open(1) and _fd_open(2)):
-        raise _NotServed("stdout or stderr is closed")
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -128,7 +136,10 @@ def _served(library, verb, where):
             sock.sendall(payload[sent:])
         line = _line(sock, select, START_WAIT)
     except OSError as exc:
-        line = b""
+        # A refusal (R: not root; V: another install) is sent before the request is read,
+        # and the connection closed: a large request then fails to send. The reply is
+        # still there to read, and says why better than the broken pipe does.
+        line = _after_refusal(sock, select)
         why = str(exc)
     else:
         why = "the server did not start the call within %gs" % START_WAIT
@@ -153,6 +164,13 @@ def _served(library, verb, where):
         raise _NotServed("the server's child went away before the call started (%s)" % exc)
     child = int(line[1:].strip() or 0)
     return _relay(sock, select, out_r, err_r, verb, child, library)
+
+
+def _after_refusal(sock, select):
+    try:
+        return _line(sock, select, 1.0)
+    except OSError:
+        return b""
 
 
 def _line(sock, select, wait):
@@ -209,6 +227,10 @@ def _relay(sock, select, out_r, err_r, verb, child, library):
     sock.close()
     code = _exit_code(status)
     data = b"".join(answer)
+    if code == UNRUN and b"X" not in status and not data:
+        # The child waited for our go byte and gave up before it came (this process was
+        # stalled): it ran nothing, so running the call here runs it once.
+        raise _NotServed("the server's child %d gave up waiting for this call's go" % child)
     if code == 0 or (code is not None and code > 0 and data.strip()):
         _write_all(1, data)
         return code
@@ -268,18 +290,19 @@ def _note_fallback(why):
 def _run():
     if tuple(sys.version_info[:2]) < REQUIRED:
         return _too_old()
+    stdin_open = _std_fds_taken()
     library = _library()
     verb = os.path.basename(sys.argv[0])
     where = os.path.dirname(os.path.abspath(sys.argv[0]))
     if os.environ.get("ZFSAGA_SERVER", "1") != "0":
         try:
-            return _served(library, verb, where)
+            return _served(library, verb, where, stdin_open)
         except _NotServed as exc:
             _note_fallback(str(exc))
     sys.path.insert(0, library)
     from zfsaga.plugin.dispatch import main
 
-    return main(verb, sys.argv[1:], where=where)
+    return main(verb, sys.argv[1:], stdin=sys.stdin if stdin_open else None, where=where)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ checked by SO_PEERCRED):
     server -> b"W<status>\\n"  the child's wait status, once reaped (absent if the server died)
     refusals, instead of S: b"V<its stamp>\\n" (the stamps differ), b"R<why>\\n" (not root)
 
+A child that sent S but got no G within CLIENT_WAIT exits with UNRUN and sends no X: its
+client, stalled that long, sees W<UNRUN> alone and runs the call itself (it never ran here).
+
 The go byte is what makes the fallback safe: a client that saw no S, or gave up before
 sending G, runs the call in-process, and a child that never gets G exits without running it.
 So no call runs twice, and none is lost.
@@ -52,6 +55,9 @@ STAMP_FILE = "STAMP"
 MAX_REQUEST = 4 << 20
 #: How long a child waits for its client's request and go byte before it gives up unrun.
 CLIENT_WAIT = 30.0
+#: A child's exit status when it ran nothing because its go byte never came (EX_TEMPFAIL):
+#: no verb exits with it, and a child that ran a verb always sends X first.
+UNRUN = 75
 #: What a verb needs, imported once here so that no call pays for it.
 PRELOAD = ("json", "sqlite3", "loguru", "transitions", "tenacity", "zfsaga.log",
            "zfsaga.backend", "zfsaga.steps.zfs.real", "zfsaga.steps.zfs.channel",
@@ -125,8 +131,11 @@ class Server:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        # The socket systemd passed is where the entry points look, not this process's own
+        # ZFSAGA_SOCKET (its environment is systemd's, not a call's): its directory holds
+        # their note.
         where = self.listener.getsockname() or socket_path()
-        _forget_fallback_notes(os.path.dirname(where))
+        _forget_fallback_notes(os.path.dirname(os.fsdecode(where)))
         say = _say  # loguru is configured in children only: the server writes plain lines
         say(f"serving on {where} "
             f"(stamp {self.stamp.decode(errors='replace') or 'none'}, pid {os.getpid()})")
@@ -231,6 +240,9 @@ def run_child(conn: socket.socket, listener: socket.socket, stamp: bytes,
     try:
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
+        # A caller gone mid-call must cost its child nothing but the writes (EPIPE, which
+        # _Tolerant swallows): never a SIGPIPE death mid-saga, whatever started the server.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         signal.set_wakeup_fd(-1)
         listener.close()
         for fd in server_fds:
@@ -244,8 +256,12 @@ def run_child(conn: socket.socket, listener: socket.socket, stamp: bytes,
             conn.sendall(b"V%s\n" % stamp)
             os._exit(0)
         conn.sendall(b"S%d\n" % os.getpid())
-        if conn.recv(1) != b"G":
-            os._exit(0)  # the client gave up waiting and runs the call itself
+        try:
+            go = conn.recv(1)
+        except OSError:  # the wait ran out (socket.timeout is an OSError)
+            go = b""
+        if go != b"G":
+            os._exit(UNRUN)  # the client gave up waiting, or will see UNRUN: it runs the call
         code = _answer(request, fds)
         conn.sendall(b"X%d\n" % code)
     except BaseException:  # noqa: BLE001 - a child never unwinds into the server's loop
@@ -288,11 +304,13 @@ def _receive(conn: socket.socket) -> tuple[dict | None, list[int]]:
     buf = bytearray()
     want = None
     while want is None or len(buf) < want:
-        data, ancdata, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(3 * 4))
+        data, ancdata, flags, _ = conn.recvmsg(65536, socket.CMSG_SPACE(3 * 4))
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 usable = len(payload) - len(payload) % 4
                 fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
+        if flags & socket.MSG_CTRUNC:
+            return None, fds  # more descriptors than a request carries: not our client's
         if not data:
             return None, fds
         buf += data
@@ -327,7 +345,7 @@ def parse_request(data: bytes) -> dict | None:
         envc = int(fields[5 + len(argv)])
         env_items = fields[6 + len(argv):6 + len(argv) + envc]
         (stdin,) = fields[6 + len(argv) + envc:]
-    except ValueError:
+    except (ValueError, IndexError):  # a count past the fields there are
         return None
     env = {}
     for item in env_items:
@@ -396,7 +414,13 @@ def status(path: str | None = None) -> tuple[int, str]:
         finally:
             os.close(r)
             os.close(w)
-        reply = client.recv(64)
+        reply = b""
+        while b"\n" not in reply:  # its first line only: the server's W may follow at once
+            chunk = client.recv(64)
+            if not chunk:
+                break
+            reply += chunk
+        reply = reply.split(b"\n", 1)[0]
     except OSError as exc:
         return 1, f"the server on {path} did not answer ({exc})"
     finally:
