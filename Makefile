@@ -27,8 +27,9 @@ unit:
 guestboot:
 	$(PY) -m pytest -m guestboot -q -ra -p no:cacheprovider
 
-# Every test file that calls the installed tree (conftest's destdir), with no server answering.
-ENTRY_TESTS = $(shell grep -l destdir tests/test_*.py)
+# Every test file that calls the installed tree (conftest's destdir), with no server answering
+# (tests/test_server.py starts servers of its own, and tests both ways itself).
+ENTRY_TESTS = $(filter-out tests/test_server.py,$(shell grep -l destdir tests/test_*.py))
 unit-fallback:
 	ZFSAGA_TEST_ENTRY=fallback $(PY) -m pytest -m "not realzfs and not guestboot" -q -ra \
 	  -p no:cacheprovider $(ENTRY_TESTS)
