@@ -7,6 +7,7 @@ to ZFS; the pool's state mapped to xapi's health."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 
@@ -688,17 +689,39 @@ def test_read_only_verbs_load_nothing_heavy(real_host: Host) -> None:
     calls = {"Volume.stat": {"sr": sr, "key": vol["key"]}, "SR.ls": {"sr": sr},
              "SR.stat": {"sr": sr}, "Plugin.query": {}}
     for verb, args in calls.items():
-        out = subprocess.run(["/usr/bin/python3", "-X", "importtime",
-                              str(real_host.xapi.script(verb)), "--json"],
-                             input=json.dumps({"dbg": "t", **args}), capture_output=True,
-                             text=True, env=real_host.xapi.env, timeout=120)
-        assert out.returncode == 0, out.stdout + out.stderr[-2000:]
-        loaded = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
-                  if line.startswith("import time:")}
+        loaded, out = imports_of(real_host, verb, args, served=False)
         assert "zfsaga.plugin.dispatch" in loaded  # the record is there at all
         assert sorted(loaded & set(HEAVY)) == [], verb
         if verb == "Volume.stat":
-            assert json.loads(out.stdout)["keys"] == {"k": "v"}
+            assert json.loads(out)["keys"] == {"k": "v"}
+        assert_thin_when_served(real_host, verb, args)
+
+
+def imports_of(host: Host, verb: str, args: dict, served: bool) -> tuple[set[str], str]:
+    """The modules an installed entry point imports (Python's own record, its forked worker
+    included), called in-process (no server: the fallback) or through the session's server;
+    and its answer."""
+    env = dict(host.xapi.env)
+    if not served:
+        env["ZFSAGA_SERVER"] = "0"
+    out = subprocess.run(["/usr/bin/python3", "-X", "importtime", str(host.xapi.script(verb)),
+                          "--json"], input=json.dumps({"dbg": "t", **args}),
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    return ({line.split("|")[-1].strip() for line in out.stderr.splitlines()
+             if line.startswith("import time:")}, out.stdout)
+
+
+def assert_thin_when_served(host: Host, verb: str, args: dict) -> None:
+    """Through the server the entry point imports none of zfsaga, not even json: it only
+    connects and relays (its answer is the same as in-process)."""
+    if "ZFSAGA_SOCKET" not in host.xapi.env or os.environ.get("ZFSAGA_TEST_ENTRY") == "fallback":
+        return
+    loaded, out = imports_of(host, verb, args, served=True)
+    assert "_socket" in loaded  # the record is there, and the call went to the server
+    assert [m for m in loaded if m.startswith("zfsaga") or m in ("json", "re")] == [], verb
+    assert json.loads(out) == json.loads(imports_of(host, verb, args, served=False)[1]) \
+        or verb in ("SR.stat",)  # SR.stat's figures move between two calls
 
 
 def test_read_only_verbs_load_no_saga_machinery_on_the_model(model_host: Host) -> None:
@@ -715,13 +738,8 @@ def test_read_only_verbs_load_no_saga_machinery_on_the_model(model_host: Host) -
     calls = {"Volume.stat": {"sr": sr, "key": vol["key"]}, "SR.ls": {"sr": sr},
              "SR.stat": {"sr": sr}, "Plugin.query": {}}
     for verb, args in calls.items():
-        out = subprocess.run(["/usr/bin/python3", "-X", "importtime",
-                              str(model_host.xapi.script(verb)), "--json"],
-                             input=json.dumps({"dbg": "t", **args}), capture_output=True,
-                             text=True, env=model_host.xapi.env, timeout=120)
-        assert out.returncode == 0, out.stdout + out.stderr[-2000:]
-        loaded = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
-                  if line.startswith("import time:")}
+        loaded, _ = imports_of(model_host, verb, args, served=False)
         assert "zfsaga.plugin.dispatch" in loaded  # the record is there at all
         assert sorted(m for m in loaded
                       if any(m == h or m.startswith(h + ".") for h in ours)) == [], verb
+        assert_thin_when_served(model_host, verb, args)
