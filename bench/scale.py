@@ -87,31 +87,32 @@ def measure_ls(where: str, zfs: Any, root: str, sizes: list[int], repeat: int,
     from zfsaga.steps import srs
 
     print(f"\nSR.ls, {where}: median of {repeat}")
-    print(f"{'VDIs':>6} {'listing s':>10} {'SR.ls s':>9} {'own %':>6} {'us/VDI':>8} "
-          f"{'own us/VDI':>10}")
+    print(HEADER)
     for size in sizes:
         sr = f"{root}/ls{size}"
+        start = time.perf_counter()
         fill_sr(zfs, sr, size)
+        print(f"({size} VDIs made in {time.perf_counter() - start:.0f} s)", flush=True)
         wanted = [*NATIVE, "guid", srs.SR_MARK]
         bare = bare_listing(zfs, sr, wanted)
-        listed = sr_verbs.ls("bench", sr)
-        assert len(listed) == size, (len(listed), size)
-        # Interleaved, so drift in the host's load falls on both alike.
-        t_bare, t_ls = [], []
-        for _ in range(repeat):
-            t_bare.append(median_time(1, bare))
-            t_ls.append(median_time(1, lambda: sr_verbs.ls("bench", sr)))
-        b, l = statistics.median(t_bare), statistics.median(t_ls)
-        print(f"{size:>6} {b:>10.3f} {l:>9.3f} {100 * (l - b) / b:>6.1f} "
-              f"{1e6 * l / size:>8.1f} {1e6 * (l - b) / size:>10.1f}", flush=True)
+        assert len(sr_verbs.ls("bench", sr)) == size
+        report(size, repeat, bare, lambda: sr_verbs.ls("bench", sr))
         if profile:
             print(profile_top(lambda: sr_verbs.ls("bench", sr)))
 
 
 def bare_listing(zfs: Any, sr: str, wanted: list[str]) -> Callable[[], Any]:
     """The read SR.ls makes, and nothing of the plugin's: on real ZFS the `zfs` process alone
-    (its output unparsed); on the shared model its load and the described tree."""
+    (its output unparsed); on the shared model its load and the described tree. With the
+    collector paused, as SR.ls makes it (plugin/volumes.py, no_collection)."""
+    from zfsaga.plugin.volumes import no_collection
     from zfsaga.steps.zfs.real import RealZfs
+
+    def paused(read: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            with no_collection():
+                return read()
+        return run
 
     if isinstance(zfs, RealZfs):
         from zfsaga.steps.zfs import process
@@ -119,8 +120,8 @@ def bare_listing(zfs: Any, sr: str, wanted: list[str]) -> Callable[[], Any]:
 
         argv = [ZFS_BIN, "get", "-r", "-Hp", "-t", "filesystem,volume,snapshot", "-o",
                 "name,property,value,source", "all", sr]
-        return lambda: process.run(argv, CLI_TIMEOUT)
-    return lambda: zfs.describe_tree(sr, wanted)
+        return paused(lambda: process.run(argv, CLI_TIMEOUT))
+    return paused(lambda: zfs.describe_tree(sr, wanted))
 
 
 def bench_ls(args: argparse.Namespace) -> None:
@@ -134,7 +135,8 @@ def bench_ls(args: argparse.Namespace) -> None:
         root = f"{POOL}/scale-{uuid.uuid4().hex[:6]}"
         os.environ["ZFSAGA_ZFS"] = "real"
         real = RealZfs(in_process=True)
-        real.create_filesystem(root)
+        # volmode=none: thousands of zvols without thousands of devices for udev to make.
+        subprocess.run(["zfs", "create", "-o", "volmode=none", root], check=True)
         try:
             start = time.perf_counter()
             measure_ls("real ZFS in this host (the guest)", real, root, real_sizes,
@@ -144,55 +146,53 @@ def bench_ls(args: argparse.Namespace) -> None:
             subprocess.run(["zfs", "destroy", "-r", root], capture_output=True, check=False)
     else:
         print("\nSR.ls on real ZFS: skipped (no /dev/zfs here; run it in the guest)")
-    with tempfile.TemporaryDirectory() as tmp:
-        # The file-shared model the host tests use: every read loads it from its file.
-        os.environ["ZFSAGA_ZFS"] = f"model:{tmp}/model.pickle"
-        os.environ["ZFSAGA_MODEL_POOLS"] = POOL
-        from zfsaga.steps.zfs.model import ModelZfs
-        from zfsaga.steps.zfs.shared_model import SharedModelZfs
-
-        # Filled in memory (a shared model saves its file at every change), then saved once.
-        filler = ModelZfs(pools=(POOL,))
-        filler.create_filesystem(f"{POOL}/m")
-        shared = SharedModelZfs(f"{tmp}/model.pickle", pools=(POOL,))
-        build = {}
-        for size in sizes:
-            fill_sr(filler, f"{POOL}/m/ls{size}", size)
-            build[size] = None
-        for key in ("_objs", "_txg", "_rand", "_health", "_pools", "_exported"):
-            setattr(shared, key, getattr(filler, key))
-        with shared._locked():
-            shared._save()
-
-        class Filled:
-            """The SRs exist already: fill_sr is a no-op for the measure."""
-
-        measure_model_ls(shared, f"{POOL}/m", sizes, args.repeat, args.profile)
+    print(f"\nSR.ls, the file-shared model (ZFSAGA_ZFS=model:..., as the host tests), one "
+          f"model file per size: median of {args.repeat}")
+    print(HEADER)
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            measure_model_ls(Path(tmp), size, args.repeat, args.profile)
 
 
-def measure_model_ls(shared: Any, root: str, sizes: list[int], repeat: int,
-                     profile: bool) -> None:
+HEADER = (f"{'VDIs':>6} {'listing s':>10} {'SR.ls s':>9} {'own %':>6} {'us/VDI':>8} "
+          f"{'own us/VDI':>10}")
+
+
+def measure_model_ls(tmp: Path, size: int, repeat: int, profile: bool) -> None:
+    """One SR of `size` VDIs alone in a shared model (filled in memory, saved once: the
+    shared model saves its whole file at every change)."""
     from zfsaga.plugin import sr as sr_verbs
     from zfsaga.plugin.volumes import NATIVE
     from zfsaga.steps import srs
+    from zfsaga.steps.zfs.model import ModelZfs
+    from zfsaga.steps.zfs.shared_model import _STATE, SharedModelZfs
 
-    print(f"\nSR.ls, the file-shared model (ZFSAGA_ZFS=model:..., as the host tests): "
-          f"median of {repeat}; the model holds every size's SR at once")
-    print(f"{'VDIs':>6} {'listing s':>10} {'SR.ls s':>9} {'own %':>6} {'us/VDI':>8} "
-          f"{'own us/VDI':>10}")
-    for size in sizes:
-        sr = f"{root}/ls{size}"
-        bare = bare_listing(shared, sr, [*NATIVE, "guid", srs.SR_MARK])
-        assert len(sr_verbs.ls("bench", sr)) == size
-        t_bare, t_ls = [], []
-        for _ in range(repeat):
-            t_bare.append(median_time(1, bare))
-            t_ls.append(median_time(1, lambda: sr_verbs.ls("bench", sr)))
-        b, l = statistics.median(t_bare), statistics.median(t_ls)
-        print(f"{size:>6} {b:>10.3f} {l:>9.3f} {100 * (l - b) / b:>6.1f} "
-              f"{1e6 * l / size:>8.1f} {1e6 * (l - b) / size:>10.1f}", flush=True)
-        if profile:
-            print(profile_top(lambda: sr_verbs.ls("bench", sr)))
+    os.environ["ZFSAGA_ZFS"] = f"model:{tmp}/model.pickle"
+    os.environ["ZFSAGA_MODEL_POOLS"] = POOL
+    filler = ModelZfs(pools=(POOL,))
+    sr = f"{POOL}/ls{size}"
+    fill_sr(filler, sr, size)
+    shared = SharedModelZfs(tmp / "model.pickle", pools=(POOL,))
+    for key in _STATE:
+        setattr(shared, key, getattr(filler, key))
+    with shared._locked():
+        shared._save()
+    bare = bare_listing(shared, sr, [*NATIVE, "guid", srs.SR_MARK])
+    assert len(sr_verbs.ls("bench", sr)) == size
+    report(size, repeat, bare, lambda: sr_verbs.ls("bench", sr))
+    if profile:
+        print(profile_top(lambda: sr_verbs.ls("bench", sr)))
+
+
+def report(size: int, repeat: int, bare: Callable[[], Any], ls: Callable[[], Any]) -> None:
+    """Both timed, interleaved (drift in the host's load falls on both alike); one row."""
+    t_bare, t_ls = [], []
+    for _ in range(repeat):
+        t_bare.append(median_time(1, bare))
+        t_ls.append(median_time(1, ls))
+    b, l = statistics.median(t_bare), statistics.median(t_ls)
+    print(f"{size:>6} {b:>10.3f} {l:>9.3f} {100 * (l - b) / b:>6.1f} "
+          f"{1e6 * l / size:>8.1f} {1e6 * (l - b) / size:>10.1f}", flush=True)
 
 
 # -- the journal ------------------------------------------------------------------------------
