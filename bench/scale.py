@@ -12,7 +12,8 @@
            rounds of sagas each followed by `zfsaga gc`.
 
 Usage: bench/scale.py [ls|journal|all] [--sizes 100,1000,10000] [--real-sizes 100,1000]
-                      [--finished 100000] [--repeat 5]
+                      [--finished 100000] [--repeat 5] [--profile]
+(--sizes: the model's, '' for none; --real-sizes: real ZFS's, when /dev/zfs exists.)
 """
 from __future__ import annotations
 
@@ -97,8 +98,40 @@ def measure_ls(where: str, zfs: Any, root: str, sizes: list[int], repeat: int,
         bare = bare_listing(zfs, sr, wanted)
         assert len(sr_verbs.ls("bench", sr)) == size
         report(size, repeat, bare, lambda: sr_verbs.ls("bench", sr))
+        own_alone(zfs, sr, wanted, repeat, bare)
         if profile:
             print(profile_top(lambda: sr_verbs.ls("bench", sr)))
+
+
+def own_alone(zfs: Any, sr: str, wanted: list[str], repeat: int,
+              bare: Callable[[], Any]) -> None:
+    """SR.ls's own work timed alone, on the output of one listing: on real ZFS the parse of
+    `zfs get`'s output and the records; on the model the records. Two timings of a listing
+    (seconds, in the guest) differ by more than this work, so their difference alone says
+    little."""
+    from zfsaga.plugin.volumes import no_collection, settled, volume_record
+    from zfsaga.steps.zfs.real import RealZfs, _parse_all
+
+    read = bare()
+    if isinstance(zfs, RealZfs):
+        def parse() -> dict:
+            return _parse_all(read.stdout, wanted)
+    else:
+        def parse() -> dict:
+            return read
+
+    def own() -> list:
+        with no_collection():
+            tree = parse()
+            native = {name: got[0] for name, got in tree.items()}
+            mine = {name: got[1] for name, got in tree.items() if got[1]}
+            return [volume_record(sr, name, props, user)
+                    for name, props, user in settled(sr, native, mine)]
+
+    took = median_time(repeat, own)
+    listing = median_time(1, bare)
+    print(f"{'':>6} own work alone: {took:.3f} s, {100 * took / listing:.1f}% of a listing "
+          f"({listing:.3f} s), {1e6 * took / len(own()):.1f} us/VDI", flush=True)
 
 
 def bare_listing(zfs: Any, sr: str, wanted: list[str]) -> Callable[[], Any]:
@@ -125,7 +158,7 @@ def bare_listing(zfs: Any, sr: str, wanted: list[str]) -> Callable[[], Any]:
 
 
 def bench_ls(args: argparse.Namespace) -> None:
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else []
     real_sizes = [int(s) for s in args.real_sizes.split(",")] if args.real_sizes else []
     if os.path.exists("/dev/zfs") and real_sizes:
         import subprocess
@@ -146,6 +179,8 @@ def bench_ls(args: argparse.Namespace) -> None:
             subprocess.run(["zfs", "destroy", "-r", root], capture_output=True, check=False)
     else:
         print("\nSR.ls on real ZFS: skipped (no /dev/zfs here; run it in the guest)")
+    if not sizes:
+        return
     print(f"\nSR.ls, the file-shared model (ZFSAGA_ZFS=model:..., as the host tests), one "
           f"model file per size: median of {args.repeat}")
     print(HEADER)
@@ -180,16 +215,19 @@ def measure_model_ls(tmp: Path, size: int, repeat: int, profile: bool) -> None:
     bare = bare_listing(shared, sr, [*NATIVE, "guid", srs.SR_MARK])
     assert len(sr_verbs.ls("bench", sr)) == size
     report(size, repeat, bare, lambda: sr_verbs.ls("bench", sr))
+    own_alone(shared, sr, [*NATIVE, "guid", srs.SR_MARK], repeat, bare)
     if profile:
         print(profile_top(lambda: sr_verbs.ls("bench", sr)))
 
 
 def report(size: int, repeat: int, bare: Callable[[], Any], ls: Callable[[], Any]) -> None:
-    """Both timed, interleaved (drift in the host's load falls on both alike); one row."""
-    t_bare, t_ls = [], []
-    for _ in range(repeat):
-        t_bare.append(median_time(1, bare))
-        t_ls.append(median_time(1, ls))
+    """Both timed, interleaved and in turns first (drift in the host's load, and what the
+    first leaves in ZFS's caches for the second, fall on both alike); one row."""
+    t_bare: list[float] = []
+    t_ls: list[float] = []
+    for n in range(repeat):
+        for times, fn in ((t_bare, bare), (t_ls, ls))[::1 if n % 2 == 0 else -1]:
+            times.append(median_time(1, fn))
     b, l = statistics.median(t_bare), statistics.median(t_ls)
     print(f"{size:>6} {b:>10.3f} {l:>9.3f} {100 * (l - b) / b:>6.1f} "
           f"{1e6 * l / size:>8.1f} {1e6 * (l - b) / size:>10.1f}", flush=True)
