@@ -51,7 +51,8 @@ class Sr:
         SR, and then picks exactly as SR.ls does. `hint`: where the key was found before (a
         finder under a saga's lock, plugin/volume.py), read first: one read while the VDI is
         still there, and a retired or destroyed one is looked for as any unknown key is."""
-        from zfsaga.plugin.volumes import NATIVE, candidates, listed, rank, settled
+        from zfsaga.plugin.volumes import (NATIVE, candidates, listed, no_collection, rank,
+                                            settled)
         from zfsaga.steps.zfs import names
         from zfsaga.steps.zfs.errors import NotFound, ZfsError
         from zfsaga.steps.meta import KEY, index_prop
@@ -99,12 +100,13 @@ class Sr:
                 found = held_at(name)
                 if found:
                     return found
-        tree = self.zfs.describe_tree(self.name, NATIVE)  # one read, as SR.ls makes
-        natives = {name: got[0] for name, got in tree.items()}
-        own = {name: got[1] for name, got in tree.items() if got[1]}
-        for name, native, user in settled(self.name, natives, own):
-            if user[KEY] == key:
-                return name, native, user
+        with no_collection():
+            tree = self.zfs.describe_tree(self.name, NATIVE)  # one read, as SR.ls makes
+            natives = {name: got[0] for name, got in tree.items()}
+            own = {name: got[1] for name, got in tree.items() if got[1]}
+            for name, native, user in settled(self.name, natives, own):
+                if user[KEY] == key:
+                    return name, native, user
         raise missing
 
 

@@ -204,13 +204,14 @@ def ls(dbg: str, sr: str) -> list:
     native properties and its local user properties, in one `zfs get -r`). Retired and
     foreign datasets are not listed."""
     from zfsaga.plugin.context import open_sr_tree
-    from zfsaga.plugin.volumes import settled
+    from zfsaga.plugin.volumes import no_collection, settled
 
-    s, tree = open_sr_tree(sr)
-    native = {name: got[0] for name, got in tree.items()}
-    own = {name: got[1] for name, got in tree.items() if got[1]}
-    return [volume_record(s.name, name, props, user)
-            for name, props, user in settled(s.name, native, own)]
+    with no_collection():
+        s, tree = open_sr_tree(sr)
+        native = {name: got[0] for name, got in tree.items()}
+        own = {name: got[1] for name, got in tree.items() if got[1]}
+        return [volume_record(s.name, name, props, user)
+                for name, props, user in settled(s.name, native, own)]
 
 
 def _set_meta(sr: str, prop: str, value: str) -> None:

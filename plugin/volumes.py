@@ -80,6 +80,27 @@ def settled(sr: str, tree: dict[str, dict[str, Prop]],
         yield name, tree[name], own.get(name, {})
 
 
+class no_collection:
+    """Python's cyclic garbage collector paused for one listing (SR.ls, a lookup that lists
+    the SR). A listing allocates some ten containers per VDI (dicts, Prop tuples) and frees
+    none of them before it ends, so every collection it triggers finds nothing and rescans
+    the grown heap: at 10,000 VDIs that made the listing's own work 1.8x per VDI what it was
+    at 1,000. What it makes holds no cycle, so reference counting frees it all as before.
+    Restores the collector's state as it found it (a caller may have paused it too)."""
+
+    def __enter__(self) -> None:
+        import gc  # built in: nothing to load
+
+        self._was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        import gc
+
+        if self._was:
+            gc.enable()
+
+
 def candidates(sr: str, key: str, index: str | None) -> list[str]:
     """Where to look for `key` before listing anything: home, then the index's word."""
     volume_key, _, snap = key.partition("@")

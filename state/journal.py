@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 TERMINAL = ("succeeded", "compensated", "abandoned")
 ACTIVE_SQL = "status NOT IN ('succeeded','compensated','abandoned')"
 BUSY_TIMEOUT_MS = 15000
@@ -69,6 +69,13 @@ _MIGRATIONS: list[list[str]] = [
         "ALTER TABLE forgotten ADD COLUMN gen INTEGER",
         """CREATE TABLE acknowledged(gen INTEGER NOT NULL, ts REAL NOT NULL, actor TEXT,
              reason TEXT)""",
+    ],
+    [
+        # v6: every saga's start asks for the journal's generation, the newest of the sagas'
+        # and of those gc forgot: an index of the forgotten generations, so the question
+        # costs the same after gc forgot 100,000 sagas as before it forgot any (it read
+        # every forgotten row: 6x an empty journal's start at 100,000).
+        "CREATE INDEX forgotten_gen ON forgotten(gen) WHERE gen IS NOT NULL",
     ],
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION + 1
@@ -437,7 +444,7 @@ class Journal:
     def _generation(db: sqlite3.Connection) -> int:
         return db.execute(
             "SELECT MAX(COALESCE((SELECT MAX(gen) FROM saga WHERE gen IS NOT NULL), 0),"
-            " COALESCE((SELECT MAX(gen) FROM forgotten), 0),"
+            " COALESCE((SELECT MAX(gen) FROM forgotten WHERE gen IS NOT NULL), 0),"
             " COALESCE((SELECT MAX(gen) FROM acknowledged), 0))").fetchone()[0]
 
     def generation(self) -> int:
