@@ -52,6 +52,35 @@ end
 return found
 """
 
+# argv: the number of properties n, the n properties, then the root. Answers as _READ does, for
+# the root and every filesystem, volume and snapshot below it (what `zfs get -r -t
+# filesystem,volume,snapshot` prints); nothing when the root does not exist.
+_TREE = b"""
+local argv = (...)["argv"]
+local n = tonumber(argv[1])
+local root = argv[n + 2]
+local found = {}
+local function describe(name)
+  local values, sources, own = {}, {}, {}
+  for j = 2, n + 1 do
+    local value, source = zfs.get_prop(name, argv[j])
+    if value ~= nil then values[argv[j]] = value end
+    if source ~= nil then sources[argv[j]] = source end
+  end
+  for prop, value, source in zfs.list.user_properties(name) do
+    if source == name then own[prop] = value end
+  end
+  found[name] = {values = values, sources = sources, own = own}
+end
+local function walk(name)
+  describe(name)
+  for snap in zfs.list.snapshots(name) do describe(snap) end
+  for child in zfs.list.children(name) do walk(child) end
+end
+if zfs.exists(root) then walk(root) end
+return found
+"""
+
 # argv: the object, then property, value pairs. Every change is checked before any is made,
 # and all are made in the one transaction the program runs in: all or none, like `zfs set`.
 _SET_USER = b"""
@@ -132,6 +161,32 @@ def _run(lzc: Any, pool: str, program: bytes, argv: list[str], name: str, *,
                                f"{_text(detail) if detail else exc}") from None
 
 
+def _described(found: dict, props: list[str]
+               ) -> dict[str, tuple[dict[str, Prop], dict[str, str]]]:
+    """What _READ or _TREE answered, as `zfs get -Hp` would print it, per object."""
+    described: dict[str, tuple[dict[str, Prop], dict[str, str]]] = {}
+    for raw_name, got in found.items():
+        name = _text(raw_name)
+        values = {_text(k): v for k, v in got.get(b"values", {}).items()}
+        sources = {_text(k): v for k, v in got.get(b"sources", {}).items()}
+        native = {p: _prop(p, values.get(p), sources.get(p), name) for p in props}
+        own = {_text(k): _text(v) for k, v in got.get(b"own", {}).items()}
+        described[name] = (native, own)
+    return described
+
+
+def describe_tree(lzc: Any, root: str, props: list[str]
+                  ) -> dict[str, tuple[dict[str, Prop], dict[str, str]]]:
+    """`describe` of root and everything below it (SR.ls's one read), in one program; NotFound
+    when root does not exist. A tree too large for the program's memory or instruction limit
+    fails with ZfsFailure: the caller reads it with `zfs get -r` then."""
+    found = _described(_run(lzc, names.pool_of(root), _TREE,
+                            [str(len(props)), *props, root], root), props)
+    if root not in found:
+        raise NotFound(root, "dataset does not exist")
+    return found
+
+
 def describe(lzc: Any, objects: list[str], props: list[str]
              ) -> dict[str, tuple[dict[str, Prop], dict[str, str]]]:
     """Per object that exists: the chosen properties (Prop, as `zfs get -Hp`) and every local
@@ -145,13 +200,7 @@ def describe(lzc: Any, objects: list[str], props: list[str]
             found = _run(lzc, pool, _READ, [str(len(props)), *props, *names_], names_[0])
         except NotFound:
             continue  # no such pool: none of its objects exist
-        for raw_name, got in found.items():
-            name = _text(raw_name)
-            values = {_text(k): v for k, v in got.get(b"values", {}).items()}
-            sources = {_text(k): v for k, v in got.get(b"sources", {}).items()}
-            native = {p: _prop(p, values.get(p), sources.get(p), name) for p in props}
-            own = {_text(k): _text(v) for k, v in got.get(b"own", {}).items()}
-            described[name] = (native, own)
+        described.update(_described(found, props))
     return described
 
 
