@@ -1,12 +1,17 @@
 """Property reads and user-property writes inside the calling process, through ZFS channel
 programs (Lua run by the kernel, one ioctl through pyzfs), for a process that has loaded pyzfs
-anyway because it mutates.
+anyway: one that mutates, or a warm server's child (plugin/server.py preloads pyzfs).
 
 Why: a `zfs` process costs about 0.5 s in the emulated guest (about 20 ms on a host), a channel
 program about 25 ms (2 ms): a saga's reads (its SR, its probes, the result it answers with)
-were most of a mutating verb's time. Read-only verbs do not come here: loading pyzfs costs
-them more than their one `zfs get`. Listings of a whole SR stay with `zfs get -r` (one process
-that ZFS walks itself; a channel program walking hundreds of datasets was measured slower).
+were most of a mutating verb's time. A read-only verb run in-process (no server) does not come
+here: loading pyzfs costs it more than its one `zfs get` (plugin/context.py reads_in_process).
+Served, it does, and so does an SR's whole listing (`describe_tree`, one program walking the
+tree): in the guest's speed table of 2026-12-05 (bench/verbs.py, medians of 3 through the
+server) Volume.stat 1.6 s against 3.2 s with `zfs get`, Datapath.attach 0.7 s against 1.5 s,
+a VM start 4.6 s against 5.5 s; SR.ls and SR.stat alike both ways (2.7 s, 3.8 s: a small SR;
+a channel program walking hundreds of datasets was measured slower than `zfs get -r` before,
+and one past its memory or instruction limit falls back to it).
 
 What a program answers is what `zfs get -Hp` prints, held to it on real ZFS by
 tests/test_zfs_layer.py (every property the layer reads, every kind of object): numbers as
