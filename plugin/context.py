@@ -110,16 +110,30 @@ class Sr:
         raise missing
 
 
+def reads_in_process() -> bool:
+    """Whether a read-only verb reads through pyzfs (channel programs, no `zfs` process): only
+    where pyzfs is loaded already, as in a warm server's child (plugin/server.py preloads it),
+    where a read costs one ioctl instead of a process. A call run in-process (no server) never
+    loads pyzfs for a read: the import costs more than the `zfs get` it would save.
+    ZFSAGA_READS=cli keeps the CLI (the speed table measures both: bench/verbs.py)."""
+    import sys
+
+    return "libzfs_core" in sys.modules and os.environ.get("ZFSAGA_READS") != "cli"
+
+
 def zfs(writes: bool = False) -> "Zfs":
     """The ZFS layer, with CI's fault switch (zfsaga/faults.py) when it is set. `writes`: the
-    verb runs a saga, so its reads go through pyzfs, which it loads anyway (zfsaga/backend.py)."""
+    verb runs a saga, so its reads go through pyzfs, which it loads anyway (zfsaga/backend.py);
+    so do a read-only verb's, listings too, where pyzfs is loaded already (reads_in_process)."""
     from zfsaga.backend import open_zfs
 
+    served = reads_in_process()
+    hooks = None
     if os.environ.get("ZFSAGA_FAULTS") or os.environ.get("ZFSAGA_FAULTS_FILE"):
         from zfsaga.faults import FaultHooks, Faults
 
-        return open_zfs(FaultHooks(Faults.from_env()), in_process=writes)
-    return open_zfs(in_process=writes)
+        hooks = FaultHooks(Faults.from_env())
+    return open_zfs(hooks, in_process=writes or served, listings_in_process=served)
 
 
 def _check_sr_name(sr: str) -> None:

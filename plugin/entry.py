@@ -14,7 +14,8 @@
 # plugin as `/usr/bin/python3 -m observer <script>`, whatever its shebang, and XCP-ng 8.3's dom0
 # has 3.6. So: no annotations, no f-strings with `=`, nothing newer. On a Python older than
 # zfsaga needs, it answers with the error JSON, which names the version it needs.
-# Its own start must stay near a bare interpreter's: only builtin modules on the served path.
+# Its own start must stay near a bare interpreter's: only builtin modules on the served path,
+# and `python3 -S` (the shebang tools/install.py writes): no `site` until a call runs here.
 import os
 import sys
 
@@ -299,6 +300,13 @@ def _run():
             return _served(library, verb, where, stdin_open)
         except _NotServed as exc:
             _note_fallback(str(exc))
+    if sys.flags.no_site:
+        # The installed script runs as `python3 -S` (tools/install.py): `site` is a third of a
+        # bare interpreter's start, and the relay needs nothing of it. The call run here does
+        # (pyzfs is in the system's site-packages).
+        import site
+
+        site.main()
     sys.path.insert(0, library)
     from zfsaga.plugin.dispatch import main
 

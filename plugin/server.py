@@ -64,7 +64,8 @@ PRELOAD = ("json", "sqlite3", "loguru", "transitions", "tenacity", "zfsaga.log",
            "zfsaga.steps.zfs.shared_model", "zfsaga.sagas.engine", "zfsaga.sagas.runner",
            "zfsaga.plugin.dispatch", "zfsaga.plugin.errors", "zfsaga.plugin.deadline",
            "zfsaga.plugin.volume", "zfsaga.plugin.sr", "zfsaga.plugin.query",
-           "zfsaga.plugin.datapath", "zfsaga.plugin.pools", "zfsaga.plugin.run")
+           "zfsaga.plugin.datapath", "zfsaga.plugin.pools", "zfsaga.plugin.run",
+           "zfsaga.location", "encodings.ascii")
 
 
 def socket_path() -> str:
@@ -108,6 +109,9 @@ def preload() -> None:
         libnvpair.lib.nvlist_alloc  # noqa: B018
     except (ImportError, OSError, AttributeError):
         pass  # a host without pyzfs: the verbs that need it fail in the child, as in-process
+    from zfsaga import warm
+
+    warm.prepare()  # what every child would redo: pyzfs's C types, loguru's library dirs
 
 
 # -- the server --------------------------------------------------------------------------------
@@ -388,6 +392,12 @@ def serve(path: str | None = None) -> int:
     listener = listener_from_systemd() or bind(path or socket_path())
     listener.setblocking(False)
     preload()
+    # What is loaded now is every child's, shared copy-on-write: frozen out of the collector,
+    # a child's collections never touch (and so never copy) the parent's objects.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     return Server(listener, library_dir()).run()
 
 

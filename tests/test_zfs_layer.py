@@ -351,6 +351,7 @@ def test_in_process_reads_answer_exactly_what_zfs_get_prints():
     from tests.conftest import POOL, destroy_tree, real_zfs
     from zfsaga.steps.zfs import channel
     from zfsaga.steps.zfs.interface import NATIVE_PROPS
+    from zfsaga.steps.zfs.real import RealZfs
 
     cli, lzc = real_zfs(), real_zfs(in_process=True)
     root = f"{POOL}/ip{uuid.uuid4().hex[:8]}"
@@ -389,6 +390,20 @@ def test_in_process_reads_answer_exactly_what_zfs_get_prints():
         for name in missing:
             with pytest.raises(NotFound):
                 lzc.describe(name, ["type"])
+        # A whole tree in one program (SR.ls in a warm server's child), as `zfs get -r`.
+        # (The program itself, first: the layer falls back to the CLI when a program fails.)
+        lists = RealZfs(in_process=True, listings_in_process=True)
+        expected = cli.describe_tree(root, wanted)
+        for tree in (channel.describe_tree(lzc._lzc, root, wanted),
+                     lists.describe_tree(root, wanted)):
+            assert set(tree) == set(expected) == set(objects)
+            for name in objects:
+                assert tree[name][1] == expected[name][1], name
+                assert _differing(tree[name][0], expected[name][0]) == {}, name
+        with pytest.raises(NotFound):
+            channel.describe_tree(lzc._lzc, f"{root}/nope", ["type"])
+        with pytest.raises(NotFound):
+            lists.describe_tree(f"{root}/nope", ["type"])
         # Writes: all the user properties of one call, or none of them.
         lzc.set_props(f"{root}/v@s1", {"org.zfsaga:a": "1", "org.zfsaga:b": "two words"})
         assert cli.user_props(f"{root}/v@s1") == {"org.zfsaga:key": "k@s1",

@@ -107,7 +107,9 @@ def install(dest: Path, prefix: str) -> list[Path]:
     for plugin_dir, datapath in ((base / VOLUME_DIR, False), (base / DATAPATH_DIR, True)):
         copy(ROOT / "plugin" / "entry.py", plugin_dir / ENTRY, 0o755)
         entry = plugin_dir / ENTRY
-        entry.write_text("#!/usr/bin/python3\n" + entry.read_text(encoding="utf-8"),
+        # -S: no `site` at start (a third of the interpreter's); entry.py runs it itself
+        # when it runs a call in-process, the one path that needs site-packages (pyzfs).
+        entry.write_text("#!/usr/bin/python3 -S\n" + entry.read_text(encoding="utf-8"),
                          encoding="utf-8")
         for verb in verb_files(datapath):
             link = plugin_dir / verb

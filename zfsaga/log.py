@@ -17,6 +17,9 @@ FORMAT = ("{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} zfsaga[{process}] "
 def _configured() -> Any:
     from loguru import logger
 
+    from zfsaga.warm import loguru_library_dirs
+
+    loguru_library_dirs()  # computed once for the two sinks below (or by the warm server)
     logger.remove()
     logger.configure(extra={"saga_id": "-", "verb": "-", "step": "-"})
     level = os.environ.get("ZFSAGA_LOG_LEVEL", "INFO")

@@ -1,12 +1,17 @@
 """Property reads and user-property writes inside the calling process, through ZFS channel
 programs (Lua run by the kernel, one ioctl through pyzfs), for a process that has loaded pyzfs
-anyway because it mutates.
+anyway: one that mutates, or a warm server's child (plugin/server.py preloads pyzfs).
 
 Why: a `zfs` process costs about 0.5 s in the emulated guest (about 20 ms on a host), a channel
 program about 25 ms (2 ms): a saga's reads (its SR, its probes, the result it answers with)
-were most of a mutating verb's time. Read-only verbs do not come here: loading pyzfs costs
-them more than their one `zfs get`. Listings of a whole SR stay with `zfs get -r` (one process
-that ZFS walks itself; a channel program walking hundreds of datasets was measured slower).
+were most of a mutating verb's time. A read-only verb run in-process (no server) does not come
+here: loading pyzfs costs it more than its one `zfs get` (plugin/context.py reads_in_process).
+Served, it does, and so does an SR's whole listing (`describe_tree`, one program walking the
+tree): in the guest's speed table of 2026-12-05 (bench/verbs.py, medians of 3 through the
+server) Volume.stat 1.6 s against 3.2 s with `zfs get`, Datapath.attach 0.7 s against 1.5 s,
+a VM start 4.6 s against 5.5 s; SR.ls and SR.stat alike both ways (2.7 s, 3.8 s: a small SR;
+a channel program walking hundreds of datasets was measured slower than `zfs get -r` before,
+and one past its memory or instruction limit falls back to it).
 
 What a program answers is what `zfs get -Hp` prints, held to it on real ZFS by
 tests/test_zfs_layer.py (every property the layer reads, every kind of object): numbers as
@@ -49,6 +54,35 @@ for i = n + 2, #argv do
     found[name] = {values = values, sources = sources, own = own}
   end
 end
+return found
+"""
+
+# argv: the number of properties n, the n properties, then the root. Answers as _READ does, for
+# the root and every filesystem, volume and snapshot below it (what `zfs get -r -t
+# filesystem,volume,snapshot` prints); nothing when the root does not exist.
+_TREE = b"""
+local argv = (...)["argv"]
+local n = tonumber(argv[1])
+local root = argv[n + 2]
+local found = {}
+local function describe(name)
+  local values, sources, own = {}, {}, {}
+  for j = 2, n + 1 do
+    local value, source = zfs.get_prop(name, argv[j])
+    if value ~= nil then values[argv[j]] = value end
+    if source ~= nil then sources[argv[j]] = source end
+  end
+  for prop, value, source in zfs.list.user_properties(name) do
+    if source == name then own[prop] = value end
+  end
+  found[name] = {values = values, sources = sources, own = own}
+end
+local function walk(name)
+  describe(name)
+  for snap in zfs.list.snapshots(name) do describe(snap) end
+  for child in zfs.list.children(name) do walk(child) end
+end
+if zfs.exists(root) then walk(root) end
 return found
 """
 
@@ -132,6 +166,32 @@ def _run(lzc: Any, pool: str, program: bytes, argv: list[str], name: str, *,
                                f"{_text(detail) if detail else exc}") from None
 
 
+def _described(found: dict, props: list[str]
+               ) -> dict[str, tuple[dict[str, Prop], dict[str, str]]]:
+    """What _READ or _TREE answered, as `zfs get -Hp` would print it, per object."""
+    described: dict[str, tuple[dict[str, Prop], dict[str, str]]] = {}
+    for raw_name, got in found.items():
+        name = _text(raw_name)
+        values = {_text(k): v for k, v in got.get(b"values", {}).items()}
+        sources = {_text(k): v for k, v in got.get(b"sources", {}).items()}
+        native = {p: _prop(p, values.get(p), sources.get(p), name) for p in props}
+        own = {_text(k): _text(v) for k, v in got.get(b"own", {}).items()}
+        described[name] = (native, own)
+    return described
+
+
+def describe_tree(lzc: Any, root: str, props: list[str]
+                  ) -> dict[str, tuple[dict[str, Prop], dict[str, str]]]:
+    """`describe` of root and everything below it (SR.ls's one read), in one program; NotFound
+    when root does not exist. A tree too large for the program's memory or instruction limit
+    fails with ZfsFailure: the caller reads it with `zfs get -r` then."""
+    found = _described(_run(lzc, names.pool_of(root), _TREE,
+                            [str(len(props)), *props, root], root), props)
+    if root not in found:
+        raise NotFound(root, "dataset does not exist")
+    return found
+
+
 def describe(lzc: Any, objects: list[str], props: list[str]
              ) -> dict[str, tuple[dict[str, Prop], dict[str, str]]]:
     """Per object that exists: the chosen properties (Prop, as `zfs get -Hp`) and every local
@@ -145,13 +205,7 @@ def describe(lzc: Any, objects: list[str], props: list[str]
             found = _run(lzc, pool, _READ, [str(len(props)), *props, *names_], names_[0])
         except NotFound:
             continue  # no such pool: none of its objects exist
-        for raw_name, got in found.items():
-            name = _text(raw_name)
-            values = {_text(k): v for k, v in got.get(b"values", {}).items()}
-            sources = {_text(k): v for k, v in got.get(b"sources", {}).items()}
-            native = {p: _prop(p, values.get(p), sources.get(p), name) for p in props}
-            own = {_text(k): _text(v) for k, v in got.get(b"own", {}).items()}
-            described[name] = (native, own)
+        described.update(_described(found, props))
     return described
 
 

@@ -8,7 +8,7 @@ import time
 
 from zfsaga.steps.zfs import channel, names, process
 from zfsaga.steps.zfs.errors import (AlreadyExists, Busy, HasDependents, NotFound, ZfsError,
-                                     ZfsUnavailable, from_cli, from_lzc)
+                                     ZfsFailure, ZfsUnavailable, from_cli, from_lzc)
 from zfsaga.steps.zfs.checks import is_user_prop
 from zfsaga.steps.zfs.interface import Prop, Zfs, ZfsHooks
 
@@ -109,9 +109,13 @@ class RealZfs(Zfs):
     objects and its writes of user properties run as channel programs through pyzfs, not as
     `zfs` processes (steps/zfs/channel.py says why and what). Listings stay with the CLI."""
 
-    def __init__(self, hooks: ZfsHooks | None = None, *, in_process: bool = False) -> None:
+    def __init__(self, hooks: ZfsHooks | None = None, *, in_process: bool = False,
+                 listings_in_process: bool = False) -> None:
         super().__init__(hooks)
-        self.in_process = in_process
+        self.in_process = in_process or listings_in_process
+        #: An SR's whole listing as one channel program too (a warm server's child, where
+        #: pyzfs is loaded already: plugin/context.py says when).
+        self.listings_in_process = listings_in_process
         if not os.path.exists("/dev/zfs"):
             raise ZfsUnavailable("/dev/zfs", "no ZFS kernel module on this host "
                                  "(run the real-ZFS tier through the guest: make test)")
@@ -381,6 +385,11 @@ class RealZfs(Zfs):
         return _parse_all(proc.stdout, props)
 
     def _describe_tree(self, root, props):
+        if self.listings_in_process and self._reads_here(props):
+            try:
+                return channel.describe_tree(self._lzc, root, props)
+            except ZfsFailure:
+                pass  # past the program's limits (a very large SR): ZFS's own walk reads it
         out = self._run(["get", "-r", "-Hp", "-t", "filesystem,volume,snapshot", "-o",
                          "name,property,value,source", "all", root], root)
         return _parse_all(out, props)
