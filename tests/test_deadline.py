@@ -61,3 +61,15 @@ def test_a_call_whose_process_dies_is_answered_with_the_error_form() -> None:
     error = json.loads(stdout.getvalue())
     assert error["code"] == "SR_BACKEND_FAILURE" and error["params"][0] == "Internal_error"
     assert "exit status 137" in error["params"][1] and "journaled" in error["params"][1]
+
+
+def test_the_entry_point_reads_the_deadline_as_the_in_process_path_does(monkeypatch) -> None:
+    """The thin entry point restates deadline() (it imports nothing of zfsaga when served):
+    the two must give every setting the same meaning."""
+    from zfsaga.plugin import deadline, entry
+
+    for raw in ("", "2", "0.5", "0", "-3", "nan", "inf", "1e9", "abc", " 7 "):
+        monkeypatch.setenv("ZFSAGA_CALL_DEADLINE", raw)
+        assert entry._deadline() == deadline.deadline(), raw
+    monkeypatch.delenv("ZFSAGA_CALL_DEADLINE")
+    assert entry._deadline() == deadline.deadline() == deadline.DEFAULT_DEADLINE

@@ -33,37 +33,12 @@ if TYPE_CHECKING:
 #: Properties only the CLI can read (see the module's docstring).
 CLI_ONLY = frozenset({"mounted"})
 
-# argv: the number of properties n, the n properties, then the objects. Answers, per object
-# that exists: its properties' values and sources, and its own (local) user properties.
-_READ = b"""
+# Both reads below open with this: argv's first item is the number of properties n, then the
+# n properties. describe(name) records one object's values and sources of those properties,
+# and its own (local) user properties, in `found`.
+_DESCRIBE = b"""
 local argv = (...)["argv"]
 local n = tonumber(argv[1])
-local found = {}
-for i = n + 2, #argv do
-  local name = argv[i]
-  if zfs.exists(name) then
-    local values, sources, own = {}, {}, {}
-    for j = 2, n + 1 do
-      local value, source = zfs.get_prop(name, argv[j])
-      if value ~= nil then values[argv[j]] = value end
-      if source ~= nil then sources[argv[j]] = source end
-    end
-    for prop, value, source in zfs.list.user_properties(name) do
-      if source == name then own[prop] = value end
-    end
-    found[name] = {values = values, sources = sources, own = own}
-  end
-end
-return found
-"""
-
-# argv: the number of properties n, the n properties, then the root. Answers as _READ does, for
-# the root and every filesystem, volume and snapshot below it (what `zfs get -r -t
-# filesystem,volume,snapshot` prints); nothing when the root does not exist.
-_TREE = b"""
-local argv = (...)["argv"]
-local n = tonumber(argv[1])
-local root = argv[n + 2]
 local found = {}
 local function describe(name)
   local values, sources, own = {}, {}, {}
@@ -77,6 +52,21 @@ local function describe(name)
   end
   found[name] = {values = values, sources = sources, own = own}
 end
+"""
+
+# argv after the properties: the objects. Answers every object that exists.
+_READ = _DESCRIBE + b"""
+for i = n + 2, #argv do
+  if zfs.exists(argv[i]) then describe(argv[i]) end
+end
+return found
+"""
+
+# argv after the properties: the root. Answers as _READ does, for the root and every
+# filesystem, volume and snapshot below it (what `zfs get -r -t filesystem,volume,snapshot`
+# prints); nothing when the root does not exist.
+_TREE = _DESCRIBE + b"""
+local root = argv[n + 2]
 local function walk(name)
   describe(name)
   for snap in zfs.list.snapshots(name) do describe(snap) end
