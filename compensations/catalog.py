@@ -5,7 +5,7 @@ when a saga first needs to go back; so is a step type that still names its undo 
 `undo = fn` attribute of zfsaga before the registry), which nothing would ever call."""
 from __future__ import annotations
 
-from zfsaga.compensations import holds, owned, pools, promote, props, rename  # noqa: F401
+from zfsaga.compensations import bookmarks, holds, owned, pools, promote, props, rename  # noqa: F401
 from zfsaga.compensations.registry import UNDOS, Undo
 from zfsaga.steps.base import Step, StepContext
 from zfsaga.steps.catalog import STEP_TYPES

@@ -22,10 +22,11 @@ class Sr:
 
     def __init__(self, zfs: "Zfs", name: str, guid: str,
                  seen: dict[str, tuple[dict, dict] | None] | None = None,
-                 props: dict | None = None) -> None:
+                 props: dict | None = None, user: dict[str, str] | None = None) -> None:
         self.zfs, self.name, self.guid = zfs, name, guid
         self.seen = seen or {}
         self.props = props or {}  # the SR dataset's own, from that read
+        self.user = user  # the SR dataset's local user properties, when that read had them
 
     @property
     def key(self) -> str:
@@ -100,6 +101,9 @@ class Sr:
                 found = held_at(name)
                 if found:
                     return found
+            found = self.metadata_only(key)
+            if found:
+                return found
         with no_collection():
             tree = self.zfs.describe_tree(self.name, NATIVE)  # one read, as SR.ls makes
             natives = {name: got[0] for name, got in tree.items()}
@@ -108,6 +112,27 @@ class Sr:
                 if user[KEY] == key:
                     return name, native, user
         raise missing
+
+    def metadata_only(self, key: str) -> tuple[str, dict, dict] | None:
+        """The metadata-only VDI `key` (Volume.data_destroy) as SR.ls shows it, or None: the
+        SR's own properties hold it (one read, none when open_sr's read had them)."""
+        from zfsaga.plugin.volumes import metadata_only
+        from zfsaga.steps.meta import KEY, metadata_prop
+        from zfsaga.steps.zfs.errors import ZfsError
+
+        prop = metadata_prop(key)
+        if self.user is None:
+            try:
+                self.user = self.zfs.user_props(self.name)
+            except ZfsError:
+                return None
+        stored = self.user.get(prop)
+        if stored is None:
+            return None
+        for found in metadata_only(self.name, {prop: stored}):
+            if found[2].get(KEY) == key:
+                return found
+        return None
 
 
 def reads_in_process() -> bool:
@@ -175,7 +200,7 @@ def open_sr(sr: str, key: str | None = None, extra: tuple[str, ...] = (),
     except ZfsError as exc:
         raise SrNotAttached(f"{sr}: {exc.detail or exc}") from None
     seen = {home: got.get(home)} if home else {}  # None: read, and not there
-    return Sr(backend, sr, ident.guid, seen, got[sr][0])
+    return Sr(backend, sr, ident.guid, seen, got[sr][0], got[sr][1])
 
 
 def open_sr_tree(sr: str) -> tuple[Sr, dict[str, tuple[dict, dict]]]:
@@ -192,4 +217,4 @@ def open_sr_tree(sr: str) -> tuple[Sr, dict[str, tuple[dict, dict]]]:
         ident = srs.identity_from(sr, tree[sr][0])
     except ZfsError as exc:
         raise SrNotAttached(f"{sr}: {exc.detail or exc}") from None
-    return Sr(backend, sr, ident.guid, props=tree[sr][0]), tree
+    return Sr(backend, sr, ident.guid, props=tree[sr][0], user=tree[sr][1]), tree

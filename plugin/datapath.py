@@ -76,6 +76,10 @@ def vdi(uri: str, domain: str | None = None) -> str:
         raise missing from None
     found = s.seen.get(name)
     if found is None:
+        if "@" in name and s.metadata_only(name[len(sr) + 1:]):
+            raise InvalidArgument(f"{uri}: a metadata-only VDI (its data was destroyed by "
+                                  f"Volume.data_destroy, for changed block tracking): there "
+                                  f"is nothing to attach")
         raise missing
     native, user = found
     # A volume at its home only (a retired head's name is no URI of ours); a snapshot at

@@ -88,6 +88,9 @@ VERBS: dict[str, tuple[dict[str, Any], Any]] = {
     "Volume.revert": ({"sr": STR, "snapshot": STR, "key": STR}, UNIT),
     "Volume.set": ({"sr": STR, "key": STR, "k": STR, "v": STR}, UNIT),
     "Volume.unset": ({"sr": STR, "key": STR, "k": STR}, UNIT),
+    "Volume.enable_cbt": ({"sr": STR, "key": STR}, UNIT),
+    "Volume.disable_cbt": ({"sr": STR, "key": STR}, UNIT),
+    "Volume.data_destroy": ({"sr": STR, "key": STR}, UNIT),
     "Volume.set_name": ({"sr": STR, "key": STR, "new_name": STR}, UNIT),
     "Volume.set_description": ({"sr": STR, "key": STR, "new_description": STR}, UNIT),
 }

@@ -17,6 +17,8 @@ def query(dbg: str) -> dict:
     features = list(DECLARED)
     if "Volume.revert" in IMPLEMENTATIONS:
         features.append("VDI_REVERT")
+    if "Volume.enable_cbt" in IMPLEMENTATIONS:  # never derived by xapi either
+        features.append("VDI_CONFIG_CBT")
     return {"plugin": PLUGIN_TYPE, "name": "zfsaga: ZFS volumes, every change a saga",
             "description": "VDIs as ZFS volumes on a pool or dataset; every change runs as a "
                            "journaled saga that is resumed or undone after a crash",

@@ -204,14 +204,21 @@ def ls(dbg: str, sr: str) -> list:
     native properties and its local user properties, in one `zfs get -r`). Retired and
     foreign datasets are not listed."""
     from zfsaga.plugin.context import open_sr_tree
-    from zfsaga.plugin.volumes import no_collection, settled
+    from zfsaga.plugin.volumes import metadata_only, no_collection, settled
 
     with no_collection():
         s, tree = open_sr_tree(sr)
         native = {name: got[0] for name, got in tree.items()}
         own = {name: got[1] for name, got in tree.items() if got[1]}
-        return [volume_record(s.name, name, props, user)
-                for name, props, user in settled(s.name, native, own)]
+        records = [volume_record(s.name, name, props, user)
+                   for name, props, user in settled(s.name, native, own)]
+        # Metadata-only VDIs (Volume.data_destroy), each key once: a data_destroy stopped
+        # before its snapshot went shows the snapshot.
+        shown = {r["key"] for r in records}
+        records += [volume_record(s.name, name, props, user) for name, props, user
+                    in metadata_only(s.name, own.get(s.name, {}))
+                    if user[meta.KEY] not in shown]
+        return records
 
 
 def _set_meta(sr: str, prop: str, value: str) -> None:

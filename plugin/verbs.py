@@ -18,6 +18,8 @@ IMPLEMENTATIONS = {
     "Volume.set": "volume:set_key",
     "Volume.unset": "volume:unset_key", "Volume.set_name": "volume:set_name",
     "Volume.set_description": "volume:set_description",
+    "Volume.enable_cbt": "volume:enable_cbt", "Volume.disable_cbt": "volume:disable_cbt",
+    "Volume.data_destroy": "volume:data_destroy",
 }
 #: The same, for the entry points under datapath/<scheme>/ (their own Plugin.query).
 DATAPATH_IMPLEMENTATIONS = {

@@ -18,12 +18,16 @@ if TYPE_CHECKING:
 #: The URI scheme of zfsaga's datapath (datapath/<scheme>/ once it is installed).
 SCHEME = "zfsaga"
 #: What a record needs of the native properties.
-NATIVE = ["type", "volsize", "refreservation", "referenced", "defer_destroy"]
+NATIVE = ["type", "volsize", "refreservation", "referenced", "defer_destroy", meta.CBT]
+#: The volume_type of a metadata-only VDI (Volume.data_destroy), as the IDL's variant.
+CBT_METADATA = ["CBT_Metadata", None]
 
 
 def volume_record(sr: str, dataset: str, native: dict[str, Prop], user: dict[str, str]) -> dict:
     """The record of a volume or, for `dataset@snap`, of a read-only snapshot VDI. A volume's
     URI names its home (`<sr>/<key>`), where a revert puts the new head back."""
+    if "#" in dataset:
+        return metadata_only_record(sr, native, user)
     size = int(native["volsize"].value or 0)
     thick = native["refreservation"].value not in (None, "0")
     used = size if thick else int(native["referenced"].value or 0)
@@ -34,7 +38,44 @@ def volume_record(sr: str, dataset: str, native: dict[str, Prop], user: dict[str
             "description": meta.decode(user.get(meta.DESCRIPTION, "")),
             "read_write": "@" not in dataset,
             "sharable": False, "virtual_size": size, "physical_utilisation": used,
-            "uri": [f"{SCHEME}:///dev/zvol/{device}"], "keys": meta.keys_of(user)}
+            "uri": [f"{SCHEME}:///dev/zvol/{device}"], "keys": meta.keys_of(user),
+            "cbt_enabled": (native.get(meta.CBT) or _UNSET).value == "on"}
+
+
+_UNSET = Prop(None, "none")
+
+
+def metadata_only_record(sr: str, native: dict[str, Prop], user: dict[str, str]) -> dict:
+    """The record of a metadata-only VDI: its snapshot's, without data (no space used, never
+    writable), its URI the snapshot's (Datapath.attach then says what it is)."""
+    key = user[meta.KEY]
+    return {"key": key, "uuid": key.rpartition("@")[2],
+            "name": meta.decode(user.get(meta.NAME, "")),
+            "description": meta.decode(user.get(meta.DESCRIPTION, "")),
+            "read_write": False, "sharable": False,
+            "virtual_size": int(native["volsize"].value or 0), "physical_utilisation": 0,
+            "uri": [f"{SCHEME}:///dev/zvol/{sr}/{key}"], "keys": meta.keys_of(user),
+            "volume_type": list(CBT_METADATA), "cbt_enabled": True}
+
+
+def metadata_only(sr: str, sr_user: dict[str, str]
+                  ) -> Iterator[tuple[str, dict[str, Prop], dict[str, str]]]:
+    """(name, native, user) of each metadata-only VDI the SR's properties record; the name
+    `<sr>/<volume key>#<uuid>` (the bookmark's name at home: the record knows where it is)."""
+    from zfsaga.steps.metadata_only import decode
+
+    for prop, stored in sr_user.items():
+        if not prop.startswith(meta.METADATA_PREFIX):
+            continue
+        record = decode(stored)
+        if record is None or not isinstance(record["props"].get(meta.KEY), str):
+            continue
+        user = record["props"]
+        native = {"type": Prop("bookmark", "none"),
+                  "volsize": Prop(str(record.get("volsize") or 0), "none"),
+                  "refreservation": _UNSET, "referenced": Prop("0", "none"),
+                  "defer_destroy": _UNSET, meta.CBT: Prop("on", "none")}
+        yield f"{sr}/{user[meta.KEY].replace('@', '#', 1)}", native, user
 
 
 def listed(name: str, native: dict, user: dict[str, str]) -> bool:

@@ -13,6 +13,11 @@ still need, and collecting what nothing needs any more:
                           forgets what a revert had
                           left away from home on what is now gone
                           (steps/index.py)
+    metadata-only (Volume.data_destroy made it; named `<sr>/<volume key>#<uuid>`):
+              1 forget    its metadata, a property of the SR           undo: put it back
+              2 destroy   its bookmark, wherever a promote moved it    PIVOT: no undo
+              3 collect   the retired head that held the bookmark,     forward only
+                          if now empty, and its origin chain
 """
 from __future__ import annotations
 
@@ -21,7 +26,9 @@ from typing import Any
 from zfsaga.sagas.contract import Param, Runner, Saga
 from zfsaga.sagas.lookup import DESTROYED, Target, current, refuse_destroyed
 from zfsaga.steps.zfs import names
+from zfsaga.steps.bookmark import DestroyBookmark
 from zfsaga.steps.collect import CollectRetired
+from zfsaga.steps.props import SetUserProps
 from zfsaga.steps.index import INDEX_PREFIX, IndexSnapshots
 from zfsaga.steps.retire import RetireDataset
 from zfsaga.steps.snapshot import DestroySnapshot
@@ -43,7 +50,49 @@ def origin_chain(zfs: Zfs, dataset: str) -> list[list[str]]:
     return chain
 
 
+def find_bookmark(zfs: Zfs, sr: str, guid: str, hint: str) -> str | None:
+    """Where the bookmark with this guid is now: at `hint` (where it was made), or on a head
+    of the same volume a revert set aside (a promote leaves the bookmarks newer than the
+    clone's origin on the old head), or on the new head (it takes the older ones)."""
+    home = hint.split("#")[0]
+    base = home.split(".old-")[0]
+    tried = [home] if zfs.exists(home) else []
+    tried += [name for name in zfs.list_tree(sr, ["type"]) if name != home
+              and (name == base or name.startswith(base + ".old-"))]
+    for dataset in tried:
+        for name, got in zfs.bookmarks(dataset).items():
+            if got["guid"] == guid:
+                return name
+    return None
+
+
+def resolve_metadata_only(zfs: Zfs, sr: str, sr_guid: str, target: str) -> dict[str, Any]:
+    """A metadata-only VDI, `<sr>/<volume key>#<uuid>`: its record on the SR and its bookmark."""
+    from zfsaga.steps import meta, metadata_only
+    from zfsaga.steps.zfs.errors import NotFound
+
+    key = target[len(sr) + 1:].replace("#", "@", 1)
+    prop = meta.metadata_prop(key)
+    stored = zfs.get_props(sr, [prop])[prop].local
+    record = metadata_only.decode(stored) if stored is not None else None
+    if record is None:
+        raise NotFound(target, "no metadata-only VDI of that key")
+    guid = str(record.get("guid", ""))
+    bookmark = find_bookmark(zfs, sr, guid, str(record.get("bookmark") or target))
+    holder = (bookmark or target).split("#")[0]
+    candidates = []
+    if zfs.exists(holder):
+        candidates = [[holder, zfs.get_props(holder, ["guid"])["guid"].value],
+                      *origin_chain(zfs, holder)]
+    return {"sr": sr, "sr_guid": sr_guid, "target": target, "metadata_only": True,
+            "forget": {prop: None}, "before": {prop: stored},
+            "bookmark": bookmark or names.check_bookmark(target), "guid": guid,
+            "candidates": candidates}
+
+
 def resolve(zfs: Zfs, sr: str, sr_guid: str, target: str) -> dict[str, Any]:
+    if "#" in target:
+        return resolve_metadata_only(zfs, sr, sr_guid, target)
     got = zfs.get_props(target, ["guid", *DESTROYED])
     refuse_destroyed(target, got)  # destroyed once already: a second destroy is no VDI's
     guid = got["guid"].value
@@ -74,6 +123,11 @@ class VolumeDestroy(Saga):
 
     @classmethod
     def steps(cls, params: dict[str, Any]) -> list[Step]:
+        if params.get("metadata_only"):
+            return [SetUserProps("forget", dataset=Param("sr"), guid=Param("sr_guid"),
+                                 props=Param("forget"), before=Param("before")),
+                    DestroyBookmark("destroy", bookmark=Param("bookmark"), guid=Param("guid")),
+                    CollectRetired("collect", candidates=Param("candidates"))]
         if params.get("snapshot"):
             first = DestroySnapshot("destroy", snapshot=Param("target"), guid=Param("guid"))
         else:

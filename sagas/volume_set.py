@@ -8,7 +8,7 @@ is short:
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from zfsaga.sagas.contract import Param, Runner, Saga
 from zfsaga.sagas.lookup import DESTROYED, Target, current, refuse_destroyed
@@ -28,16 +28,21 @@ def resolve(zfs: Zfs, sr: str, sr_guid: str, dataset: str,
 
 
 def start(runner: Runner, sr_key: str, sr: str, sr_guid: str, dataset: Target,
-          props: dict[str, str | None]):
+          props: dict[str, str | None] | Callable[[], dict[str, str | None]]):
+    """`props`: the values, or a function giving them under the lock (a metadata-only VDI's
+    record on the SR is rewritten whole: read and changed under the lock, so no concurrent
+    change of it is lost); it raises when the VDI is gone by then."""
     return VolumeSet.begin(runner, sr_key,
-                           lambda: resolve(runner.zfs, sr, sr_guid, current(dataset), props))
+                           lambda: resolve(runner.zfs, sr, sr_guid, current(dataset),
+                                           props() if callable(props) else props))
 
 
 class VolumeSet(Saga):
     KIND = "volume.set"
     #: The kind older versions journaled it under (for an SR's too): a stuck one resumes.
     ALIASES = ("meta.set",)
-    VERBS = ("Volume.set", "Volume.unset", "Volume.set_name", "Volume.set_description")
+    VERBS = ("Volume.set", "Volume.unset", "Volume.set_name", "Volume.set_description",
+             "Volume.enable_cbt", "Volume.disable_cbt")
 
     @classmethod
     def steps(cls, params: dict[str, Any]) -> list[Step]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from zfsaga.steps.base import Step
+from zfsaga.steps.bookmark import BookmarkSnapshot, DestroyBookmark
 from zfsaga.steps.clone import CloneSnapshot
 from zfsaga.steps.create import CreateVolume
 from zfsaga.steps.holds import HoldSnapshot, ReleaseHold
@@ -22,7 +23,8 @@ from zfsaga.steps.retire import RetireDataset
 STEP_TYPES: dict[str, type[Step]] = {cls.__name__: cls for cls in (
     HoldSnapshot, CloneSnapshot, RenameDataset, PromoteClone, RetireDataset, ReleaseHold,
     CreateVolume, SetUserProps, GrowVolume, TakeSnapshot, DestroySnapshot, ReleaseSnapshot,
-    CollectRetired, IndexSnapshots, CreatePool, ImportPool, ExportPool, DestroyPool, ReserveVolume)}
+    CollectRetired, IndexSnapshots, CreatePool, ImportPool, ExportPool, DestroyPool, ReserveVolume,
+    BookmarkSnapshot, DestroyBookmark)}
 
 
 class UnknownPlan(ValueError):

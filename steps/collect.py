@@ -7,11 +7,12 @@ from zfsaga.steps.base import RETIRED, Probe, Step, StepContext, props_at
 
 
 def collectable(ctx: StepContext, name: str, guid: str) -> bool:
-    """Retired, still this guid, and with no snapshot or child left."""
+    """Retired, still this guid, and with no snapshot, child or bookmark left (a bookmark is
+    a metadata-only VDI's history: steps/bookmark.py)."""
     got = props_at(ctx.zfs, name, guid, [RETIRED])
     if got is None or got[RETIRED].local is None:
         return False
-    return len(ctx.zfs.list_tree(name, ["guid"])) == 1
+    return len(ctx.zfs.list_tree(name, ["guid"])) == 1 and not ctx.zfs.bookmarks(name)
 
 
 class CollectRetired(Step):

@@ -41,6 +41,12 @@ RETIRED = "org.zfsaga:retired"
 #: (steps/index.py keeps it). Named here, beside the other marks, so a read finds a key
 #: without loading the step machinery.
 INDEX_PREFIX = "org.zfsaga:at:"
+#: A volume's changed block tracking, "on" when enabled (Volume.enable_cbt): a user property
+#: of the volume, so its snapshots inherit it and the pool carries it through an export.
+CBT = "org.zfsaga:cbt"
+#: The SR's metadata-only VDIs (Volume.data_destroy), one property per VDI keyed as the index
+#: is: the snapshot's metadata (a bookmark holds no user property) and its bookmark's guid.
+METADATA_PREFIX = "org.zfsaga:md:"
 _PLAIN = "org.zfsaga.k:"
 _HEX = "org.zfsaga.x:"
 _SAFE_KEY = re.compile(r"[a-z0-9_][a-z0-9_.-]*")
@@ -54,6 +60,12 @@ def index_prop(key: str) -> str:
     """The SR property that says where the snapshot `key` (`<volume key>@<uuid>`) lives."""
     volume, _, snap = key.partition("@")
     return f"{INDEX_PREFIX}{volume}.{snap}"
+
+
+def metadata_prop(key: str) -> str:
+    """The SR property that holds the metadata-only VDI `key` (`<volume key>@<uuid>`)."""
+    volume, _, snap = key.partition("@")
+    return f"{METADATA_PREFIX}{volume}.{snap}"
 
 
 #: The longest text a value encoded in base64 can be, in UTF-8 bytes (see the docstring).

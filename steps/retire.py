@@ -53,7 +53,9 @@ class RetireDataset(GuardedDestroy):
     def act(self, ctx: StepContext) -> None:
         name = self.arg(ctx, "dataset")
         inside = ctx.zfs.list_tree(name, ["origin"])
-        if len(inside) > 1:  # snapshots (or children) still hold data others may need
+        # Snapshots (or children) still hold data others may need; bookmarks are the history
+        # of metadata-only VDIs (Volume.data_destroy), which a destroy would take with it.
+        if len(inside) > 1 or ctx.zfs.bookmarks(name):
             # Its snapshots keep what they need without it: a thick volume's reservation
             # would hold a whole volume's worth of the SR's space for a disk nobody sees.
             # One `zfs set`, one ioctl: the mark and the release land together.

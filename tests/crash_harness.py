@@ -30,6 +30,7 @@ from zfsaga.state.lifecycle import IllegalMove
 from zfsaga.steps import meta, srs
 from zfsaga.steps.base import OWNER, RETIRED
 from zfsaga.steps.index import INDEX_PREFIX
+from zfsaga.steps.meta import METADATA_PREFIX
 from zfsaga.steps.zfs.model import ModelZfs
 from zfsaga.steps.zfs.interface import Zfs, ZfsHooks
 
@@ -88,9 +89,12 @@ def sr_state(zfs: Zfs, sr: str, devices: list[str] | None = None) -> dict[str, t
                            p[RETIRED].local is not None,
                            p[srs.SR_MARK].local is not None,  # its value is a guid
                            *(p[prop].local for prop in STATE_PROPS[-5:]))
-    # The SR's index of snapshots away from home (steps/index.py) is part of its state.
+    # The SR's index of snapshots away from home (steps/index.py) is part of its state, and
+    # so are its metadata-only VDIs' records and every bookmark (Volume.data_destroy).
     out["<index>"] = tuple(sorted((k, v) for k, v in zfs.user_props(sr).items()
-                                  if k.startswith(INDEX_PREFIX)))
+                                  if k.startswith((INDEX_PREFIX, METADATA_PREFIX))))
+    out["<bookmarks>"] = tuple(sorted(mark[cut:] for name in zfs.list_tree(sr, ["type"])
+                                      if "@" not in name for mark in zfs.bookmarks(name)))
     return out
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from tests.crash_harness import BORN, META, TOKEN, MiB, REVERT, Scenario, build_fixture
 from zfsaga.sagas import (pool_create, pool_destroy, pool_export, pool_import, sr_create,
-                          sr_destroy, sr_set, volume_clone, volume_create, volume_destroy,
-                          volume_resize, volume_set, volume_snapshot)
+                          sr_destroy, sr_set, volume_clone, volume_create, volume_data_destroy,
+                          volume_destroy, volume_resize, volume_set, volume_snapshot)
 from zfsaga.steps import meta, srs
 from zfsaga.steps.zfs.interface import Zfs
 
@@ -176,6 +176,46 @@ def _revert(engine, fx):
     return revert.start(engine, fx["sr"], fx["vdi"], fx["snapshot"], TOKEN)
 
 
+def _tracked_family(zfs: Zfs, root: str) -> dict[str, str]:
+    """The keyed family with changed block tracking on its VDI (its snapshots inherit it)."""
+    fx = _keyed_family(zfs, root)
+    zfs.set_props(fx["vdi"], {meta.CBT: "on"})
+    return fx
+
+
+def _data_destroy(snap: str):
+    def start(engine, fx):
+        key, guid = _sr(engine, fx)
+        return volume_data_destroy.start(engine, key, fx["sr"], guid, f"{fx['vdi']}@{snap}")
+    return start
+
+
+def _metadata_only(zfs: Zfs, root: str) -> dict[str, str]:
+    """The tracked family after data_destroy of s3 and a revert that left s3's bookmark on
+    the retired old head, built by hand: the SR's record of it names the bookmark."""
+    from zfsaga.steps import metadata_only
+    from zfsaga.steps.base import RETIRED
+
+    fx = _tracked_family(zfs, root)
+    vdi, sr = fx["vdi"], fx["sr"]
+    guid = zfs.get_props(f"{vdi}@s3", ["guid"])["guid"].value
+    user = zfs.user_props(f"{vdi}@s3")
+    zfs.bookmark(f"{vdi}@s3", f"{vdi}#s3")
+    zfs.destroy_snapshots([f"{vdi}@s3"])
+    zfs.rename(vdi, f"{sr}/vdi.old-t8")
+    zfs.clone(f"{sr}/vdi.old-t8@s2", vdi, {BORN: "vdi-new", meta.KEY: "vdi", meta.CBT: "on"})
+    zfs.promote(vdi)
+    zfs.set_props(f"{sr}/vdi.old-t8", {RETIRED: "an-earlier-revert"})
+    zfs.set_props(sr, {meta.metadata_prop("vdi@s3"): metadata_only.encode(
+        user, str(4 * MiB), guid, f"{vdi}#s3")})
+    return fx
+
+
+def _destroy_metadata_only(engine, fx):
+    key, guid = _sr(engine, fx)
+    return volume_destroy.start(engine, key, fx["sr"], guid, f"{fx['sr']}/vdi#s3")
+
+
 def _sr_destroy(engine, fx):
     key, guid = _sr(engine, fx)
     return sr_destroy.start(engine, key, fx["sr"], guid)
@@ -254,8 +294,16 @@ SCENARIOS = {
                        Scenario("volume.destroy (a snapshot with a clone: deferred)",
                                 build_fixture, _destroy("vdi@s1")),
                        Scenario("volume.destroy (a clone: its origin's retired volume "
-                                "collected)", _retired_origin, _destroy("vm-clone"))],
+                                "collected)", _retired_origin, _destroy("vm-clone")),
+                       Scenario("volume.destroy (a metadata-only VDI whose bookmark a revert "
+                                "left on a retired head: the head collected)", _metadata_only,
+                                _destroy_metadata_only)],
     "volume.set": [Scenario("volume.set", build_fixture, _set_meta)],
+    "volume.data_destroy": [
+        Scenario("volume.data_destroy (no clone: the snapshot goes)", _tracked_family,
+                 _data_destroy("s3")),
+        Scenario("volume.data_destroy (a cloned snapshot: deferred)", _tracked_family,
+                 _data_destroy("s1"))],
     "sr.set": [Scenario("sr.set", build_fixture, _set_sr_meta)],
     "sr.create": [Scenario("sr.create", _unmarked,
                            lambda engine, fx: sr_create.start(engine, fx["sr"], "uuid-0", "SR",

@@ -92,6 +92,7 @@ def _planted_world():
     z.snapshot(["tank/sr/v@s"])
     z.snapshot(["tank/sr/v@x"])
     z.hold("tank/sr/v@s", "old")
+    z.bookmark("tank/sr/v@s", "tank/sr/v#old")
     z.clone("tank/sr/v@s", "tank/sr/c")
     z.create_zvol("tank/sr/e", 1 << 20)
     z.create_pool("away", ["/dev/disk/by-id/a"], "stripe")
@@ -119,6 +120,8 @@ PLANTED = {
     "set_volsize": lambda z, away: z.set_volsize("tank/sr/v", 8 << 20),
     "inherit": lambda z, away: z.inherit("tank/sr/v", "test:k"),
     "hold": lambda z, away: z.hold("tank/sr/v@s", "new"),
+    "bookmark": lambda z, away: z.bookmark("tank/sr/v@s", "tank/sr/v#new"),
+    "destroy_bookmarks": lambda z, away: z.destroy_bookmarks(["tank/sr/v#old"]),
     "release": lambda z, away: z.release("tank/sr/v@s", "old"),
     "create_pool": lambda z, away: z.create_pool("new", ["/dev/disk/by-id/n"], "stripe"),
     "import_pool": lambda z, away: z.import_pool(away, ["/dev/disk/by-id/a"]),
@@ -134,7 +137,8 @@ def _everything(z) -> tuple:
     pools = z.imported_pools()
     trees = {p: z.list_tree(p, props) for p in pools}
     holds = {n: z.holds(n) for t in trees.values() for n in t if "@" in n}
-    return pools, trees, holds, z.importable_pools(["/dev/disk/by-id/a"])
+    marks = {n: z.bookmarks(n) for t in trees.values() for n in t if "@" not in n}
+    return pools, trees, holds, marks, z.importable_pools(["/dev/disk/by-id/a"])
 
 
 def test_the_planted_calls_are_every_mutating_op_of_the_layer() -> None:

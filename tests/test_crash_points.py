@@ -163,7 +163,8 @@ def test_every_saga_of_the_catalog_has_a_scenario() -> None:
 @pytest.mark.parametrize("kind", ["volume.create", "volume.destroy", "volume.resize",
                                   "volume.snapshot", "volume.clone", "volume.set", "sr.set",
                                   "sr.create", "sr.destroy", "volume.revert", "pool.create",
-                                  "pool.import", "pool.export", "pool.destroy"])
+                                  "pool.import", "pool.export", "pool.destroy",
+                                  "volume.data_destroy"])
 def test_every_crash_point_of_each_saga_on_the_model(request: pytest.FixtureRequest,
                                                      kind: str) -> None:
     """The revert's enumeration, for every other saga of the catalog: every boundary, both

@@ -467,3 +467,46 @@ def test_the_journal_witness_is_raised_never_lowered(zfs):
     assert seen == ["5", "5", "5", "12", "12"]
     with pytest.raises(NotFound):
         z.set_witness(f"{root}/missing", JOURNAL_GEN, 1)
+
+
+def test_a_bookmark_keeps_its_snapshots_point_after_the_snapshot_goes(zfs):
+    """A bookmark carries its snapshot's guid and createtxg, survives the snapshot's destroy,
+    follows its dataset on rename, refuses a second of its name, and a destroy of missing
+    bookmarks is no error."""
+    z, root = zfs
+    vol = f"{root}/v"
+    z.create_zvol(vol, 4 * MiB)
+    z.snapshot([f"{vol}@s1"])
+    snap = z.get_props(f"{vol}@s1", ["guid", "createtxg"])
+    z.bookmark(f"{vol}@s1", f"{vol}#s1")
+    with pytest.raises(AlreadyExists):
+        z.bookmark(f"{vol}@s1", f"{vol}#s1")
+    with pytest.raises(InvalidName):
+        z.bookmark(f"{vol}@s1", f"{root}/other#s1")  # only on the snapshot's own dataset
+    with pytest.raises(NotFound):
+        z.bookmark(f"{vol}@nope", f"{vol}#nope")
+    z.destroy_snapshots([f"{vol}@s1"])
+    assert z.bookmarks(vol) == {f"{vol}#s1": {"guid": snap["guid"].value,
+                                              "createtxg": snap["createtxg"].value}}
+    z.rename(vol, f"{root}/w")
+    assert list(z.bookmarks(f"{root}/w")) == [f"{root}/w#s1"]
+    z.destroy_bookmarks([f"{root}/w#s1", f"{root}/w#never"])
+    assert z.bookmarks(f"{root}/w") == {}
+    # No snapshot, no bookmark: nothing holds it (a renamed zvol's new minor: busy a moment).
+    retry_transient(lambda: z.destroy(f"{root}/w"))
+    with pytest.raises(NotFound):
+        z.bookmarks(f"{root}/w")
+
+
+def test_promote_moves_only_the_bookmarks_no_newer_than_the_origin(zfs):
+    """What a revert does to a data-destroyed snapshot's bookmark: promote moves the bookmarks
+    no newer than the clone's origin to the clone; a newer one stays on the old head."""
+    z, root = zfs
+    _zvol_cloned_at_s1(z, root)
+    a, b = f"{root}/a", f"{root}/b"
+    z.snapshot([f"{a}@s2"])
+    z.bookmark(f"{a}@s1", f"{a}#m1")
+    z.bookmark(f"{a}@s2", f"{a}#m2")
+    z.promote(b)
+    assert list(z.bookmarks(b)) == [f"{b}#m1"]
+    assert list(z.bookmarks(a)) == [f"{a}#m2"]

@@ -35,6 +35,9 @@ class _Obj:
     holds: set[str] = field(default_factory=set)
     defer_destroy: bool = False
     mounted: bool = False  # filesystems: lzc_create leaves them unmounted
+    #: Datasets: their bookmarks, by the name after `#`: (guid, createtxg) of the snapshot
+    #: each bookmarked. They follow the dataset on rename and go with it on destroy.
+    bookmarks: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: Seconds since the epoch, as ZFS's `creation` (the time its txg synced).
     creation: int = field(default_factory=lambda: int(time.time()))
 
@@ -211,6 +214,15 @@ class ModelZfs(Zfs):
         for s in moving:
             if s.name.split("@")[1] in mine:
                 raise AlreadyExists(name, f"snapshot {s.name} would collide")
+        # ZFS moves the bookmarks no newer than the origin with the snapshots; newer ones stay
+        # on the old head (dsl_dataset_promote_sync).
+        marks = {m: v for m, v in old.bookmarks.items() if v[1] <= point.createtxg}
+        for m in marks:
+            if m in clone.bookmarks:
+                raise AlreadyExists(name, f"bookmark {old.name}#{m} would collide")
+        for m, v in marks.items():
+            del old.bookmarks[m]
+            clone.bookmarks[m] = v
         for s in moving:
             del self._objs[s.name]
             s.name = clone.name + "@" + s.name.split("@")[1]
@@ -265,6 +277,28 @@ class ModelZfs(Zfs):
                 s.defer_destroy = True
             else:
                 self._drop_snapshot(s)
+
+    def _bookmark(self, snapshot, bookmark):
+        snap = self._get(snapshot)
+        dataset, mark = bookmark.split("#")
+        ds = self._get(dataset)
+        if mark in ds.bookmarks:
+            raise AlreadyExists(bookmark, "bookmark already exists")
+        ds.bookmarks[mark] = (snap.guid, snap.createtxg)
+
+    def _destroy_bookmarks(self, marks):
+        for name in marks:
+            dataset, mark = name.split("#")
+            obj = self._objs.get(dataset)
+            if obj is not None:
+                obj.bookmarks.pop(mark, None)
+
+    def _bookmarks(self, dataset):
+        obj = self._get(dataset)
+        if obj.type == "snapshot":
+            raise InvalidName(dataset, "a snapshot has no bookmarks")
+        return {f"{obj.name}#{m}": {"guid": str(g), "createtxg": str(t)}
+                for m, (g, t) in sorted(obj.bookmarks.items(), key=lambda kv: kv[1][1])}
 
     def _mount(self, name):
         obj = self._get(name)

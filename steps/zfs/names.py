@@ -41,6 +41,17 @@ def check_snapshot(name: str) -> str:
     return name
 
 
+def check_bookmark(name: str) -> str:
+    """Return `name` if it is a safe `dataset#bookmark`, else raise InvalidName."""
+    if not isinstance(name, str) or name.count("#") != 1 or "@" in name \
+            or len(name) > MAX_NAME:
+        raise InvalidName(repr(name), "not a bookmark name (dataset#bookmark)")
+    dataset, mark = name.split("#")
+    check_dataset(dataset)
+    check_component(mark, "bookmark name")
+    return name
+
+
 def check_any(name: str) -> str:
     """Validate a dataset or a snapshot name."""
     return check_snapshot(name) if isinstance(name, str) and "@" in name else check_dataset(name)

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections import namedtuple
 
 from zfsaga.steps.zfs import checks, names
+from zfsaga.steps.zfs.errors import InvalidName
 from zfsaga.steps.zfs.guard import SagaGuard
 
 TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
@@ -118,6 +119,23 @@ class ZfsPrimitives(ABC):
             self._call("destroy_snapshots", snaps[0], True,
                        lambda: self._destroy_snapshots(snaps, defer))
 
+    def bookmark(self, snapshot: str, bookmark: str) -> None:
+        """Bookmark a snapshot: `<dataset>#<name>` of the snapshot's own dataset, keeping its
+        guid and createtxg (a point in the dataset's history) after the snapshot is gone.
+        AlreadyExists when a bookmark has the name, NotFound when the snapshot is missing."""
+        names.check_snapshot(snapshot)
+        names.check_bookmark(bookmark)
+        if names.dataset_of(snapshot) != bookmark.split("#")[0]:
+            raise InvalidName(bookmark, f"a bookmark of {snapshot} is on its own dataset")
+        self._call("bookmark", bookmark, True, lambda: self._bookmark(snapshot, bookmark))
+
+    def destroy_bookmarks(self, marks: Iterable[str]) -> None:
+        """Destroy bookmarks, all in one call; missing ones are ignored."""
+        marks = [names.check_bookmark(m) for m in marks]
+        if marks:
+            self._call("destroy_bookmarks", marks[0], True,
+                       lambda: self._destroy_bookmarks(marks))
+
     def mount(self, name: str) -> None:
         """Mount a filesystem at its mountpoint. Datasets made through libzfs_core are not
         mounted (only the zfs CLI mounts after create); AlreadyExists if it is mounted."""
@@ -225,6 +243,12 @@ class ZfsPrimitives(ABC):
         names.check_any(name)
         return self._call("user_props", name, False, lambda: self._user_props(name))
 
+    def bookmarks(self, dataset: str) -> dict[str, dict[str, str]]:
+        """The bookmarks of one dataset: name (`dataset#mark`) -> {"guid", "createtxg"}, both
+        the bookmarked snapshot's. A dataset that does not exist is NotFound."""
+        names.check_dataset(dataset)
+        return self._call("bookmarks", dataset, False, lambda: self._bookmarks(dataset))
+
     def holds(self, snapshot: str) -> set[str]:
         """The user hold tags on a snapshot."""
         names.check_snapshot(snapshot)
@@ -265,6 +289,12 @@ class ZfsPrimitives(ABC):
     def _destroy(self, name: str) -> None: ...
     @abstractmethod
     def _destroy_snapshots(self, snaps: list[str], defer: bool) -> None: ...
+    @abstractmethod
+    def _bookmark(self, snapshot: str, bookmark: str) -> None: ...
+    @abstractmethod
+    def _destroy_bookmarks(self, marks: list[str]) -> None: ...
+    @abstractmethod
+    def _bookmarks(self, dataset: str) -> dict[str, dict[str, str]]: ...
     @abstractmethod
     def _mount(self, name: str) -> None: ...
     @abstractmethod

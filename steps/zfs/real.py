@@ -35,6 +35,17 @@ def _props_nvlist(props: dict[str, str]) -> dict[bytes, object]:
     return {_b(k): (int(v) if k in _NUMERIC_NATIVE else _b(v)) for k, v in props.items()}
 
 
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _number(raw: object) -> str:
+    """A bookmark property as the ioctl returns it: {value: n} (dsl_prop_nvlist_add_uint64)."""
+    if isinstance(raw, dict):
+        raw = raw[b"value"]
+    return str(int(raw))
+
+
 def _source(raw: str) -> str:
     if raw.startswith("inherited"):
         return "inherited"
@@ -237,6 +248,23 @@ class RealZfs(Zfs):
 
     def _mount(self, name):
         self._run(["mount", name], name)
+
+    def _bookmark(self, snapshot, bookmark):
+        self._lzc_call(bookmark, self._lzc.lzc_bookmark, {_b(bookmark): _b(snapshot)})
+
+    def _destroy_bookmarks(self, marks):
+        # Missing bookmarks are no error to the kernel: they are already gone.
+        self._lzc_call(marks[0], self._lzc.lzc_destroy_bookmarks, [_b(m) for m in marks])
+
+    def _bookmarks(self, dataset):
+        if not self._exists(dataset):
+            raise NotFound(dataset, "dataset does not exist")
+        got = self._lzc_call(dataset, self._lzc.lzc_get_bookmarks, _b(dataset),
+                             [b"guid", b"createtxg"])
+        marks = {f"{dataset}#{_text(m)}": {"guid": _number(v[b"guid"]),
+                                          "createtxg": _number(v[b"createtxg"])}
+                 for m, v in got.items()}
+        return dict(sorted(marks.items(), key=lambda kv: int(kv[1]["createtxg"])))
 
     def _set_props(self, name, props):
         if self.in_process and all(is_user_prop(key) for key in props):
