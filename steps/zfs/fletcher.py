@@ -10,13 +10,15 @@ where it does not (tests/test_stream.py holds the two to the same answers).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import struct
 from typing import Callable
 
 _MASK = (1 << 64) - 1
 Sum = tuple[int, int, int, int]
 ZERO: Sum = (0, 0, 0, 0)
+#: libzfs by soname (OpenZFS 2.1's first, then a later one's): tried in turn, no `ldconfig -p`
+#: process as ctypes.util.find_library would run.
+SONAMES = ("libzfs.so.4", "libzfs.so.6", "libzfs.so")
 
 
 def python_update(state: Sum, data: bytes) -> Sum:
@@ -34,12 +36,15 @@ def python_update(state: Sum, data: bytes) -> Sum:
 
 def _libzfs_update() -> Callable[[Sum, bytes], Sum] | None:
     """libzfs's fletcher_4_incremental_native as an update function, or None without libzfs."""
-    path = ctypes.util.find_library("zfs") or "libzfs.so.4"
-    try:
-        lib = ctypes.CDLL(path)
-        native = lib.fletcher_4_incremental_native
-        init = lib.fletcher_4_init
-    except (OSError, AttributeError):
+    for soname in SONAMES:
+        try:
+            lib = ctypes.CDLL(soname)
+            native = lib.fletcher_4_incremental_native
+            init = lib.fletcher_4_init
+            break
+        except (OSError, AttributeError):
+            continue
+    else:
         return None
     # Chooses the implementation (SIMD or scalar); without it the "fastest" slot is empty.
     init.restype = None
