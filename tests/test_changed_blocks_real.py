@@ -15,6 +15,7 @@ from tests.conftest import POOL, destroy_tree, real_zfs
 from tests.stream_fixtures import (bookmark, discard, make_volume, pattern, read, snapshot,
                                    write, zfs)
 from zfsaga.steps.zfs.changed import GRANULARITY as G, marked
+from zfsaga.steps.zfs.errors import NotAncestor
 from zfsaga.steps.zfs.send import changed_bitmap
 
 pytestmark = pytest.mark.realzfs
@@ -56,6 +57,8 @@ def test_changed_blocks_are_exactly_the_blocks_touched(root) -> None:
     assert set(marked(changed_bitmap(f"{vol}@s1", f"{vol}@s0", size))) == touched
     window = changed_bitmap(f"{vol}@s1", f"{vol}@s0", size, offset=G + 5, length=16 * G)
     assert marked(window) == [0, 15, 16]  # blocks 1, 16, 17 of the window's 1..17
+    with pytest.raises(NotAncestor):  # from the later point to the earlier
+        changed_bitmap(f"{vol}@s0", f"{vol}@s1", size)
     zfs("destroy", f"{vol}@s0")  # a data-destroyed snapshot: its bookmark alone remains
     assert set(marked(changed_bitmap(f"{vol}@s1", f"{vol}#s0", size))) == touched
 
@@ -76,6 +79,8 @@ def test_changed_blocks_are_exactly_the_blocks_touched(root) -> None:
     touched = touch(tdev, size)
     snapshot(f"{thin}@b")
     got = set(marked(changed_bitmap(f"{thin}@b", f"{thin}@a", size)))
+    with pytest.raises(NotAncestor):  # another volume's bookmark
+        changed_bitmap(f"{thin}@b", f"{vol}#s0", size)
     assert touched <= got, f"missing blocks {sorted(touched - got)}"
     print(f"\nthin {size // MIB} MiB volume never written whole: {len(touched)} blocks "
           f"touched, {len(got - touched)} extra marked of {size // G} ({sorted(got - touched)})")
