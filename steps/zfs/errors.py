@@ -70,6 +70,32 @@ class ZfsFailure(ZfsError):
     """Any other failure: permanent, with the original message kept for the operator."""
 
 
+class NotAncestor(ZfsError):
+    """An incremental send from a snapshot or bookmark that is not an earlier point of the
+    target's history (a later snapshot, another volume's, another lineage's after a revert)."""
+
+
+class StreamError(ZfsError):
+    """A send stream zfsaga cannot read to the end: what changed between two points is then
+    unknown, never "nothing" (a backup tool falls back to a full copy on an error, and would
+    silently miss data on a wrong answer). `name` is the stream's source, `detail` the reason
+    and the byte offset where reading stopped."""
+
+
+class StreamCorrupt(StreamError):
+    """The stream breaks its own format: bad magic, a checksum that does not match, a record
+    that contradicts the stream's header, bytes after its END."""
+
+
+class StreamTruncated(StreamCorrupt):
+    """The stream ended inside a record or before its END record."""
+
+
+class StreamUnsupported(StreamError):
+    """A well-formed stream using a record type, flag, feature or byte order this reader does
+    not know the meaning of for a volume's blocks."""
+
+
 class OutsideSaga(Exception):
     """A change to ZFS asked for outside any saga: refused by the layer's guard (guard.py)
     before it reaches ZFS. A defect of zfsaga, never a state of the pool: not a ZfsError, so
@@ -118,6 +144,8 @@ def from_lzc(exc: BaseException, name: str, *, deferred: bool = False) -> ZfsErr
         # hold on the snapshot: its zvol device open (udev probing it under snapdev=visible),
         # which passes. Observed on real ZFS under load, a clone's base snapshot.
         return (Busy if deferred else SnapshotHeld)(name, detail)
+    if isinstance(inner, lzc.SnapshotMismatch):  # lzc_send: EXDEV within one pool
+        return NotAncestor(name, detail)
     if isinstance(inner, lzc.NotClone):
         return NotAClone(name, detail)
     if isinstance(inner, lzc.HoldNotFound):
