@@ -37,6 +37,8 @@ QUERY_RESULT = struct(plugin=STR, name=STR, description=STR, vendor=STR, copyrig
                       version=STR, required_api_version=STR, features=list_of(STR),
                       configuration=dict_of(STR), required_cluster_stack=list_of(STR))
 
+#: xapi's `changed_blocks`: the block size in bytes and the base64 bitmap (plugin/changed.py).
+CHANGED_BLOCKS = struct(granularity=INT, bitmap=STR)
 HEALTH = ("variant", {"Healthy": STR, "Recovering": STR, "Unreachable": STR,
                       "Unavailable": STR})
 SR_STAT = struct(sr=STR, name=STR, uuid=option(STR), description=STR, free_space=INT,
@@ -91,6 +93,8 @@ VERBS: dict[str, tuple[dict[str, Any], Any]] = {
     "Volume.enable_cbt": ({"sr": STR, "key": STR}, UNIT),
     "Volume.disable_cbt": ({"sr": STR, "key": STR}, UNIT),
     "Volume.data_destroy": ({"sr": STR, "key": STR}, UNIT),
+    "Volume.list_changed_blocks": ({"sr": STR, "key": STR, "key2": STR, "offset": INT,
+                                    "length": INT}, CHANGED_BLOCKS),
     "Volume.set_name": ({"sr": STR, "key": STR, "new_name": STR}, UNIT),
     "Volume.set_description": ({"sr": STR, "key": STR, "new_description": STR}, UNIT),
 }

@@ -20,6 +20,7 @@ IMPLEMENTATIONS = {
     "Volume.set_description": "volume:set_description",
     "Volume.enable_cbt": "volume:enable_cbt", "Volume.disable_cbt": "volume:disable_cbt",
     "Volume.data_destroy": "volume:data_destroy",
+    "Volume.list_changed_blocks": "changed:list_changed_blocks",
 }
 #: The same, for the entry points under datapath/<scheme>/ (their own Plugin.query).
 DATAPATH_IMPLEMENTATIONS = {

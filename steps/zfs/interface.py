@@ -27,6 +27,10 @@ class Zfs(ZfsPrimitives):
     """Every ZFS action and query the plugin needs: the primitives, and the composites here.
     Public methods validate and go through `_call`; backends implement the underscored ones."""
 
+    #: Whether the volumes hold their data (real ZFS): a send stream, and what changed between
+    #: two points, exists only then (the model keeps names and properties, no blocks).
+    holds_data = True
+
     # -- changes that read first ---------------------------------------------------------------
     def clone(self, snapshot: str, target: str, props: dict[str, str] | None = None, *,
               reserve: bool = False) -> None:

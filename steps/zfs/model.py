@@ -45,6 +45,8 @@ class _Obj:
 class ModelZfs(Zfs):
     """ZFS pools in a dict. `pools` names the pools that exist (each a root filesystem)."""
 
+    holds_data = False  # no blocks: no send stream, no changed blocks
+
     def __init__(self, pools: tuple[str, ...] = ("tank",), hooks: ZfsHooks | None = None,
                  seed: int = 0) -> None:
         super().__init__(hooks)
