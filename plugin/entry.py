@@ -24,6 +24,9 @@ SOCKET = "/run/zfsaga/server.sock"
 #: How long to wait for the server's child to start (fork and read the request) before
 #: running the call here instead.
 START_WAIT = 10.0
+#: How long to wait for it once the server said it is still loading (it started on this very
+#: call, as socket activation does, and loads for seconds on a slow host).
+LOAD_WAIT = 120.0
 #: plugin/server.py UNRUN: the exit status of a child that ran nothing (no go byte in time).
 UNRUN = 75
 DEFAULT_DEADLINE = 300.0
@@ -177,12 +180,18 @@ def _after_refusal(sock, select):
 
 
 def _line(sock, select, wait):
-    """One line from the socket within `wait` seconds; b"" if none came."""
+    """The server's first answer line within `wait` seconds; b"" if none came. A server that
+    is still loading says so (P): then the wait is LOAD_WAIT from that word."""
     import time
 
     until = time.monotonic() + wait
     data = b""
-    while b"\n" not in data:
+    while True:
+        while data.startswith(b"P\n"):
+            data = data[2:]
+            until = time.monotonic() + LOAD_WAIT
+        if b"\n" in data:
+            return data
         left = until - time.monotonic()
         if left <= 0 or not select.select([sock], [], [], left)[0]:
             return b""
@@ -190,7 +199,6 @@ def _line(sock, select, wait):
         if not chunk:
             return b""
         data += chunk
-    return data
 
 
 def _relay(sock, select, out_r, err_r, verb, child, library):

@@ -18,6 +18,7 @@ checked by SO_PEERCRED):
               envc, b"KEY=value"..., stdin (b"+" open, b"-" closed); the call's stdin
               (when open) and its stdout and stderr pipes ride on the first bytes
               (SCM_RIGHTS): the child reads stdin as the call in-process would
+    server -> b"P\\n"          (only while the server is still loading) wait: a child comes
     child  -> b"S<pid>\\n"     started: it runs nothing until the client says go
     client -> b"G"             go: from here the client waits for this child's answer
     child  -> b"X<code>\\n"    its exit status, after its answer is flushed
@@ -44,7 +45,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Callable, NoReturn
 
 #: Where the server listens, unless ZFSAGA_SOCKET says otherwise (tests, a second install).
 #: zfsaga.socket's ListenStream= is the same path.
@@ -91,12 +92,14 @@ def read_stamp(library: str) -> bytes:
         return b""
 
 
-def preload() -> None:
+def preload(between: Callable[[], None] = lambda: None) -> None:
     """Import what the verbs need, and load (never initialise) libzfs_core: its handle must be
-    opened in each child (pyzfs opens it lazily, on the first call)."""
+    opened in each child (pyzfs opens it lazily, on the first call). `between` runs after each
+    import: the server greets the callers that came meanwhile."""
     import importlib
 
     for name in PRELOAD:
+        between()
         importlib.import_module(name)
     from zfsaga.sagas import catalog
 
@@ -127,6 +130,21 @@ class Server:
         self.wake_r, self.wake_w = os.pipe()
         self.stopping = False
         self.served = 0
+        #: Callers that came while the server was loading: told to wait (P), forked once loaded.
+        self.waiting: list[socket.socket] = []
+
+    def warm_up(self) -> None:
+        """Load what the verbs need. The first call after a start is what started the server
+        (socket activation), and loading takes seconds on a slow host: each caller that comes
+        meanwhile is told at once that the server is loading (P), so it waits for its child
+        rather than run the call itself."""
+        def greet() -> None:
+            while (conn := self._take()) is not None:
+                _send_quietly(conn, b"P\n")
+                self.waiting.append(conn)
+
+        preload(greet)
+        greet()
 
     def run(self) -> int:
         for fd in (self.wake_r, self.wake_w):
@@ -143,6 +161,9 @@ class Server:
         say = _say  # loguru is configured in children only: the server writes plain lines
         say(f"serving on {where} "
             f"(stamp {self.stamp.decode(errors='replace') or 'none'}, pid {os.getpid()})")
+        waiting, self.waiting = self.waiting, []
+        for conn in waiting:
+            self._fork(conn)
         while not self.stopping:
             try:
                 ready, _, _ = select.select([self.listener, self.wake_r], [], [], 5.0)
@@ -156,7 +177,9 @@ class Server:
                     say("the install changed under this server (its stamp differs): exiting, "
                         "the next call starts the new code")
                     break
-                self._accept()
+                conn = self._take()
+                if conn is not None:
+                    self._fork(conn)
         # Children in flight go on (zfsaga.service has KillMode=process): each tells its
         # client its exit status itself (X), and init reaps it.
         return 0
@@ -164,22 +187,27 @@ class Server:
     def _stop(self, *_: object) -> None:
         self.stopping = True
 
-    def _accept(self) -> None:
+    def _take(self) -> socket.socket | None:
+        """A waiting caller's connection, once its peer is known to be root; None when none
+        waits (or it was refused)."""
         try:
             conn, _ = self.listener.accept()
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError as exc:
             _say(f"accept failed: {exc}")
             time.sleep(0.1)
-            return
+            return None
         pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                           struct.calcsize("3i")))
         if uid not in (0, os.geteuid()):
             _say(f"refused a call from uid {uid} (pid {pid}): only root is served")
             _send_quietly(conn, b"Rnot root\n")
             conn.close()
-            return
+            return None
+        return conn
+
+    def _fork(self, conn: socket.socket) -> None:
         if threading.active_count() != 1:  # a fork would copy a lock another thread holds
             _say("a thread runs in the server: it forks no more (calls run in-process)")
             conn.close()
@@ -391,14 +419,15 @@ def bind(path: str) -> socket.socket:
 def serve(path: str | None = None) -> int:
     listener = listener_from_systemd() or bind(path or socket_path())
     listener.setblocking(False)
-    preload()
+    server = Server(listener, library_dir())
+    server.warm_up()
     # What is loaded now is every child's, shared copy-on-write: frozen out of the collector,
     # a child's collections never touch (and so never copy) the parent's objects.
     import gc
 
     gc.collect()
     gc.freeze()
-    return Server(listener, library_dir()).run()
+    return server.run()
 
 
 def status(path: str | None = None) -> tuple[int, str]:
@@ -425,7 +454,14 @@ def status(path: str | None = None) -> tuple[int, str]:
             os.close(r)
             os.close(w)
         reply = b""
-        while b"\n" not in reply:  # its first line only: the server's W may follow at once
+        # Its first line but the loading word (P): the server's W may follow at once.
+        while True:
+            if reply.startswith(b"P\n"):  # still loading: a child answers once it is done
+                reply = reply[2:]
+                client.settimeout(120.0)
+                continue
+            if b"\n" in reply:
+                break
             chunk = client.recv(64)
             if not chunk:
                 break

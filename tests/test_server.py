@@ -292,9 +292,12 @@ def send_request(sock: socket.socket, payload: bytes, fds: list[int]) -> int:
 
 
 def read_line(sock: socket.socket, seconds: float = 30) -> bytes:
+    """The server's next line, past its loading word (P: the server is still loading)."""
     data = b""
     until = time.monotonic() + seconds
-    while not data.endswith(b"\n"):
+    while not data.endswith(b"\n") or data == b"P\n":
+        if data == b"P\n":
+            data = b""
         left = until - time.monotonic()
         if left <= 0 or not select.select([sock], [], [], left)[0]:
             return data
@@ -565,6 +568,37 @@ def active_sagas(inst: Install, pool: Pool, sr: str) -> list:
 
 
 # -- a stale server, no server, a caller who is not root ---------------------------------------
+def test_a_call_that_starts_a_slow_loading_server_waits_for_it(installed, tmp_path) -> None:
+    """Socket activation starts the server on a call, and loading takes seconds on a slow
+    host (more than the entry point's START_WAIT in an emulated guest). The server tells
+    such callers it is loading (P), so they wait for their child rather than run the call
+    in-process."""
+    from zfsaga.plugin import entry
+
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    load = entry.START_WAIT + 2
+    (slow / "zfsaga_slow_load.py").write_text(f"import time\ntime.sleep({load})\n")
+    server = Server(installed, tmp_path / "run-root")
+    server.exec_start = ["/usr/bin/python3", "-c", (
+        f"import sys; sys.path[:0] = [{str(installed.lib)!r}, {str(slow)!r}]\n"
+        "from zfsaga.plugin import server\n"
+        "server.PRELOAD = ('zfsaga_slow_load',) + server.PRELOAD\n"
+        "sys.exit(server.serve())\n")]
+    try:
+        server.start()
+        pool = Pool(installed, tmp_path, server)
+        started = time.monotonic()
+        first = pool.call("Plugin.Query")  # it starts the server, which loads for `load` s
+        assert answer(first)["plugin"] == "zfsaga"
+        assert not fallback_note(first), first.stderr[-800:]
+        assert load <= time.monotonic() - started < load + 60
+        out = create(pool, pool.sr(), "then")
+        assert answer(out)["name"] == "then" and not fallback_note(out)
+    finally:
+        server.stop()
+
+
 def test_a_stale_server_is_never_used(installed, tmp_path) -> None:
     """Another install laid over the same prefix (its stamp differs): the next call runs
     in-process and says so, the old server exits, and the call after is served by a server
