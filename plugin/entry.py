@@ -121,6 +121,10 @@ def _served(library, verb, where, stdin):
     if not stamp:
         raise _NotServed("this install has no stamp (%s)" % os.path.join(library, "STAMP"))
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    # Bounded, never blocking: a blocking connect to a server that accepts nothing (stopped,
+    # stuck, its queue full) waits forever, past the call's deadline. Bounded, a full queue
+    # is EAGAIN at once, and the call runs here; every later wait is bounded by select.
+    sock.settimeout(START_WAIT)
     try:
         sock.connect(path)
     except OSError as exc:

@@ -1134,3 +1134,31 @@ def test_a_child_that_never_gets_go_exits_unrun(installed, pool: Pool, served: S
     os.close(r)
     assert status == b"W%d\n" % (UNRUN << 8), status
     assert pool.volumes(sr) == []
+
+
+# -- adversarial review (issue 20) -------------------------------------------------------------
+def test_a_server_that_accepts_nothing_costs_no_more_than_the_start_wait(installed,
+                                                                        tmp_path) -> None:
+    """A server that is there but accepts nothing (stopped with SIGSTOP, stuck, its listen
+    queue full): a blocking connect to it waits forever, past any deadline, and xapi with it.
+    The call must fall back (answer, in-process, with the note) within the entry point's
+    START_WAIT at most."""
+    pool = Pool(installed, tmp_path, None)
+    path = Path(pool.env["ZFSAGA_SOCKET"])
+    path.parent.mkdir(parents=True)
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.bind(str(path))
+    stuck.listen(0)  # one connection queued fills it
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    filler.connect(str(path))
+    try:
+        start = time.monotonic()
+        out = subprocess.run([str(pool.xapi.script("Plugin.Query")), "--json"],
+                             input='{"dbg": "t"}', capture_output=True, text=True,
+                             env=pool.xapi.env, timeout=60)
+        took = time.monotonic() - start
+        assert answer(out)["plugin"] == "zfsaga" and fallback_note(out), out.stderr
+        assert took < 10 + 20, took  # START_WAIT, then the call in-process
+    finally:
+        filler.close()
+        stuck.close()
