@@ -99,9 +99,11 @@ def _request(stamp, verb, where, stdin):
         cwd = "/"
     argv = [os.fsencode(a) for a in sys.argv[1:]]
     env = [k + b"=" + v for k, v in os.environb.items()]
+    mask = os.umask(0)  # the only way to read it: set, then put back at once
+    os.umask(mask)
     fields = ([stamp, os.fsencode(verb), os.fsencode(where), os.fsencode(cwd),
                str(len(argv)).encode()] + argv + [str(len(env)).encode()] + env
-              + [b"+" if stdin else b"-"])
+              + [b"+" if stdin else b"-", ("%o" % mask).encode()])
     body = b"".join(str(len(f)).encode() + b":" + f + b"," for f in fields)
     return b"ZFSAGA/1 " + str(len(body)).encode() + b"\n" + body
 

@@ -15,7 +15,8 @@ checked by SO_PEERCRED):
 
     client -> b"ZFSAGA/1 <n>\\n" + n bytes of netstrings (`<len>:<bytes>,`): the install's
               stamp, the verb, the plugin directory, the working directory, argc, argv...,
-              envc, b"KEY=value"..., stdin (b"+" open, b"-" closed); the call's stdin
+              envc, b"KEY=value"..., stdin (b"+" open, b"-" closed), the caller's umask
+              (octal: the files a call makes are the caller's, as in-process); the call's stdin
               (when open) and its stdout and stderr pipes ride on the first bytes
               (SCM_RIGHTS): the child reads stdin as the call in-process would
     child  -> b"S<pid>\\n"     started: it runs nothing until the client says go
@@ -290,6 +291,7 @@ def _answer(request: dict, fds: list[int]) -> int:
     stdin = os.fdopen(0, "rb", closefd=False) if request["stdin"] else None
     os.environb.clear()
     os.environb.update(request["env"])
+    os.umask(request["umask"])  # the server's (systemd's) is not the caller's
     try:
         os.chdir(request["cwd"])
     except OSError:
@@ -348,8 +350,11 @@ def parse_request(data: bytes) -> dict | None:
         argv = fields[5:5 + int(argc)]
         envc = int(fields[5 + len(argv)])
         env_items = fields[6 + len(argv):6 + len(argv) + envc]
-        (stdin,) = fields[6 + len(argv) + envc:]
+        stdin, umask = fields[6 + len(argv) + envc:]
+        mask = int(umask, 8) if umask.isdigit() else -1
     except (ValueError, IndexError):  # a count past the fields there are
+        return None
+    if not 0 <= mask <= 0o777:
         return None
     env = {}
     for item in env_items:
@@ -358,7 +363,7 @@ def parse_request(data: bytes) -> dict | None:
             env[key] = value
     return {"stamp": stamp, "verb": os.fsdecode(verb), "where": os.fsdecode(where),
             "cwd": cwd, "argv": [os.fsdecode(a) for a in argv], "env": env,
-            "stdin": stdin == b"+"}
+            "stdin": stdin == b"+", "umask": mask}
 
 
 # -- starting it -------------------------------------------------------------------------------
@@ -416,7 +421,7 @@ def status(path: str | None = None) -> tuple[int, str]:
     try:
         # A request that cannot match: the server's child answers V and runs nothing.
         body = b"".join(b"%d:%s," % (len(f), f) for f in
-                        (b"status", b"-", b"/", b"/", b"0", b"0", b"-"))
+                        (b"status", b"-", b"/", b"/", b"0", b"0", b"-", b"22"))
         r, w = os.pipe()
         try:
             client.sendmsg([b"ZFSAGA/1 %d\n" % len(body) + body],

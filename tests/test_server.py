@@ -257,12 +257,14 @@ class Request(bytes):
 
 
 def request(stamp: bytes, verb: str, where: Path, argv=(b"--json",), env=None,
-            stdin: bytes | None = b"{\"dbg\": \"t\"}", cwd: bytes = b"/") -> Request:
+            stdin: bytes | None = b"{\"dbg\": \"t\"}", cwd: bytes = b"/",
+            umask: bytes | None = b"22") -> Request:
     env = env if env is not None else {}
     items = [k.encode() + b"=" + v.encode() if isinstance(k, str) else k + b"=" + v
              for k, v in env.items()]
     body = netstrings(stamp, verb.encode(), os.fsencode(where), cwd, b"%d" % len(argv), *argv,
-                      b"%d" % len(items), *items, b"-" if stdin is None else b"+")
+                      b"%d" % len(items), *items, b"-" if stdin is None else b"+",
+                      *([] if umask is None else [umask]))
     out = Request(b"ZFSAGA/1 %d\n" % len(body) + body)
     out.stdin = stdin
     return out
@@ -914,7 +916,7 @@ def test_a_caller_that_connects_and_never_sends_stalls_no_one(installed, pool: P
 @pytest.mark.parametrize("what", ["garbage", "bad magic", "size too large", "bad netstring",
                                   "too few fields", "no fds", "one fd", "five fds",
                                   "argc past the end", "another stamp", "truncated",
-                                  "no go"])
+                                  "no go", "umask not octal", "umask too wide", "no umask"])
 def test_a_malformed_request_runs_nothing(installed, pool: Pool, served: Server, tmp_path,
                                           what: str) -> None:
     """A request not as the wire says gets no S (nothing runs: the model's pool is untouched),
@@ -938,6 +940,12 @@ def test_a_malformed_request_runs_nothing(installed, pool: Pool, served: Server,
                              + netstrings(installed.stamp, b"V", b"/", b"/", b"9", b"--json"),
         "another stamp": request(b"0" * 32, "Volume.create", pool.xapi.dir, env=env, stdin=args),
         "truncated": good[:-20],
+        "umask not octal": request(installed.stamp, "Volume.create", pool.xapi.dir, env=env,
+                                   stdin=args, umask=b"99"),
+        "umask too wide": request(installed.stamp, "Volume.create", pool.xapi.dir, env=env,
+                                  stdin=args, umask=b"7777"),
+        "no umask": request(installed.stamp, "Volume.create", pool.xapi.dir, env=env,
+                            stdin=args, umask=None),
     }.get(what, good)
     fds = {"no fds": 0, "one fd": 1, "five fds": 5}.get(what, 2)
     if what == "truncated":  # then the client goes away
@@ -1162,3 +1170,31 @@ def test_a_server_that_accepts_nothing_costs_no_more_than_the_start_wait(install
     finally:
         filler.close()
         stuck.close()
+
+
+@pytest.mark.parametrize("way", ["served", "fallback"])
+def test_a_call_creates_its_files_under_its_callers_umask(installed, tmp_path, way) -> None:
+    """The child is what the per-call process is: the files a call makes (the journal, its
+    state) carry its caller's umask, not the server's (systemd's 0022, or whoever started it).
+    A caller with umask 0077 gets no file any other user can read, both ways."""
+    server = Server(installed, tmp_path / "run-root").start() if way == "served" else None
+    try:
+        pool = Pool(installed, tmp_path, server)
+        if server is None:
+            pool.env["ZFSAGA_SERVER"] = "0"
+        out = subprocess.run([str(pool.xapi.script("SR.create")), "--json"],
+                             input=json.dumps({"dbg": "t", "uuid": str(uuid.uuid4()),
+                                               "name": "SR", "description": "",
+                                               "configuration": {"dataset": pool.dataset}}),
+                             capture_output=True, text=True, env=pool.xapi.env, timeout=120,
+                             preexec_fn=lambda: os.umask(0o077))
+        answer(out)
+        assert not (server and fallback_note(out)), out.stderr
+        made = [p for top in ("state", "host") for p in (tmp_path / top).rglob("*")]
+        assert made, "the call made no file: nothing to check"
+        loose = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777)
+                 for p in made if p.stat().st_mode & 0o077}
+        assert not loose, loose
+    finally:
+        if server:
+            server.stop()
