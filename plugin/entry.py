@@ -122,16 +122,7 @@ def _served(library, verb, where, stdin):
     stamp = _stamp(library)
     if not stamp:
         raise _NotServed("this install has no stamp (%s)" % os.path.join(library, "STAMP"))
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    # Bounded, never blocking: a blocking connect to a server that accepts nothing (stopped,
-    # stuck, its queue full) waits forever, past the call's deadline. Bounded, a full queue
-    # is EAGAIN at once, and the call runs here; every later wait is bounded by select.
-    sock.settimeout(START_WAIT)
-    try:
-        sock.connect(path)
-    except OSError as exc:
-        sock.close()
-        raise _NotServed("no server answers on %s (%s)" % (path, exc.strerror or exc))
+    sock = _connect(_socket, path)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
@@ -171,6 +162,31 @@ def _served(library, verb, where, stdin):
         raise _NotServed("the server's child went away before the call started (%s)" % exc)
     child = int(line[1:].strip() or 0)
     return _relay(sock, select, out_r, err_r, verb, child, library)
+
+
+def _connect(_socket, path):
+    """A socket connected to the server within START_WAIT; _NotServed otherwise. Never a
+    blocking connect: to a server that accepts nothing (stopped, stuck) once its queue is full,
+    that waits forever, past the call's deadline. Non-blocking, a full queue is EAGAIN: tried
+    again until START_WAIT (a burst of calls drains it in a moment)."""
+    import time
+
+    until = time.monotonic() + START_WAIT
+    while True:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        sock.settimeout(START_WAIT)  # later waits are bounded by select, within START_WAIT
+        try:
+            sock.connect(path)
+            return sock
+        except (BlockingIOError, InterruptedError) as exc:
+            sock.close()
+            if time.monotonic() >= until:
+                raise _NotServed("the server on %s accepts no call: its queue stayed full for "
+                                 "%gs (%s)" % (path, START_WAIT, exc.strerror or exc))
+            time.sleep(0.02)
+        except OSError as exc:
+            sock.close()
+            raise _NotServed("no server answers on %s (%s)" % (path, exc.strerror or exc))
 
 
 def _after_refusal(sock, select):
