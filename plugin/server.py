@@ -443,6 +443,11 @@ def status(path: str | None = None) -> tuple[int, str]:
     if reply.startswith(b"V"):
         theirs = reply[1:].strip().decode(errors="replace")
         ours = read_stamp(library_dir()).decode(errors="replace")
+        if not theirs:
+            # A server without a stamp answers every call V: it serves none (run_child).
+            return 1, (f"a server answers on {path}, but it has no stamp (not an install: "
+                       f"{STAMP_FILE} missing beside its package): it serves no call, every "
+                       f"call runs in-process")
         if theirs != ours:
             return 1, (f"a server answers on {path}, but it runs another install (stamp "
                        f"{theirs or 'none'}, this one {ours or 'none'}): it is not used, and "

@@ -1198,3 +1198,26 @@ def test_a_call_creates_its_files_under_its_callers_umask(installed, tmp_path, w
     finally:
         if server:
             server.stop()
+
+
+def test_server_status_fails_for_a_server_that_serves_no_call(tmp_path) -> None:
+    """A server without a stamp (run from a checkout, its STAMP gone) answers every call V and
+    serves none: every call runs in-process. `zfsaga server status` of the same tree must say
+    so and exit 1, not 0 ("running this install")."""
+    sock = run_root() / "zfsaga" / "server.sock"
+    env = {**os.environ, "ZFSAGA_SYSLOG": "0"}
+    env.pop("ZFSAGA_SOCKET", None)
+    cli = [sys.executable, "-m", "zfsaga.cli"]
+    assert not (ROOT / "STAMP").exists()
+    proc = subprocess.Popen([*cli, "serve", "--socket", str(sock)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: sock.exists(), 60)
+        out = subprocess.run([*cli, "server", "status", "--socket", str(sock)], env=env,
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "no stamp" in out.stdout, out.stdout
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(sock.parent.parent, ignore_errors=True)
