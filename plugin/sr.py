@@ -210,8 +210,11 @@ def ls(dbg: str, sr: str) -> list:
         s, tree = open_sr_tree(sr)
         native = {name: got[0] for name, got in tree.items()}
         own = {name: got[1] for name, got in tree.items() if got[1]}
-        return [volume_record(s.name, name, props, user)
-                for name, props, user in settled(s.name, native, own)]
+        # By key: the read's order is not the answer's (a channel program's comes in the
+        # order of a Lua table, `zfs get -r` in ZFS's walk): served and in-process answer alike.
+        return sorted((volume_record(s.name, name, props, user)
+                       for name, props, user in settled(s.name, native, own)),
+                      key=lambda record: record["key"])
 
 
 def _set_meta(sr: str, prop: str, value: str) -> None:
