@@ -285,12 +285,8 @@ def _note_fallback(why):
     """Say once (until a server starts again) that calls run without the server."""
     run_dir = os.path.dirname(_socket_path())
     note = os.path.join(run_dir, "fallback")
-    try:
-        with open(note, "rb") as f:
-            if f.read() == why.encode("utf-8", "replace"):
-                return
-    except OSError:
-        pass
+    if _read_note(note) == why.encode("utf-8", "replace"):
+        return
     line = ("zfsaga: calls run without the warm server (slower, never lost): %s. "
             "See `zfsaga server status`." % why)
     sys.stderr.write(line + "\n")
@@ -304,10 +300,39 @@ def _note_fallback(why):
     try:
         if not os.path.isdir(run_dir):
             os.makedirs(run_dir, 0o700)
-        with open(note, "wb") as f:
-            f.write(why.encode("utf-8", "replace"))
+        _write_note(note, why.encode("utf-8", "replace"))
     except OSError:
         pass
+
+
+def _read_note(note):
+    """The note's bytes; b"" when there is none, or what is there is not a plain file of ours
+    (a link or a FIFO planted in the run directory is never followed, nor waited on)."""
+    try:
+        fd = os.open(note, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return b""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def _write_note(note, data):
+    """Root writes the note: into a new file of its own (O_EXCL: never through a link planted
+    there), renamed over whatever is at the note's name (the link itself, not its target)."""
+    fresh = "%s.%d" % (note, os.getpid())
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+    try:
+        os.rename(fresh, note)
+    except OSError:
+        os.unlink(fresh)
 
 
 def _run():

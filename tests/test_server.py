@@ -1221,3 +1221,18 @@ def test_server_status_fails_for_a_server_that_serves_no_call(tmp_path) -> None:
         proc.terminate()
         proc.wait(30)
         shutil.rmtree(sock.parent.parent, ignore_errors=True)
+
+
+def test_the_fallback_note_never_follows_a_symlink(installed, tmp_path) -> None:
+    """The entry point runs as root and writes its one-time note beside the socket. A link
+    planted there (a run directory anyone could write to: ZFSAGA_SOCKET under /tmp) must not
+    make root write through it: the file it points at is untouched, and the call answers."""
+    pool = Pool(installed, tmp_path, None)
+    run_dir = Path(pool.env["ZFSAGA_SOCKET"]).parent
+    run_dir.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (run_dir / "fallback").symlink_to(victim)
+    out = pool.call("Plugin.Query")
+    assert answer(out)["plugin"] == "zfsaga" and fallback_note(out), out.stderr
+    assert victim.read_text() == "precious\n"
