@@ -292,6 +292,7 @@ def _answer(request: dict, fds: list[int]) -> int:
     os.environb.clear()
     os.environb.update(request["env"])
     os.umask(request["umask"])  # the server's (systemd's) is not the caller's
+    time.tzset()  # the C library read TZ once, from the server's environment: the log's times
     try:
         os.chdir(request["cwd"])
     except OSError:

@@ -1236,3 +1236,23 @@ def test_the_fallback_note_never_follows_a_symlink(installed, tmp_path) -> None:
     out = pool.call("Plugin.Query")
     assert answer(out)["plugin"] == "zfsaga" and fallback_note(out), out.stderr
     assert victim.read_text() == "precious\n"
+
+
+def test_a_served_call_logs_in_its_callers_time_zone(pool: Pool, served: Server) -> None:
+    """TZ is a setting of the call's environment like any other: the log lines' times are
+    the caller's local time, served as in-process (the server's zone is systemd's)."""
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    sr = pool.sr()
+    hours = {}
+    for zone, offset in (("UTC0", 0), ("XXX-11", 11)):  # POSIX: XXX-11 is UTC+11
+        out = create(pool, sr, f"tz{offset}", {"TZ": zone})
+        answer(out)
+        assert not fallback_note(out), out.stderr
+        stamp = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d):\d\d\.\d{3} ", out.stderr, re.M)
+        assert stamp, out.stderr
+        want = datetime.now(timezone(timedelta(hours=offset)))
+        got = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=want.tzinfo)
+        hours[zone] = abs((want - got).total_seconds())
+    assert all(seconds < 300 for seconds in hours.values()), hours
