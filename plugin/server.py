@@ -186,7 +186,15 @@ class Server:
             conn.close()
             self.stopping = True
             return
-        child = os.fork()
+        try:
+            child = os.fork()
+        except OSError as exc:
+            # At the cgroup's TasksMax, or short of memory: this call is not served (closed
+            # before its S, its client runs it in-process); the server serves the next one.
+            _say(f"fork failed ({exc}): a call runs in-process")
+            conn.close()
+            time.sleep(0.1)  # whatever exhausted it needs a moment: no busy loop over it
+            return
         if child == 0:
             for other in self.children.values():  # other calls' connections are not its own
                 other.close()

@@ -1256,3 +1256,32 @@ def test_a_served_call_logs_in_its_callers_time_zone(pool: Pool, served: Server)
         got = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=want.tzinfo)
         hours[zone] = abs((want - got).total_seconds())
     assert all(seconds < 300 for seconds in hours.values()), hours
+
+
+def test_a_fork_that_fails_refuses_one_call_and_keeps_the_server(tmp_path, monkeypatch) -> None:
+    """fork() fails when the service's cgroup is at its TasksMax, or memory is short (EAGAIN,
+    ENOMEM): that call is not served (its client sees the connection close and runs it
+    in-process), and the server goes on serving: an exception out of the accept loop would
+    end it for every call until the socket starts it anew."""
+    from zfsaga.plugin import server as server_mod
+
+    path = str(tmp_path / "s.sock")
+    listener = server_mod.bind(path)
+    listener.setblocking(False)
+    srv = server_mod.Server(listener, str(tmp_path))
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(path)
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(server_mod.os, "fork", no_fork)
+    monkeypatch.setattr(server_mod.time, "sleep", lambda s: None)
+    try:
+        srv._accept()  # raises, before the fix: out of run()'s loop, the server is gone
+        assert not srv.stopping and srv.children == {}
+        client.settimeout(5)
+        assert client.recv(64) == b""  # closed: the client runs the call in-process
+    finally:
+        client.close()
+        listener.close()
