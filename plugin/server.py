@@ -69,6 +69,15 @@ PRELOAD = ("json", "sqlite3", "loguru", "transitions", "tenacity", "zfsaga.log",
            "zfsaga.location", "encodings.ascii")
 
 
+#: What the server loaded besides zfsaga (whose code the stamp covers), watched as the stamp
+#: is: the host's package manager upgrades these by replacing their files, and a server still
+#: running the old ones would fork children that mix them with the new files they import.
+#: The interpreter itself, and ZFS's libraries (found mapped in the process), are watched too.
+WATCHED_MODULES = ("os", "sqlite3", "_sqlite3", "libzfs_core", "cffi", "_cffi_backend",
+                   "loguru", "transitions", "tenacity")
+WATCHED_LIBRARIES = ("libzfs_core.so", "libnvpair.so", "libzfs.so", "libpython3")
+
+
 def socket_path() -> str:
     """ZFSAGA_SOCKET, else server.sock in the run directory (ZFSAGA_RUN_DIR, /run/zfsaga)."""
     run_dir = os.environ.get("ZFSAGA_RUN_DIR") or os.path.dirname(SOCKET)
@@ -115,6 +124,38 @@ def preload() -> None:
     warm.prepare()  # what every child would redo: pyzfs's C types, loguru's library dirs
 
 
+def dependency_marks() -> dict[str, tuple[int, int, int] | None]:
+    """Each watched file the server runs (WATCHED_MODULES' files where loaded, the mapped
+    WATCHED_LIBRARIES, the interpreter) and its identity now (device, inode, mtime)."""
+    paths = {os.path.realpath(sys.executable)}
+    for name in WATCHED_MODULES:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path:
+            paths.add(path)
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.rstrip("\n").split(None, 5)[5:]
+                if path and any(lib in os.path.basename(path[0]) for lib in WATCHED_LIBRARIES):
+                    paths.add(path[0].removesuffix(" (deleted)"))
+    except OSError:
+        pass  # no /proc: the modules and the interpreter are still watched
+    return {path: _mark(path) for path in sorted(paths)}
+
+
+def _mark(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def changed_since(marks: dict[str, tuple[int, int, int] | None]) -> list[str]:
+    """The watched files that are not the ones the server loaded any more."""
+    return [path for path, mark in marks.items() if _mark(path) != mark]
+
+
 # -- the server --------------------------------------------------------------------------------
 class Server:
     """The accept loop: check the caller, fork, reap. It reads nothing from a caller (a client
@@ -124,6 +165,7 @@ class Server:
         self.listener = listener
         self.library = library
         self.stamp = read_stamp(library)
+        self.marks = dependency_marks()  # after preload(): what every child runs
         self.children: dict[int, socket.socket] = {}
         self.wake_r, self.wake_w = os.pipe()
         self.stopping = False
@@ -156,6 +198,11 @@ class Server:
                     # accepting; the socket keeps the call queued for the next start.
                     say("the install changed under this server (its stamp differs): exiting, "
                         "the next call starts the new code")
+                    break
+                changed = changed_since(self.marks)
+                if changed:
+                    say(f"files it loaded were replaced (an upgrade: {', '.join(changed[:3])}): "
+                        f"exiting, the next call starts anew")
                     break
                 self._accept()
         # Children in flight go on (zfsaga.service has KillMode=process): each tells its

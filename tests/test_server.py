@@ -1285,3 +1285,48 @@ def test_a_fork_that_fails_refuses_one_call_and_keeps_the_server(tmp_path, monke
     finally:
         client.close()
         listener.close()
+
+
+def test_a_server_whose_loaded_files_changed_on_disk_serves_no_call(tmp_path,
+                                                                    monkeypatch) -> None:
+    """The stamp is zfsaga's code; what the server loaded besides it (the interpreter and its
+    library, pyzfs and ZFS's libraries, loguru...) is upgraded by the host's package manager,
+    which replaces the files. A server still running the old ones would fork children that
+    mix them with the new files they import: like a stale stamp, it exits without accepting,
+    and the socket starts the new code for the call left queued."""
+    import types
+
+    from zfsaga.plugin import server as server_mod
+
+    dep = tmp_path / "dep.py"
+    dep.write_text("x = 1\n")
+    fake = types.ModuleType("zfsaga_test_dep")
+    fake.__file__ = str(dep)
+    monkeypatch.setitem(sys.modules, "zfsaga_test_dep", fake)
+    watched = getattr(server_mod, "WATCHED_MODULES", ())
+    monkeypatch.setattr(server_mod, "WATCHED_MODULES", (*watched, "zfsaga_test_dep"),
+                        raising=False)
+    path = str(tmp_path / "s.sock")
+    listener = server_mod.bind(path)
+    listener.setblocking(False)
+    srv = server_mod.Server(listener, str(tmp_path))
+    marks = getattr(srv, "marks", {})
+    assert str(dep) in marks and os.path.realpath(sys.executable) in marks, marks
+    fresh = tmp_path / "dep.new"
+    fresh.write_text("x = 2\n")
+    os.replace(fresh, dep)  # as rpm and dpkg lay a package's new files
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(path)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert srv.run() == 0 and srv.served == 0
+        listener.setblocking(True)
+        listener.settimeout(5)
+        queued, _ = listener.accept()  # the call is still there, for the next server
+        queued.close()
+    finally:
+        signal.set_wakeup_fd(-1)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        client.close()
+        listener.close()
