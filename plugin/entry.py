@@ -22,7 +22,7 @@ import sys
 REQUIRED = (3, 11)
 SOCKET = "/run/zfsaga/server.sock"
 #: How long to wait for the server's child to start (fork and read the request) before
-#: running the call here instead.
+#: running the call here instead; at most a quarter of the call's deadline (see _run).
 START_WAIT = 10.0
 #: plugin/server.py UNRUN: the exit status of a child that ran nothing (no go byte in time).
 UNRUN = 75
@@ -112,9 +112,10 @@ class _NotServed(Exception):
     """No server ran this call: run it here. Its words go to the one-time note."""
 
 
-def _served(library, verb, where, stdin):
+def _served(library, verb, where, stdin, began, seconds):
     """The call through the server: its exit status. _NotServed when no server's child took
-    it (stdin is then untouched, for the call run here)."""
+    it (stdin is then untouched, for the call run here). `began`, `seconds`: when the call
+    began (time.monotonic) and its deadline: its answer is due at began + seconds."""
     import _socket
     import select
 
@@ -122,7 +123,8 @@ def _served(library, verb, where, stdin):
     stamp = _stamp(library)
     if not stamp:
         raise _NotServed("this install has no stamp (%s)" % os.path.join(library, "STAMP"))
-    sock = _connect(_socket, path)
+    wait = min(START_WAIT, seconds / 4.0)  # the rest of the deadline is the call's
+    sock = _connect(_socket, path, wait)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
@@ -132,7 +134,7 @@ def _served(library, verb, where, stdin):
         sent = sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         if sent < len(payload):
             sock.sendall(payload[sent:])
-        line = _line(sock, select, START_WAIT)
+        line = _line(sock, select, wait)
     except OSError as exc:
         # A refusal (R: not root; V: another install) is sent before the request is read,
         # and the connection closed: a large request then fails to send. The reply is
@@ -140,7 +142,7 @@ def _served(library, verb, where, stdin):
         line = _after_refusal(sock, select)
         why = str(exc)
     else:
-        why = "the server did not start the call within %gs" % START_WAIT
+        why = "the server did not start the call within %gs" % wait
     finally:
         os.close(out_w)
         os.close(err_w)
@@ -161,20 +163,20 @@ def _served(library, verb, where, stdin):
         sock.close()
         raise _NotServed("the server's child went away before the call started (%s)" % exc)
     child = int(line[1:].strip() or 0)
-    return _relay(sock, select, out_r, err_r, verb, child, library)
+    return _relay(sock, select, out_r, err_r, verb, child, library, began, seconds)
 
 
-def _connect(_socket, path):
-    """A socket connected to the server within START_WAIT; _NotServed otherwise. Never a
+def _connect(_socket, path, wait):
+    """A socket connected to the server within `wait` seconds; _NotServed otherwise. Never a
     blocking connect: to a server that accepts nothing (stopped, stuck) once its queue is full,
     that waits forever, past the call's deadline. Non-blocking, a full queue is EAGAIN: tried
-    again until START_WAIT (a burst of calls drains it in a moment)."""
+    again until `wait` is over (a burst of calls drains it in a moment)."""
     import time
 
-    until = time.monotonic() + START_WAIT
+    until = time.monotonic() + wait
     while True:
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        sock.settimeout(START_WAIT)  # later waits are bounded by select, within START_WAIT
+        sock.settimeout(wait)  # later waits are bounded by select
         try:
             sock.connect(path)
             return sock
@@ -182,7 +184,7 @@ def _connect(_socket, path):
             sock.close()
             if time.monotonic() >= until:
                 raise _NotServed("the server on %s accepts no call: its queue stayed full for "
-                                 "%gs (%s)" % (path, START_WAIT, exc.strerror or exc))
+                                 "%gs (%s)" % (path, wait, exc.strerror or exc))
             time.sleep(0.02)
         except OSError as exc:
             sock.close()
@@ -213,13 +215,12 @@ def _line(sock, select, wait):
     return data
 
 
-def _relay(sock, select, out_r, err_r, verb, child, library):
+def _relay(sock, select, out_r, err_r, verb, child, library, began, seconds):
     """The child's answer to our stdout, its stderr as it comes, within the deadline; then
     its exit status: the server's wait status (W), else the child's own (X), else unknown."""
     import time
 
-    seconds = _deadline()
-    until = time.monotonic() + seconds
+    until = began + seconds
     answer = []
     status = b""
     open_fds = {out_r: True, err_r: True, sock.fileno(): True}
@@ -343,10 +344,19 @@ def _run():
     verb = os.path.basename(sys.argv[0])
     where = os.path.dirname(os.path.abspath(sys.argv[0]))
     if os.environ.get("ZFSAGA_SERVER", "1") != "0":
+        import time
+
+        began, seconds = time.monotonic(), _deadline()
         try:
-            return _served(library, verb, where, stdin_open)
+            return _served(library, verb, where, stdin_open, began, seconds)
         except _NotServed as exc:
             _note_fallback(str(exc))
+        # The wait for a server is part of the call's time: the call run here has what is
+        # left of its deadline (plugin/deadline.py reads it, and so do its lock waits).
+        # (A refusal at once, no socket, costs nothing worth a changed deadline.)
+        spent = time.monotonic() - began
+        if spent > 0.5:
+            os.environ["ZFSAGA_CALL_DEADLINE"] = "%.3f" % max(seconds - spent, 0.001)
     if sys.flags.no_site:
         # The installed script runs as `python3 -S` (tools/install.py): `site` is a third of a
         # bare interpreter's start, and the relay needs nothing of it. The call run here does

@@ -1330,3 +1330,26 @@ def test_a_server_whose_loaded_files_changed_on_disk_serves_no_call(tmp_path,
             signal.signal(sig, handler)
         client.close()
         listener.close()
+
+
+def test_waiting_for_a_server_counts_against_the_calls_deadline(installed, tmp_path) -> None:
+    """A server that takes calls into its queue but never starts them (stuck: its accept loop
+    wedged, or its start failing under systemd while the socket holds the calls): the call runs
+    in-process, and its answer still comes within ZFSAGA_CALL_DEADLINE, the wait for the
+    server included (before, START_WAIT came on top of the deadline)."""
+    pool = Pool(installed, tmp_path, None)
+    path = Path(pool.env["ZFSAGA_SOCKET"])
+    path.parent.mkdir(parents=True)
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.bind(str(path))
+    stuck.listen(16)  # room in the queue: the connect succeeds, nothing ever answers
+    try:
+        start = time.monotonic()
+        out = subprocess.run([str(pool.xapi.script("Plugin.Query")), "--json"],
+                             input='{"dbg": "t"}', capture_output=True, text=True,
+                             env={**pool.xapi.env, "ZFSAGA_CALL_DEADLINE": "4"}, timeout=60)
+        took = time.monotonic() - start
+        assert answer(out)["plugin"] == "zfsaga" and fallback_note(out), out.stderr
+        assert took < 4 + 1.5, took  # the deadline, and an interpreter's exit
+    finally:
+        stuck.close()
