@@ -22,7 +22,7 @@ import sys
 REQUIRED = (3, 11)
 SOCKET = "/run/zfsaga/server.sock"
 #: How long to wait for the server's child to start (fork and read the request) before
-#: running the call here instead.
+#: running the call here instead; at most a quarter of the call's deadline (see _run).
 START_WAIT = 10.0
 #: How long to wait for it once the server said it is still loading (it started on this very
 #: call, as socket activation does, and loads for seconds on a slow host).
@@ -104,9 +104,11 @@ def _request(stamp, verb, where, stdin):
         cwd = "/"
     argv = [os.fsencode(a) for a in sys.argv[1:]]
     env = [k + b"=" + v for k, v in os.environb.items()]
+    mask = os.umask(0)  # the only way to read it: set, then put back at once
+    os.umask(mask)
     fields = ([stamp, os.fsencode(verb), os.fsencode(where), os.fsencode(cwd),
                str(len(argv)).encode()] + argv + [str(len(env)).encode()] + env
-              + [b"+" if stdin else b"-"])
+              + [b"+" if stdin else b"-", ("%o" % mask).encode()])
     body = b"".join(str(len(f)).encode() + b":" + f + b"," for f in fields)
     return b"ZFSAGA/1 " + str(len(body)).encode() + b"\n" + body
 
@@ -115,9 +117,10 @@ class _NotServed(Exception):
     """No server ran this call: run it here. Its words go to the one-time note."""
 
 
-def _served(library, verb, where, stdin):
+def _served(library, verb, where, stdin, began, seconds):
     """The call through the server: its exit status. _NotServed when no server's child took
-    it (stdin is then untouched, for the call run here)."""
+    it (stdin is then untouched, for the call run here). `began`, `seconds`: when the call
+    began (time.monotonic) and its deadline: its answer is due at began + seconds."""
     import _socket
     import select
 
@@ -125,12 +128,8 @@ def _served(library, verb, where, stdin):
     stamp = _stamp(library)
     if not stamp:
         raise _NotServed("this install has no stamp (%s)" % os.path.join(library, "STAMP"))
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as exc:
-        sock.close()
-        raise _NotServed("no server answers on %s (%s)" % (path, exc.strerror or exc))
+    wait = min(START_WAIT, seconds / 4.0)  # the rest of the deadline is the call's
+    sock = _connect(_socket, path, wait)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
@@ -140,7 +139,7 @@ def _served(library, verb, where, stdin):
         sent = sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         if sent < len(payload):
             sock.sendall(payload[sent:])
-        line = _line(sock, select, START_WAIT)
+        line = _line(sock, select, wait)
     except OSError as exc:
         # A refusal (R: not root; V: another install) is sent before the request is read,
         # and the connection closed: a large request then fails to send. The reply is
@@ -148,7 +147,7 @@ def _served(library, verb, where, stdin):
         line = _after_refusal(sock, select)
         why = str(exc)
     else:
-        why = "the server did not start the call within %gs" % START_WAIT
+        why = "the server did not start the call within %gs" % wait
     finally:
         os.close(out_w)
         os.close(err_w)
@@ -169,7 +168,32 @@ def _served(library, verb, where, stdin):
         sock.close()
         raise _NotServed("the server's child went away before the call started (%s)" % exc)
     child = int(line[1:].strip() or 0)
-    return _relay(sock, select, out_r, err_r, verb, child, library)
+    return _relay(sock, select, out_r, err_r, verb, child, library, began, seconds)
+
+
+def _connect(_socket, path, wait):
+    """A socket connected to the server within `wait` seconds; _NotServed otherwise. Never a
+    blocking connect: to a server that accepts nothing (stopped, stuck) once its queue is full,
+    that waits forever, past the call's deadline. Non-blocking, a full queue is EAGAIN: tried
+    again until `wait` is over (a burst of calls drains it in a moment)."""
+    import time
+
+    until = time.monotonic() + wait
+    while True:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        sock.settimeout(wait)  # later waits are bounded by select
+        try:
+            sock.connect(path)
+            return sock
+        except (BlockingIOError, InterruptedError) as exc:
+            sock.close()
+            if time.monotonic() >= until:
+                raise _NotServed("the server on %s accepts no call: its queue stayed full for "
+                                 "%gs (%s)" % (path, wait, exc.strerror or exc))
+            time.sleep(0.02)
+        except OSError as exc:
+            sock.close()
+            raise _NotServed("no server answers on %s (%s)" % (path, exc.strerror or exc))
 
 
 def _after_refusal(sock, select):
@@ -201,13 +225,12 @@ def _line(sock, select, wait):
         data += chunk
 
 
-def _relay(sock, select, out_r, err_r, verb, child, library):
+def _relay(sock, select, out_r, err_r, verb, child, library, began, seconds):
     """The child's answer to our stdout, its stderr as it comes, within the deadline; then
     its exit status: the server's wait status (W), else the child's own (X), else unknown."""
     import time
 
-    seconds = _deadline()
-    until = time.monotonic() + seconds
+    until = began + seconds
     answer = []
     status = b""
     open_fds = {out_r: True, err_r: True, sock.fileno(): True}
@@ -273,12 +296,8 @@ def _note_fallback(why):
     """Say once (until a server starts again) that calls run without the server."""
     run_dir = os.path.dirname(_socket_path())
     note = os.path.join(run_dir, "fallback")
-    try:
-        with open(note, "rb") as f:
-            if f.read() == why.encode("utf-8", "replace"):
-                return
-    except OSError:
-        pass
+    if _read_note(note) == why.encode("utf-8", "replace"):
+        return
     line = ("zfsaga: calls run without the warm server (slower, never lost): %s. "
             "See `zfsaga server status`." % why)
     sys.stderr.write(line + "\n")
@@ -292,10 +311,39 @@ def _note_fallback(why):
     try:
         if not os.path.isdir(run_dir):
             os.makedirs(run_dir, 0o700)
-        with open(note, "wb") as f:
-            f.write(why.encode("utf-8", "replace"))
+        _write_note(note, why.encode("utf-8", "replace"))
     except OSError:
         pass
+
+
+def _read_note(note):
+    """The note's bytes; b"" when there is none, or what is there is not a plain file of ours
+    (a link or a FIFO planted in the run directory is never followed, nor waited on)."""
+    try:
+        fd = os.open(note, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return b""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def _write_note(note, data):
+    """Root writes the note: into a new file of its own (O_EXCL: never through a link planted
+    there), renamed over whatever is at the note's name (the link itself, not its target)."""
+    fresh = "%s.%d" % (note, os.getpid())
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+    try:
+        os.rename(fresh, note)
+    except OSError:
+        os.unlink(fresh)
 
 
 def _run():
@@ -306,10 +354,19 @@ def _run():
     verb = os.path.basename(sys.argv[0])
     where = os.path.dirname(os.path.abspath(sys.argv[0]))
     if os.environ.get("ZFSAGA_SERVER", "1") != "0":
+        import time
+
+        began, seconds = time.monotonic(), _deadline()
         try:
-            return _served(library, verb, where, stdin_open)
+            return _served(library, verb, where, stdin_open, began, seconds)
         except _NotServed as exc:
             _note_fallback(str(exc))
+        # The wait for a server is part of the call's time: the call run here has what is
+        # left of its deadline (plugin/deadline.py reads it, and so do its lock waits).
+        # (A refusal at once, no socket, costs nothing worth a changed deadline.)
+        spent = time.monotonic() - began
+        if spent > 0.5:
+            os.environ["ZFSAGA_CALL_DEADLINE"] = "%.3f" % max(seconds - spent, 0.001)
     if sys.flags.no_site:
         # The installed script runs as `python3 -S` (tools/install.py): `site` is a third of a
         # bare interpreter's start, and the relay needs nothing of it. The call run here does

@@ -15,7 +15,8 @@ checked by SO_PEERCRED):
 
     client -> b"ZFSAGA/1 <n>\\n" + n bytes of netstrings (`<len>:<bytes>,`): the install's
               stamp, the verb, the plugin directory, the working directory, argc, argv...,
-              envc, b"KEY=value"..., stdin (b"+" open, b"-" closed); the call's stdin
+              envc, b"KEY=value"..., stdin (b"+" open, b"-" closed), the caller's umask
+              (octal: the files a call makes are the caller's, as in-process); the call's stdin
               (when open) and its stdout and stderr pipes ride on the first bytes
               (SCM_RIGHTS): the child reads stdin as the call in-process would
     server -> b"P\\n"          (only while the server is still loading) wait: a child comes
@@ -69,6 +70,15 @@ PRELOAD = ("json", "sqlite3", "loguru", "transitions", "tenacity", "zfsaga.log",
            "zfsaga.location", "encodings.ascii")
 
 
+#: What the server loaded besides zfsaga (whose code the stamp covers), watched as the stamp
+#: is: the host's package manager upgrades these by replacing their files, and a server still
+#: running the old ones would fork children that mix them with the new files they import.
+#: The interpreter itself, and ZFS's libraries (found mapped in the process), are watched too.
+WATCHED_MODULES = ("os", "sqlite3", "_sqlite3", "libzfs_core", "cffi", "_cffi_backend",
+                   "loguru", "transitions", "tenacity")
+WATCHED_LIBRARIES = ("libzfs_core.so", "libnvpair.so", "libzfs.so", "libpython3")
+
+
 def socket_path() -> str:
     """ZFSAGA_SOCKET, else server.sock in the run directory (ZFSAGA_RUN_DIR, /run/zfsaga)."""
     run_dir = os.environ.get("ZFSAGA_RUN_DIR") or os.path.dirname(SOCKET)
@@ -117,6 +127,38 @@ def preload(between: Callable[[], None] = lambda: None) -> None:
     warm.prepare()  # what every child would redo: pyzfs's C types, loguru's library dirs
 
 
+def dependency_marks() -> dict[str, tuple[int, int, int] | None]:
+    """Each watched file the server runs (WATCHED_MODULES' files where loaded, the mapped
+    WATCHED_LIBRARIES, the interpreter) and its identity now (device, inode, mtime)."""
+    paths = {os.path.realpath(sys.executable)}
+    for name in WATCHED_MODULES:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path:
+            paths.add(path)
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.rstrip("\n").split(None, 5)[5:]
+                if path and any(lib in os.path.basename(path[0]) for lib in WATCHED_LIBRARIES):
+                    paths.add(path[0].removesuffix(" (deleted)"))
+    except OSError:
+        pass  # no /proc: the modules and the interpreter are still watched
+    return {path: _mark(path) for path in sorted(paths)}
+
+
+def _mark(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def changed_since(marks: dict[str, tuple[int, int, int] | None]) -> list[str]:
+    """The watched files that are not the ones the server loaded any more."""
+    return [path for path, mark in marks.items() if _mark(path) != mark]
+
+
 # -- the server --------------------------------------------------------------------------------
 class Server:
     """The accept loop: check the caller, fork, reap. It reads nothing from a caller (a client
@@ -126,6 +168,8 @@ class Server:
         self.listener = listener
         self.library = library
         self.stamp = read_stamp(library)
+        #: What the server loaded besides zfsaga, as it was on disk (set once loaded).
+        self.marks = dependency_marks()
         self.children: dict[int, socket.socket] = {}
         self.wake_r, self.wake_w = os.pipe()
         self.stopping = False
@@ -144,6 +188,7 @@ class Server:
                 self.waiting.append(conn)
 
         preload(greet)
+        self.marks = dependency_marks()  # after preload(): what every child runs
         greet()
 
     def run(self) -> int:
@@ -176,6 +221,11 @@ class Server:
                     # accepting; the socket keeps the call queued for the next start.
                     say("the install changed under this server (its stamp differs): exiting, "
                         "the next call starts the new code")
+                    break
+                changed = changed_since(self.marks)
+                if changed:
+                    say(f"files it loaded were replaced (an upgrade: {', '.join(changed[:3])}): "
+                        f"exiting, the next call starts anew")
                     break
                 conn = self._take()
                 if conn is not None:
@@ -213,7 +263,15 @@ class Server:
             conn.close()
             self.stopping = True
             return
-        child = os.fork()
+        try:
+            child = os.fork()
+        except OSError as exc:
+            # At the cgroup's TasksMax, or short of memory: this call is not served (closed
+            # before its S, its client runs it in-process); the server serves the next one.
+            _say(f"fork failed ({exc}): a call runs in-process")
+            conn.close()
+            time.sleep(0.1)  # whatever exhausted it needs a moment: no busy loop over it
+            return
         if child == 0:
             for other in self.children.values():  # other calls' connections are not its own
                 other.close()
@@ -318,6 +376,8 @@ def _answer(request: dict, fds: list[int]) -> int:
     stdin = os.fdopen(0, "rb", closefd=False) if request["stdin"] else None
     os.environb.clear()
     os.environb.update(request["env"])
+    os.umask(request["umask"])  # the server's (systemd's) is not the caller's
+    time.tzset()  # the C library read TZ once, from the server's environment: the log's times
     try:
         os.chdir(request["cwd"])
     except OSError:
@@ -376,8 +436,11 @@ def parse_request(data: bytes) -> dict | None:
         argv = fields[5:5 + int(argc)]
         envc = int(fields[5 + len(argv)])
         env_items = fields[6 + len(argv):6 + len(argv) + envc]
-        (stdin,) = fields[6 + len(argv) + envc:]
+        stdin, umask = fields[6 + len(argv) + envc:]
+        mask = int(umask, 8) if umask.isdigit() else -1
     except (ValueError, IndexError):  # a count past the fields there are
+        return None
+    if not 0 <= mask <= 0o777:
         return None
     env = {}
     for item in env_items:
@@ -386,7 +449,7 @@ def parse_request(data: bytes) -> dict | None:
             env[key] = value
     return {"stamp": stamp, "verb": os.fsdecode(verb), "where": os.fsdecode(where),
             "cwd": cwd, "argv": [os.fsdecode(a) for a in argv], "env": env,
-            "stdin": stdin == b"+"}
+            "stdin": stdin == b"+", "umask": mask}
 
 
 # -- starting it -------------------------------------------------------------------------------
@@ -445,7 +508,7 @@ def status(path: str | None = None) -> tuple[int, str]:
     try:
         # A request that cannot match: the server's child answers V and runs nothing.
         body = b"".join(b"%d:%s," % (len(f), f) for f in
-                        (b"status", b"-", b"/", b"/", b"0", b"0", b"-"))
+                        (b"status", b"-", b"/", b"/", b"0", b"0", b"-", b"22"))
         r, w = os.pipe()
         try:
             client.sendmsg([b"ZFSAGA/1 %d\n" % len(body) + body],
@@ -474,6 +537,11 @@ def status(path: str | None = None) -> tuple[int, str]:
     if reply.startswith(b"V"):
         theirs = reply[1:].strip().decode(errors="replace")
         ours = read_stamp(library_dir()).decode(errors="replace")
+        if not theirs:
+            # A server without a stamp answers every call V: it serves none (run_child).
+            return 1, (f"a server answers on {path}, but it has no stamp (not an install: "
+                       f"{STAMP_FILE} missing beside its package): it serves no call, every "
+                       f"call runs in-process")
         if theirs != ours:
             return 1, (f"a server answers on {path}, but it runs another install (stamp "
                        f"{theirs or 'none'}, this one {ours or 'none'}): it is not used, and "

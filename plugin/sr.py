@@ -218,7 +218,9 @@ def ls(dbg: str, sr: str) -> list:
         records += [volume_record(s.name, name, props, user) for name, props, user
                     in metadata_only(s.name, own.get(s.name, {}))
                     if user[meta.KEY] not in shown]
-        return records
+        # By key: the read's order is not the answer's (a channel program's comes in the
+        # order of a Lua table, `zfs get -r` in ZFS's walk): served and in-process answer alike.
+        return sorted(records, key=lambda record: record["key"])
 
 
 def _set_meta(sr: str, prop: str, value: str) -> None:

@@ -156,10 +156,11 @@ def decode(stored: str) -> str:
 
 
 def keys_of(props: dict[str, str]) -> dict[str, str]:
-    """xapi's keys among an object's local user properties, decoded."""
+    """xapi's keys among an object's local user properties, decoded, by key: in no order the
+    read gave them (a channel program's answer has none), so every read answers alike."""
     out = {}
     for prop, stored in props.items():
         key = prop_key(prop)
         if key is not None:
             out[key] = decode(stored)
-    return out
+    return dict(sorted(out.items()))

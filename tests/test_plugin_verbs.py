@@ -743,3 +743,31 @@ def test_read_only_verbs_load_no_saga_machinery_on_the_model(model_host: Host) -
         assert sorted(m for m in loaded
                       if any(m == h or m.startswith(h + ".") for h in ours)) == [], verb
         assert_thin_when_served(model_host, verb, args)
+
+
+@pytest.mark.realzfs
+def test_sr_ls_and_volume_stat_answer_the_same_bytes_served_and_in_process(
+        real_host: Host) -> None:
+    """Served, the reads are channel programs (their answer in a Lua table's order), in-process
+    `zfs get`: on real ZFS, the same bytes on stdout both ways, for a listing with volumes, a
+    snapshot and several keys each (README, 'The warm server')."""
+    sr = real_host.sr()
+    keys = []
+    for name in ("b", "a", "c"):
+        vol = real_host.xapi.call("Volume.create", sr=sr, name=name, description="",
+                                  size=1 << 20, sharable=False)
+        for k in ("zeta", "Alpha", "vdi-type", "m"):
+            real_host.xapi.call("Volume.set", sr=sr, key=vol["key"], k=k, v=name + k)
+        keys.append(vol["key"])
+    keys.append(real_host.xapi.call("Volume.snapshot", sr=sr, key=keys[0])["key"])
+    here = dict(real_host.xapi.env, ZFSAGA_SERVER="0")
+    for verb, args in [("SR.ls", {"sr": sr})] + [("Volume.stat", {"sr": sr, "key": k})
+                                                 for k in keys[:1] + keys[-1:]]:
+        stdin = json.dumps({"dbg": "t", **args})
+        served = real_host.xapi.raw(verb, stdin)
+        run_here = subprocess.run([str(real_host.xapi.script(verb)), "--json"], input=stdin,
+                                  capture_output=True, text=True, env=here, timeout=300)
+        assert served.returncode == run_here.returncode == 0, (served.stderr, run_here.stderr)
+        if os.environ.get("ZFSAGA_TEST_ENTRY") != "fallback":
+            assert "without the warm server" not in served.stderr, served.stderr
+        assert served.stdout == run_here.stdout, (verb, served.stdout, run_here.stdout)

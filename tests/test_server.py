@@ -257,12 +257,14 @@ class Request(bytes):
 
 
 def request(stamp: bytes, verb: str, where: Path, argv=(b"--json",), env=None,
-            stdin: bytes | None = b"{\"dbg\": \"t\"}", cwd: bytes = b"/") -> Request:
+            stdin: bytes | None = b"{\"dbg\": \"t\"}", cwd: bytes = b"/",
+            umask: bytes | None = b"22") -> Request:
     env = env if env is not None else {}
     items = [k.encode() + b"=" + v.encode() if isinstance(k, str) else k + b"=" + v
              for k, v in env.items()]
     body = netstrings(stamp, verb.encode(), os.fsencode(where), cwd, b"%d" % len(argv), *argv,
-                      b"%d" % len(items), *items, b"-" if stdin is None else b"+")
+                      b"%d" % len(items), *items, b"-" if stdin is None else b"+",
+                      *([] if umask is None else [umask]))
     out = Request(b"ZFSAGA/1 %d\n" % len(body) + body)
     out.stdin = stdin
     return out
@@ -948,7 +950,7 @@ def test_a_caller_that_connects_and_never_sends_stalls_no_one(installed, pool: P
 @pytest.mark.parametrize("what", ["garbage", "bad magic", "size too large", "bad netstring",
                                   "too few fields", "no fds", "one fd", "five fds",
                                   "argc past the end", "another stamp", "truncated",
-                                  "no go"])
+                                  "no go", "umask not octal", "umask too wide", "no umask"])
 def test_a_malformed_request_runs_nothing(installed, pool: Pool, served: Server, tmp_path,
                                           what: str) -> None:
     """A request not as the wire says gets no S (nothing runs: the model's pool is untouched),
@@ -972,6 +974,12 @@ def test_a_malformed_request_runs_nothing(installed, pool: Pool, served: Server,
                              + netstrings(installed.stamp, b"V", b"/", b"/", b"9", b"--json"),
         "another stamp": request(b"0" * 32, "Volume.create", pool.xapi.dir, env=env, stdin=args),
         "truncated": good[:-20],
+        "umask not octal": request(installed.stamp, "Volume.create", pool.xapi.dir, env=env,
+                                   stdin=args, umask=b"99"),
+        "umask too wide": request(installed.stamp, "Volume.create", pool.xapi.dir, env=env,
+                                  stdin=args, umask=b"7777"),
+        "no umask": request(installed.stamp, "Volume.create", pool.xapi.dir, env=env,
+                            stdin=args, umask=None),
     }.get(what, good)
     fds = {"no fds": 0, "one fd": 1, "five fds": 5}.get(what, 2)
     if what == "truncated":  # then the client goes away
@@ -1168,3 +1176,214 @@ def test_a_child_that_never_gets_go_exits_unrun(installed, pool: Pool, served: S
     os.close(r)
     assert status == b"W%d\n" % (UNRUN << 8), status
     assert pool.volumes(sr) == []
+
+
+# -- adversarial review (issue 20) -------------------------------------------------------------
+def test_a_server_that_accepts_nothing_costs_no_more_than_the_start_wait(installed,
+                                                                        tmp_path) -> None:
+    """A server that is there but accepts nothing (stopped with SIGSTOP, stuck, its listen
+    queue full): a blocking connect to it waits forever, past any deadline, and xapi with it.
+    The call must fall back (answer, in-process, with the note) within the entry point's
+    START_WAIT at most."""
+    pool = Pool(installed, tmp_path, None)
+    path = Path(pool.env["ZFSAGA_SOCKET"])
+    path.parent.mkdir(parents=True)
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.bind(str(path))
+    stuck.listen(0)  # one connection queued fills it
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    filler.connect(str(path))
+    try:
+        start = time.monotonic()
+        out = subprocess.run([str(pool.xapi.script("Plugin.Query")), "--json"],
+                             input='{"dbg": "t"}', capture_output=True, text=True,
+                             env=pool.xapi.env, timeout=60)
+        took = time.monotonic() - start
+        assert answer(out)["plugin"] == "zfsaga" and fallback_note(out), out.stderr
+        assert took < 10 + 20, took  # START_WAIT, then the call in-process
+    finally:
+        filler.close()
+        stuck.close()
+
+
+@pytest.mark.parametrize("way", ["served", "fallback"])
+def test_a_call_creates_its_files_under_its_callers_umask(installed, tmp_path, way) -> None:
+    """The child is what the per-call process is: the files a call makes (the journal, its
+    state) carry its caller's umask, not the server's (systemd's 0022, or whoever started it).
+    A caller with umask 0077 gets no file any other user can read, both ways."""
+    server = Server(installed, tmp_path / "run-root").start() if way == "served" else None
+    try:
+        pool = Pool(installed, tmp_path, server)
+        if server is None:
+            pool.env["ZFSAGA_SERVER"] = "0"
+        out = subprocess.run([str(pool.xapi.script("SR.create")), "--json"],
+                             input=json.dumps({"dbg": "t", "uuid": str(uuid.uuid4()),
+                                               "name": "SR", "description": "",
+                                               "configuration": {"dataset": pool.dataset}}),
+                             capture_output=True, text=True, env=pool.xapi.env, timeout=120,
+                             preexec_fn=lambda: os.umask(0o077))
+        answer(out)
+        assert not (server and fallback_note(out)), out.stderr
+        made = [p for top in ("state", "host") for p in (tmp_path / top).rglob("*")]
+        assert made, "the call made no file: nothing to check"
+        loose = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777)
+                 for p in made if p.stat().st_mode & 0o077}
+        assert not loose, loose
+    finally:
+        if server:
+            server.stop()
+
+
+def test_server_status_fails_for_a_server_that_serves_no_call(tmp_path) -> None:
+    """A server without a stamp (run from a checkout, its STAMP gone) answers every call V and
+    serves none: every call runs in-process. `zfsaga server status` of the same tree must say
+    so and exit 1, not 0 ("running this install")."""
+    sock = run_root() / "zfsaga" / "server.sock"
+    env = {**os.environ, "ZFSAGA_SYSLOG": "0"}
+    env.pop("ZFSAGA_SOCKET", None)
+    cli = [sys.executable, "-m", "zfsaga.cli"]
+    assert not (ROOT / "STAMP").exists()
+    proc = subprocess.Popen([*cli, "serve", "--socket", str(sock)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: sock.exists(), 60)
+        out = subprocess.run([*cli, "server", "status", "--socket", str(sock)], env=env,
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "no stamp" in out.stdout, out.stdout
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(sock.parent.parent, ignore_errors=True)
+
+
+def test_the_fallback_note_never_follows_a_symlink(installed, tmp_path) -> None:
+    """The entry point runs as root and writes its one-time note beside the socket. A link
+    planted there (a run directory anyone could write to: ZFSAGA_SOCKET under /tmp) must not
+    make root write through it: the file it points at is untouched, and the call answers."""
+    pool = Pool(installed, tmp_path, None)
+    run_dir = Path(pool.env["ZFSAGA_SOCKET"]).parent
+    run_dir.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (run_dir / "fallback").symlink_to(victim)
+    out = pool.call("Plugin.Query")
+    assert answer(out)["plugin"] == "zfsaga" and fallback_note(out), out.stderr
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_served_call_logs_in_its_callers_time_zone(pool: Pool, served: Server) -> None:
+    """TZ is a setting of the call's environment like any other: the log lines' times are
+    the caller's local time, served as in-process (the server's zone is systemd's)."""
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    sr = pool.sr()
+    hours = {}
+    for zone, offset in (("UTC0", 0), ("XXX-11", 11)):  # POSIX: XXX-11 is UTC+11
+        out = create(pool, sr, f"tz{offset}", {"TZ": zone})
+        answer(out)
+        assert not fallback_note(out), out.stderr
+        stamp = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d):\d\d\.\d{3} ", out.stderr, re.M)
+        assert stamp, out.stderr
+        want = datetime.now(timezone(timedelta(hours=offset)))
+        got = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=want.tzinfo)
+        hours[zone] = abs((want - got).total_seconds())
+    assert all(seconds < 300 for seconds in hours.values()), hours
+
+
+def test_a_fork_that_fails_refuses_one_call_and_keeps_the_server(tmp_path, monkeypatch) -> None:
+    """fork() fails when the service's cgroup is at its TasksMax, or memory is short (EAGAIN,
+    ENOMEM): that call is not served (its client sees the connection close and runs it
+    in-process), and the server goes on serving: an exception out of the accept loop would
+    end it for every call until the socket starts it anew."""
+    from zfsaga.plugin import server as server_mod
+
+    path = str(tmp_path / "s.sock")
+    listener = server_mod.bind(path)
+    listener.setblocking(False)
+    srv = server_mod.Server(listener, str(tmp_path))
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(path)
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(server_mod.os, "fork", no_fork)
+    monkeypatch.setattr(server_mod.time, "sleep", lambda s: None)
+    try:
+        srv._fork(srv._take())  # raised, before the fix: out of run()'s loop, the server gone
+        assert not srv.stopping and srv.children == {}
+        client.settimeout(5)
+        assert client.recv(64) == b""  # closed: the client runs the call in-process
+    finally:
+        client.close()
+        listener.close()
+
+
+def test_a_server_whose_loaded_files_changed_on_disk_serves_no_call(tmp_path,
+                                                                    monkeypatch) -> None:
+    """The stamp is zfsaga's code; what the server loaded besides it (the interpreter and its
+    library, pyzfs and ZFS's libraries, loguru...) is upgraded by the host's package manager,
+    which replaces the files. A server still running the old ones would fork children that
+    mix them with the new files they import: like a stale stamp, it exits without accepting,
+    and the socket starts the new code for the call left queued."""
+    import types
+
+    from zfsaga.plugin import server as server_mod
+
+    dep = tmp_path / "dep.py"
+    dep.write_text("x = 1\n")
+    fake = types.ModuleType("zfsaga_test_dep")
+    fake.__file__ = str(dep)
+    monkeypatch.setitem(sys.modules, "zfsaga_test_dep", fake)
+    watched = getattr(server_mod, "WATCHED_MODULES", ())
+    monkeypatch.setattr(server_mod, "WATCHED_MODULES", (*watched, "zfsaga_test_dep"),
+                        raising=False)
+    path = str(tmp_path / "s.sock")
+    listener = server_mod.bind(path)
+    listener.setblocking(False)
+    srv = server_mod.Server(listener, str(tmp_path))
+    marks = getattr(srv, "marks", {})
+    assert str(dep) in marks and os.path.realpath(sys.executable) in marks, marks
+    fresh = tmp_path / "dep.new"
+    fresh.write_text("x = 2\n")
+    os.replace(fresh, dep)  # as rpm and dpkg lay a package's new files
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(path)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert srv.run() == 0 and srv.served == 0
+        listener.setblocking(True)
+        listener.settimeout(5)
+        queued, _ = listener.accept()  # the call is still there, for the next server
+        queued.close()
+    finally:
+        signal.set_wakeup_fd(-1)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        client.close()
+        listener.close()
+
+
+def test_waiting_for_a_server_counts_against_the_calls_deadline(installed, tmp_path) -> None:
+    """A server that takes calls into its queue but never starts them (stuck: its accept loop
+    wedged, or its start failing under systemd while the socket holds the calls): the call runs
+    in-process, and its answer still comes within ZFSAGA_CALL_DEADLINE, the wait for the
+    server included (before, START_WAIT came on top of the deadline)."""
+    pool = Pool(installed, tmp_path, None)
+    path = Path(pool.env["ZFSAGA_SOCKET"])
+    path.parent.mkdir(parents=True)
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.bind(str(path))
+    stuck.listen(16)  # room in the queue: the connect succeeds, nothing ever answers
+    try:
+        start = time.monotonic()
+        out = subprocess.run([str(pool.xapi.script("Plugin.Query")), "--json"],
+                             input='{"dbg": "t"}', capture_output=True, text=True,
+                             env={**pool.xapi.env, "ZFSAGA_CALL_DEADLINE": "4"}, timeout=60)
+        took = time.monotonic() - start
+        assert answer(out)["plugin"] == "zfsaga" and fallback_note(out), out.stderr
+        assert took < 4 + 1.5, took  # the deadline, and an interpreter's exit
+    finally:
+        stuck.close()
