@@ -8,22 +8,13 @@ import base64
 
 import pytest
 
-from tests.test_plugin_verbs import Host, model_host_at, _real_host  # noqa: F401
-from tests.xapi_daemon import Daemon, ScriptError
+# The model and real hosts of the CBT tests (fixtures: pytest finds them imported here).
+from tests.test_cbt_metadata import model, real  # noqa: F401
+from tests.test_plugin_verbs import Host
+from tests.xapi_daemon import ScriptError
 
 MiB = 1 << 20
 G = 64 * 1024
-
-
-@pytest.fixture
-def model(destdir, tmp_path) -> Host:
-    return model_host_at(destdir, tmp_path)
-
-
-@pytest.fixture
-def real(destdir, tmp_path):
-    env = {"ZFSAGA_SYSLOG": "0", "ZFSAGA_STATE_DIR": str(tmp_path / "state")}
-    yield from _real_host(Daemon(destdir, "zfsaga", env))
 
 
 def _changed(host: Host, sr: str, key: str, key2: str, offset: int = 0,
