@@ -5,9 +5,11 @@ needed), read by SR.ls with the rest of the SR's properties, kept with the pool 
 export, and written as every other property is (steps/props.py)."""
 from __future__ import annotations
 
-from typing import Any
-
 from zfsaga.steps.meta import OWNER
+
+TYPE_CHECKING = False  # typing only for annotations: SR.ls reads records (README, 'A lean start')
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def encode(props: dict[str, str], volsize: str | None, guid: str, bookmark: str) -> str:

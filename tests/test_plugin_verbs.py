@@ -743,6 +743,30 @@ def test_read_only_verbs_load_no_saga_machinery_on_the_model(model_host: Host) -
         assert sorted(m for m in loaded
                       if any(m == h or m.startswith(h + ".") for h in ours)) == [], verb
         assert_thin_when_served(model_host, verb, args)
+        assert_own_modules_lean(model_host, loaded, verb)
+
+
+#: The model's own modules: they load what the real backend's path must not (typing, ...).
+MODEL_ONLY = ("zfsaga.steps.zfs.shared_model", "zfsaga.steps.zfs.model")
+
+
+def assert_own_modules_lean(host: Host, loaded: set[str], verb: str) -> None:
+    """zfsaga's own modules of a read's path, but the model's, imported alone in a fresh
+    interpreter from the installed tree (with the real backend's, which the model's path does
+    not reach): none of them brings in what HEAVY names. So the real read path's leanness is
+    held here on the host too, not only by the guest's test above (a module-level
+    `from typing import` in a record builder once passed here and failed only there)."""
+    ours = sorted(m for m in loaded if m.startswith("zfsaga") and m not in MODEL_ONLY)
+    ours += ["zfsaga.backend", "zfsaga.steps.zfs.real", "zfsaga.steps.zfs.channel"]
+    library = host.xapi.destdir / "usr" / "lib" / "zfsaga"
+    out = subprocess.run(["/usr/bin/python3", "-X", "importtime", "-c",
+                          f"import sys; sys.path.insert(0, {str(library)!r}); "
+                          + "; ".join(f"import {m}" for m in ours)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    heavy = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
+             if line.startswith("import time:")} & set(HEAVY)
+    assert sorted(heavy) == [], verb
 
 
 @pytest.mark.realzfs
