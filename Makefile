@@ -27,9 +27,11 @@ unit:
 guestboot:
 	$(PY) -m pytest -m guestboot -q -ra -p no:cacheprovider
 
-# Every test file that calls the installed tree (conftest's destdir), with no server answering
-# (tests/test_server.py starts servers of its own, and tests both ways itself).
-ENTRY_TESTS = $(filter-out tests/test_server.py,$(shell grep -l destdir tests/test_*.py))
+# Every test file that calls the installed tree (conftest's destdir, or the hosts of the
+# plugin's tests built on it), with no server answering (tests/test_server.py starts servers
+# of its own, and tests both ways itself).
+ENTRY_TESTS = $(filter-out tests/test_server.py,$(shell grep -lE \
+  'destdir|xapi_daemon|from tests.test_(plugin_verbs|cbt_metadata) import' tests/test_*.py))
 unit-fallback:
 	ZFSAGA_TEST_ENTRY=fallback $(PY) -m pytest -m "not realzfs and not guestboot" -q -ra \
 	  -p no:cacheprovider $(ENTRY_TESTS)
