@@ -53,7 +53,7 @@ def _library():
 
 
 def _socket_path():
-    # The same rule as plugin/server.py's socket_path(): ZFSAGA_SOCKET, else in the run dir.
+    # ZFSAGA_SOCKET, else in the run dir; plugin/server.py uses this one too.
     run_dir = os.environ.get("ZFSAGA_RUN_DIR") or os.path.dirname(SOCKET)
     return os.environ.get("ZFSAGA_SOCKET") or os.path.join(run_dir, "server.sock")
 

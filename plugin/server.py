@@ -48,11 +48,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, NoReturn
 
-#: Where the server listens, unless ZFSAGA_SOCKET says otherwise (tests, a second install).
-#: zfsaga.socket's ListenStream= is the same path.
-SOCKET = "/run/zfsaga/server.sock"
-#: The install's stamp, beside the package: client and server compare theirs on every call.
-STAMP_FILE = "STAMP"
+# Where the server listens (ZFSAGA_SOCKET, else server.sock in ZFSAGA_RUN_DIR, else
+# /run/zfsaga, zfsaga.socket's ListenStream=) and how an install's stamp is read: one rule,
+# the entry point's, which the client side of every call applies (it imports only os and sys).
+from zfsaga.plugin.entry import SOCKET  # noqa: E402,F401
+from zfsaga.plugin.entry import _socket_path as socket_path  # noqa: E402
+from zfsaga.plugin.entry import _stamp as read_stamp  # noqa: E402
+
 #: A request is a few fields and the environment: far less than this.
 MAX_REQUEST = 4 << 20
 #: How long a child waits for its client's request and go byte before it gives up unrun.
@@ -79,27 +81,11 @@ WATCHED_MODULES = ("os", "sqlite3", "_sqlite3", "libzfs_core", "cffi", "_cffi_ba
 WATCHED_LIBRARIES = ("libzfs_core.so", "libnvpair.so", "libzfs.so", "libpython3")
 
 
-def socket_path() -> str:
-    """ZFSAGA_SOCKET, else server.sock in the run directory (ZFSAGA_RUN_DIR, /run/zfsaga)."""
-    run_dir = os.environ.get("ZFSAGA_RUN_DIR") or os.path.dirname(SOCKET)
-    return os.environ.get("ZFSAGA_SOCKET") or os.path.join(run_dir, "server.sock")
-
-
 def library_dir() -> str:
     """The directory the zfsaga package was loaded from (<prefix>/lib/zfsaga when installed)."""
     import zfsaga
 
     return os.path.dirname(os.path.dirname(os.path.abspath(zfsaga.__file__)))
-
-
-def read_stamp(library: str) -> bytes:
-    """The install's stamp (tools/install.py writes it); empty when there is none, which no
-    client's stamp matches: a checkout is never served."""
-    try:
-        with open(os.path.join(library, STAMP_FILE), "rb") as f:
-            return f.read(256).strip()
-    except OSError:
-        return b""
 
 
 def preload(between: Callable[[], None] = lambda: None) -> None:
@@ -540,7 +526,7 @@ def status(path: str | None = None) -> tuple[int, str]:
         if not theirs:
             # A server without a stamp answers every call V: it serves none (run_child).
             return 1, (f"a server answers on {path}, but it has no stamp (not an install: "
-                       f"{STAMP_FILE} missing beside its package): it serves no call, every "
+                       "STAMP missing beside its package): it serves no call, every "
                        f"call runs in-process")
         if theirs != ours:
             return 1, (f"a server answers on {path}, but it runs another install (stamp "
