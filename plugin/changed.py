@@ -4,16 +4,21 @@ earlier point (a snapshot, or the bookmark a metadata-only VDI keeps) to the lat
 carries every block written or freed in between (steps/zfs/send.py reads it in-process).
 
 `key` is a snapshot VDI or a metadata-only VDI (Volume.data_destroy); `key2` a later snapshot
-VDI of the same volume. The live volume as `key2` is refused for now: an incremental send of an
-open zvol fails (EBUSY), and the temporary snapshot it needs is a change, so a saga's (to do).
-Every refusal comes before any send, and a send or a stream that fails is an error, never "no
+VDI of the same volume, or the volume itself, as backup tools ask it: an incremental send of an
+open zvol fails (EBUSY), so that count reads a temporary snapshot of it, which a saga takes and
+destroys around the count (sagas/volume_list_changed_blocks.py). Every refusal comes before any
+send and before any change to ZFS, and a send or a stream that fails is an error, never "no
 change": a backup tool falls back to a full copy on an error, and would silently miss data on
 a wrong bitmap. The answer is read under the SR's lock, so no saga of the SR (a destroy of
 `key2`, a revert that moves a bookmark) runs while the send holds what it reads."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from zfsaga.plugin.context import Sr, open_sr
-from zfsaga.plugin.errors import InternalError, InvalidArgument, Unimplemented
+from zfsaga.plugin.errors import (InternalError, InvalidArgument, SmapiError,
+                                  Unimplemented)
+from zfsaga.plugin.run import run_saga
 from zfsaga.steps import meta
 
 TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
@@ -24,6 +29,17 @@ if TYPE_CHECKING:
 POINTS = "a snapshot VDI or a metadata-only VDI (Volume.data_destroy) of the volume"
 
 
+@dataclass
+class Points:
+    """The two points of one count, checked: `since` (a snapshot, or a bookmark where it is
+    now), `to` (a snapshot, or the volume itself when `live`) and the size of `to`."""
+
+    since: str
+    to: str
+    size: int
+    live: bool
+
+
 def list_changed_blocks(dbg: str, sr: str, key: str, key2: str, offset: int,
                         length: int) -> dict[str, Any]:
     """xapi's `changed_blocks`: the granularity (64 KiB) and the base64 bitmap of the blocks
@@ -31,26 +47,75 @@ def list_changed_blocks(dbg: str, sr: str, key: str, key2: str, offset: int,
     changed since `key`, most significant bit first."""
     import base64
 
-    from zfsaga.steps.zfs.changed import GRANULARITY, window
+    from zfsaga.steps.zfs.changed import GRANULARITY
 
     s = open_sr(sr, key, writes=True)  # writes: the send loads pyzfs anyway
-    engine = s.engine()
-    with engine.lock(s.key).acquire(engine.lock_wait):
-        since, since_txg = _since(s, key)
-        to, size, volume = _to(s, key2)
-        if volume != _volume_of(key):
-            raise InvalidArgument(f"Volume.list_changed_blocks: {key} and {key2} are not of the "
-                                  f"same volume ({_volume_of(key)} and {volume})")
-        if since_txg >= _txg(s, to):
-            raise InvalidArgument(f"Volume.list_changed_blocks: {key2} is not later than "
-                                  f"{key}: the changed blocks are counted from the earlier "
-                                  f"point (key) to the later one (key2)")
-        window(size, offset, length)  # InvalidValue: Invalid_argument (plugin/errors.py)
-        if not s.zfs.holds_data:
-            raise Unimplemented("Volume.list_changed_blocks: changed blocks need real ZFS (the "
-                                "model holds no data)")
-        bitmap = _bitmap(to, since, size, offset, length, key, key2)
+    found = s.find(key2)[0]  # before the lock: only which way to count (found again under it)
+    if "@" in found or "#" in found:
+        engine = s.engine()
+        with engine.lock(s.key).acquire(engine.lock_wait):
+            points = check(s, key, key2, offset, length, found)
+            bitmap = _bitmap(points.to, points.since, points.size, offset, length, key, key2)
+    else:
+        bitmap = _count_to_now(s, key, key2, offset, length, found)
     return {"granularity": GRANULARITY, "bitmap": base64.b64encode(bitmap).decode("ascii")}
+
+
+def _count_to_now(s: Sr, key: str, key2: str, offset: int, length: int, found: str) -> bytes:
+    """The count up to the live volume `key2`, through the saga that takes a temporary
+    snapshot of it (checked under its lock, before the snapshot; read between its steps)."""
+    from zfsaga.sagas import volume_list_changed_blocks
+
+    checked: list[Points] = []
+    answer: list[bytes] = []
+    failed: list[BaseException] = []
+
+    def volume() -> str:
+        checked.append(check(s, key, key2, offset, length, found))
+        return checked[-1].to
+
+    def read(facts: dict[str, dict[str, Any]]) -> None:
+        points = checked[-1]
+        try:
+            answer.append(_bitmap(facts["point"]["name"], points.since, points.size, offset,
+                                  length, key, key2))
+        except BaseException as exc:
+            failed.append(exc)
+            raise
+
+    what = f"Volume.list_changed_blocks of {key2} since {key}"
+    try:
+        run_saga(what, volume_list_changed_blocks.start, s.engine(), s.key, s.name, s.guid,
+                 volume, read, sr=s.name)
+    except SmapiError:
+        if not failed:
+            raise
+    if failed:  # the read's own error; the saga took its temporary snapshot back
+        raise failed[0]
+    if not answer:  # the saga's effect is the read: it cannot have succeeded without one
+        raise InternalError(f"{what}: the saga ended without counting")
+    return answer[0]
+
+
+def check(s: Sr, key: str, key2: str, offset: int, length: int, hint: str) -> Points:
+    """Under the SR's lock: both points of the same volume, `key` the earlier, CBT enabled, the
+    window on the disk, a backend that holds data; every refusal before any change."""
+    from zfsaga.steps.zfs.changed import window
+
+    since, since_txg = _since(s, key)
+    to, size, volume, live = _to(s, key2, hint)
+    if volume != _volume_of(key):
+        raise InvalidArgument(f"Volume.list_changed_blocks: {key} and {key2} are not of the "
+                              f"same volume ({_volume_of(key)} and {volume})")
+    if not live and since_txg >= _txg(s, to):
+        raise InvalidArgument(f"Volume.list_changed_blocks: {key2} is not later than "
+                              f"{key}: the changed blocks are counted from the earlier "
+                              f"point (key) to the later one (key2)")
+    window(size, offset, length)  # InvalidValue: Invalid_argument (plugin/errors.py)
+    if not s.zfs.holds_data:
+        raise Unimplemented("Volume.list_changed_blocks: changed blocks need real ZFS (the "
+                            "model holds no data)")
+    return Points(since, to, size, live)
 
 
 def _volume_of(key: str) -> str:
@@ -88,22 +153,20 @@ def _bookmark(s: Sr, key: str) -> tuple[str, int]:
     return found, int(got["createtxg"])
 
 
-def _to(s: Sr, key2: str) -> tuple[str, int, str]:
-    """The later point (a snapshot), its size, and the key of its volume; CBT enabled."""
-    dataset, native, user = s.find(key2)
+def _to(s: Sr, key2: str, hint: str) -> tuple[str, int, str, bool]:
+    """The later point (a snapshot, or the volume itself), its size, the key of its volume,
+    and whether it is the live volume; CBT enabled."""
+    dataset, native, user = s.find(key2, hint=hint)
     if "#" in dataset:
         raise InvalidArgument(f"Volume.list_changed_blocks: {key2} is a metadata-only VDI "
                               f"(its data was destroyed); the changes are counted up to a "
-                              f"snapshot VDI of the volume")
-    if "@" not in dataset:
-        raise InvalidArgument(f"Volume.list_changed_blocks: {key2} is the volume itself; "
-                              f"zfsaga counts the changes up to a snapshot only for now: "
-                              f"snapshot the volume (Volume.snapshot) and ask up to it")
+                              f"snapshot VDI of the volume, or the volume itself")
     cbt = native.get(meta.CBT)
     if cbt is None or cbt.value != "on":
         raise InvalidArgument(f"Volume.list_changed_blocks: changed block tracking is not "
                               f"enabled on the volume of {key2} (Volume.enable_cbt)")
-    return dataset, int(native["volsize"].value or 0), _volume_of(user[meta.KEY])
+    return (dataset, int(native["volsize"].value or 0), _volume_of(user[meta.KEY]),
+            "@" not in dataset)
 
 
 def _txg(s: Sr, snapshot: str) -> int:

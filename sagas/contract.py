@@ -11,6 +11,11 @@ in the catalog (sagas/catalog.py), so no table lists sagas by hand. It declares:
     DRAINS   it ends its SR: the cleanups set aside from it must finish first
     ALIASES  the kinds older versions journaled it under: a stuck saga of one still resumes
     VERBS    the SMAPIv3 or operator verbs it serves, so a verb's saga is found by its name
+    READ     the step after which its caller's read runs (None: no read), under the lock, in
+             the process that began it: a verb that reads what the saga makes for it (the
+             temporary snapshot Volume.list_changed_blocks counts from). Never journaled: a
+             recovered saga skips it (no caller waits for it), and a read that fails is the
+             saga's failure, compensated like a step's, so what it read goes with it
     steps()  its plan, built from the params its resolve returned
 
 Steps' arguments that are not literal name the saga's inputs and earlier steps' facts by typed
@@ -30,6 +35,8 @@ from zfsaga.steps.base import Step
 from zfsaga.steps.zfs.interface import Zfs
 
 Resolve = Callable[[], dict[str, Any]]
+#: A caller's read (Saga.READ): handed the facts of the steps done so far.
+Read = Callable[[dict[str, dict[str, Any]]], None]
 
 
 class Runner(Protocol):
@@ -41,7 +48,8 @@ class Runner(Protocol):
     #: resolve tells a pool of a saga the journal lost from one of a saga it knows).
     journal: Any
 
-    def run(self, kind: str, resource: str, resolve: Resolve) -> Any: ...
+    def run(self, kind: str, resource: str, resolve: Resolve,
+            read: Read | None = None) -> Any: ...
 
 
 class Param(str):
@@ -115,6 +123,7 @@ class Saga:
     DRAINS: ClassVar[bool] = False
     ALIASES: ClassVar[tuple[str, ...]] = ()
     VERBS: ClassVar[tuple[str, ...]] = ()
+    READ: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -146,6 +155,8 @@ class Saga:
                                   f"{ref}, which {type(seen[ref.step]).__name__} does not "
                                   f"report (its FACTS)")
             seen[step.name] = step
+        if cls.READ is not None and cls.READ not in seen:
+            raise BadPlan(f"{cls.KIND}: its READ names {cls.READ!r}, no step of its plan")
         return plan
 
     @classmethod
@@ -159,11 +170,17 @@ class Saga:
         return owner
 
     @classmethod
-    def begin(cls, runner: Runner, resource: str, resolve: Resolve) -> Any:
-        """Run this saga on `resource` through `runner`; `resolve` is called under its lock.
-        The engine takes the lock the key's form says (sagas/resources.py scope_of): a key of
-        the other form would take the other lock, so it is refused here."""
+    def begin(cls, runner: Runner, resource: str, resolve: Resolve,
+              read: Read | None = None) -> Any:
+        """Run this saga on `resource` through `runner`; `resolve` is called under its lock,
+        `read` after its READ step. The engine takes the lock the key's form says
+        (sagas/resources.py scope_of): a key of the other form would take the other lock, so it
+        is refused here, and so is a read handed to a saga that has no place for one."""
         if scope_of(resource) is not cls.SCOPE:
             raise ValueError(f"{cls.KIND} locks {cls.SCOPE}, and {resource!r} is a key of "
                              f"{scope_of(resource)}: build it with {cls.__name__}.resource")
-        return runner.run(cls.KIND, resource, resolve)
+        if read is None:
+            return runner.run(cls.KIND, resource, resolve)
+        if cls.READ is None:
+            raise ValueError(f"{cls.KIND} has no READ step: a caller's read has no place in it")
+        return runner.run(cls.KIND, resource, resolve, read=read)

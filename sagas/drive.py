@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from zfsaga.compensations.catalog import compensate
 from zfsaga.sagas import progress
+from zfsaga.sagas.contract import Read
 from zfsaga.sagas.progress import Outcome, Progress, SagaNotFound
 from zfsaga.sagas.witness import Witness
 from zfsaga.state.journal import Journal, SagaRow
@@ -50,24 +51,30 @@ class Driver:
         self.witness = Witness(zfs, journal)
 
     # -- driving -------------------------------------------------------------------------------
-    def drive_and_checkpoint(self, saga_id: str, fresh: bool = False) -> Outcome:
+    def drive_and_checkpoint(self, saga_id: str, fresh: bool = False,
+                             read: Read | None = None) -> Outcome:
         """Drive a saga a verb or an operator asked for, then checkpoint the WAL into the main
         file, whatever the end: `journal.db` itself holds what was committed."""
         try:
-            return self.drive(saga_id, fresh=fresh)
+            return self.drive(saga_id, fresh=fresh, read=read)
         finally:
             self.journal.checkpoint()
 
-    def drive(self, saga_id: str, fresh: bool = False) -> Outcome:
+    def drive(self, saga_id: str, fresh: bool = False, read: Read | None = None) -> Outcome:
         """Drive a saga in its direction. `fresh`: created by this process a moment ago,
         under the lock it still holds (its first attempts may skip the probe, and its SR was
-        identified just now)."""
+        identified just now). `read`: its caller's, run after its READ step
+        (sagas/contract.py)."""
+        from zfsaga.sagas.catalog import saga_module
+
         row = self.row(saga_id)
         try:
             run = self.load(row)
         except UnknownPlan as exc:
             return self.park(saga_id, row.status, str(exc))
         run.fresh = fresh
+        if read is not None:
+            run.read, run.read_after = read, saga_module(row.kind).READ
         if not fresh and not row.terminal:
             moved = self.sr_moved(row)
             if moved:
@@ -119,9 +126,27 @@ class Driver:
             run.ctx.facts[step.name] = facts
             self.journal.append(sid, "step_done", step=step.name, attempt=attempt, data=facts)
             run.last[step.name] = "step_done"
+            if run.read is not None and step.name == run.read_after:
+                error = self._read(run, log)
+                if error is not None:
+                    return self._after_failure(run, error)
         self.journal.append(sid, "saga_succeeded", status=next_status("running", "finish"))
         self.log(run.row).info("saga succeeded")
         return Outcome(sid, "succeeded", None, run.ctx.facts)
+
+    @staticmethod
+    def _read(run: Progress, log: Any) -> str | None:
+        """The caller's read, once (the saga's error when it fails: the caller keeps its own
+        exception, and the saga undoes what the read needed). Whatever the read raises is its
+        failure: no step follows a read that did not answer."""
+        read, run.read = run.read, None
+        log.info("the caller reads after {}", run.read_after)
+        try:
+            read(run.ctx.facts)
+        except Exception as exc:  # noqa: BLE001 (any failure: the read did not answer)
+            log.error("the caller's read failed: {}: {}", type(exc).__name__, exc)
+            return f"the read after {run.read_after}: {type(exc).__name__}: {exc}"
+        return None
 
     def _after_failure(self, run: Progress, error: str) -> Outcome:
         if not run.abortable():

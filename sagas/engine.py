@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from zfsaga.sagas import forensics, operator, recovery
+from zfsaga.sagas.contract import Read
 from zfsaga.sagas.drive import Driver
 from zfsaga.sagas.progress import (FORWARD_ONLY, STEP_EVENTS, Outcome, Progress,  # noqa: F401
                                    SagaNotFound)
@@ -31,11 +32,12 @@ from zfsaga.state.locks import NestedLock
 class Engine(Driver):
     """Runs the sagas of one journal (an SR's, or the host's) on one ZFS."""
 
-    def run(self, kind: str, resource: str,
-            resolve: Callable[[], dict[str, Any]]) -> Outcome:
+    def run(self, kind: str, resource: str, resolve: Callable[[], dict[str, Any]],
+            read: Read | None = None) -> Outcome:
         """Start a new saga on resource and drive it to an end. Under the resource's lock and
         after orphans are healed, `resolve` reads the inputs (names, guids) the plan acts on:
-        read earlier, another process's saga could have changed them meanwhile."""
+        read earlier, another process's saga could have changed them meanwhile. `read`: the
+        caller's read, run after the saga's READ step (sagas/contract.py)."""
         from zfsaga.sagas.catalog import saga_module
 
         module = saga_module(kind)
@@ -80,7 +82,7 @@ class Engine(Driver):
                 if exc.saga.status == "stuck":
                     raise SagaBlocked(resource, exc.saga) from None
                 raise
-            return self.drive_and_checkpoint(saga_id, fresh=True)
+            return self.drive_and_checkpoint(saga_id, fresh=True, read=read)
 
     def recover(self) -> list[Outcome]:
         """Heal every orphaned saga of this journal (lock free, not terminal)."""

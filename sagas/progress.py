@@ -51,6 +51,10 @@ class Progress:
     attempts: dict[str, int]
     final_event: str = ""
     fresh: bool = False
+    #: The caller's read and the step it follows (Saga.READ): only in the process that began
+    #: the saga, never journaled.
+    read: Callable[[dict[str, dict[str, Any]]], None] | None = None
+    read_after: str | None = None
 
     def abortable(self) -> bool:
         """No forward-only step has begun: compensating can still undo all of it."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 from tests.crash_harness import BORN, META, TOKEN, MiB, REVERT, Scenario, build_fixture
 from zfsaga.sagas import (pool_create, pool_destroy, pool_export, pool_import, sr_create,
                           sr_destroy, sr_set, volume_clone, volume_create, volume_data_destroy,
-                          volume_destroy, volume_resize, volume_set, volume_snapshot)
+                          volume_destroy, volume_list_changed_blocks, volume_resize, volume_set,
+                          volume_snapshot)
 from zfsaga.steps import meta, srs
 from zfsaga.steps.zfs.interface import Zfs
 
@@ -190,6 +191,14 @@ def _data_destroy(snap: str):
     return start
 
 
+def _count_to_now(engine, fx):
+    """The count up to the live volume: its read (the send, on real ZFS) is not the saga's
+    concern here; the temporary snapshot around it is."""
+    key, guid = _sr(engine, fx)
+    return volume_list_changed_blocks.start(engine, key, fx["sr"], guid, fx["vdi"],
+                                            lambda facts: None)
+
+
 def _metadata_only(zfs: Zfs, root: str) -> dict[str, str]:
     """The tracked family after data_destroy of s3 and a revert that left s3's bookmark on
     the retired old head, built by hand: the SR's record of it names the bookmark."""
@@ -304,6 +313,9 @@ SCENARIOS = {
                  _data_destroy("s3")),
         Scenario("volume.data_destroy (a cloned snapshot: deferred)", _tracked_family,
                  _data_destroy("s1"))],
+    "volume.list_changed_blocks": [
+        Scenario("volume.list_changed_blocks (up to the live volume)", _tracked_family,
+                 _count_to_now)],
     "sr.set": [Scenario("sr.set", build_fixture, _set_sr_meta)],
     "sr.create": [Scenario("sr.create", _unmarked,
                            lambda engine, fx: sr_create.start(engine, fx["sr"], "uuid-0", "SR",

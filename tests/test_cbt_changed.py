@@ -1,7 +1,8 @@
 """Volume.list_changed_blocks (issue 21) through the installed entry points as xapi calls them:
 every refusal on the file-shared model (which holds no data, so a good call answers a clear
 Unimplemented there), each with zero changes to ZFS; and one small flow on real ZFS, the bitmap
-between a data-destroyed snapshot and a later one exactly the blocks written in between."""
+between a data-destroyed snapshot and a later one exactly the blocks written in between, and
+up to the live volume through a temporary snapshot that goes with the call."""
 from __future__ import annotations
 
 import base64
@@ -43,8 +44,12 @@ BAD = [("unknown key", "no-such@x", "@S2", 0, -1, "Volume_does_not_exist",
         "no volume"),
        ("the volume as key", "@VOL", "@S2", 0, -1, "Invalid_argument",
         "is a volume"),
-       ("the live volume as key2", "@S1", "@VOL", 0, -1, "Invalid_argument",
-        "is the volume itself"),
+       ("the volume as key2, CBT disabled", "@U1", "@UVOL", 0, -1, "Invalid_argument",
+        "changed block tracking is not enabled"),
+       ("another volume as key2", "@S1", "@OTHER", 0, -1, "Invalid_argument",
+        "not of the same volume"),
+       ("the volume as key2, a window off it", "@S1", "@VOL", 4 * MiB + 1, -1, "Invalid_argument",
+        "not a window"),
        ("metadata-only key2", "@S1", "@MD", 0, -1, "Invalid_argument",
         "is a metadata-only VDI"),
        ("keys of two volumes", "@S1", "@OTHER_SNAP", 0, -1, "Invalid_argument",
@@ -81,7 +86,8 @@ def test_bad_input_is_refused_before_any_send_with_no_change_to_zfs(model: Host)
     u1, u2 = (call("Volume.snapshot", sr=sr, key=untracked["key"]) for _ in range(2))
     subs = {"@VOL": vol["key"], "@S0": s0["key"], "@S1": s1["key"], "@S2": s2["key"],
             "@MD": md["key"], "@OTHER_SNAP": other_snap["key"], "@U1": u1["key"],
-            "@U2": u2["key"], "@SRNAME": sr.rsplit("/", 1)[1],
+            "@U2": u2["key"], "@SRNAME": sr.rsplit("/", 1)[1], "@UVOL": untracked["key"],
+            "@OTHER": other["key"],
             "@VOL@nope": vol["key"] + "@nope"}
     before = model.zfs_state()
     for what, key, key2, offset, length, error, says in BAD:
@@ -99,12 +105,14 @@ def test_bad_input_is_refused_before_any_send_with_no_change_to_zfs(model: Host)
     with pytest.raises(ScriptError) as err:
         _changed(model, sr + "-not", s1["key"], s2["key"])
     assert err.value.name == "Sr_not_attached"
-    # A good call, from a snapshot and from a metadata-only VDI: the model holds no data.
+    # A good call, from a snapshot and from a metadata-only VDI, up to a snapshot and up to
+    # the volume itself: the model holds no data, and says so before any temporary snapshot.
     for key in (s1["key"], md["key"]):
-        with pytest.raises(ScriptError) as err:
-            _changed(model, sr, key, s2["key"])
-        assert err.value.name == "Unimplemented", err.value.params
-        assert "real ZFS" in err.value.params[1]
+        for key2 in (s2["key"], vol["key"]):
+            with pytest.raises(ScriptError) as err:
+                _changed(model, sr, key, key2)
+            assert err.value.name == "Unimplemented", err.value.params
+            assert "real ZFS" in err.value.params[1]
     assert model.zfs_state() == before
 
 
@@ -112,7 +120,7 @@ def test_bad_input_is_refused_before_any_send_with_no_change_to_zfs(model: Host)
 def test_changed_blocks_from_a_data_destroyed_snapshot_on_real_zfs(real: Host) -> None:
     """Write the volume whole, snapshot, write known blocks, snapshot, data_destroy the first:
     the bitmap between them is exactly the blocks written, and a window of it too."""
-    from tests.stream_fixtures import device, write
+    from tests.stream_fixtures import device, write, zfs as zfs_cli
 
     sr = real.sr()
     call = real.xapi.call
@@ -134,3 +142,12 @@ def test_changed_blocks_from_a_data_destroyed_snapshot_on_real_zfs(real: Host) -
     assert len(base64.b64decode(answer["bitmap"])) == size // G // 8
     assert _marked(answer) == {0, 4, 5, 63}
     assert _marked(_changed(real, sr, first["key"], second["key"], 4 * G, 2 * G)) == {0, 1}
+
+    # Up to the volume itself, as backup tools ask: through a temporary snapshot, which goes.
+    listed = call("SR.ls", sr=sr)
+    write(dev, 9 * G + 5, b"d" * 100)           # block 9, live
+    assert _marked(_changed(real, sr, second["key"], vol["key"])) == {9}
+    assert _marked(_changed(real, sr, first["key"], vol["key"])) == {0, 4, 5, 9, 63}
+    assert call("SR.ls", sr=sr) == listed
+    snapshots = zfs_cli("list", "-H", "-o", "name", "-t", "snapshot", "-r", sr).split()
+    assert not [n for n in snapshots if "@zfsaga-changes-" in n], snapshots
