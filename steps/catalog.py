@@ -19,12 +19,13 @@ from zfsaga.steps.resize import GrowVolume
 from zfsaga.steps.snapshot import DestroySnapshot, ReleaseSnapshot, TakeSnapshot
 from zfsaga.steps.rename import RenameDataset
 from zfsaga.steps.retire import RetireDataset
+from zfsaga.steps.temporary import CollectKept, ReleaseTemporary
 
 STEP_TYPES: dict[str, type[Step]] = {cls.__name__: cls for cls in (
     HoldSnapshot, CloneSnapshot, RenameDataset, PromoteClone, RetireDataset, ReleaseHold,
     CreateVolume, SetUserProps, GrowVolume, TakeSnapshot, DestroySnapshot, ReleaseSnapshot,
     CollectRetired, IndexSnapshots, CreatePool, ImportPool, ExportPool, DestroyPool, ReserveVolume,
-    BookmarkSnapshot, DestroyBookmark)}
+    BookmarkSnapshot, DestroyBookmark, ReleaseTemporary, CollectKept)}
 
 
 class UnknownPlan(ValueError):

@@ -112,4 +112,63 @@ def test_a_read_has_a_place_only_in_a_saga_that_declares_one(family) -> None:
         READ = "count"
 
     with pytest.raises(BadPlan, match="READ names 'count'"):
-        Misread.plan({"target": "tank/t/sr/vdi@x"})
+        Misread.plan({"target": "tank/t/sr/vdi@x", "candidates": []})
+
+
+def _set_aside_count(zfs, fx, ident, state, vdi: str) -> None:
+    """A count whose release fails, and fails again when the SR's next saga retries it: that
+    saga sets it aside (sagas/recovery.py), and the SR goes on with the temporary snapshot
+    still there."""
+    faults = Faults.parse("fail:destroy_snapshots:permanent:2", mode="raise")
+    zfs.hooks = FaultHooks(faults)
+    out = counting.start(_engine(zfs, state), ident.key, fx["sr"], ident.guid, vdi,
+                         lambda facts: None)
+    assert out.status == "stuck" and out.effect_taken, (out.status, out.error)
+
+
+def _retry_set_aside(zfs, fx, ident, state, monkeypatch) -> object:
+    """A minute later: the SR's next saga (here another count) retries the set-aside release."""
+    from zfsaga.sagas import recovery
+
+    zfs.hooks = FaultHooks(None)
+    monkeypatch.setattr(recovery, "CLEANUP_RETRY_S", -1.0)
+    engine = _engine(zfs, state)
+    out = counting.start(engine, ident.key, fx["sr"], ident.guid, fx["vdi"], lambda facts: None)
+    assert out.status == "succeeded", out.error
+    return engine
+
+
+def test_a_set_aside_release_finds_its_snapshot_where_a_revert_moved_it(family,
+                                                                        monkeypatch) -> None:
+    """A revert between leaves the temporary snapshot (newer than the revert's point) on the
+    retired old head: the release takes it there, by its guid, not refuse it as foreign."""
+    from zfsaga.sagas import volume_revert
+
+    zfs, fx, ident, state = family
+    _set_aside_count(zfs, fx, ident, state, fx["vdi"])
+    out = volume_revert.start(_engine(zfs, state), fx["sr"], fx["vdi"], f"{fx['vdi']}@s1")
+    assert out.status == "succeeded", out.error
+    moved = [n for n in zfs.list_tree(fx["sr"], ["type"]) if f"@{counting.TEMPORARY}" in n]
+    assert moved and ".old-" in moved[0], moved
+    engine = _retry_set_aside(zfs, fx, ident, state, monkeypatch)
+    left = [n for n in zfs.list_tree(fx["sr"], ["type"]) if f"@{counting.TEMPORARY}" in n]
+    assert left == [], left
+    assert [(r.kind, r.status) for r in engine.journal.active()] == []
+
+
+def test_a_set_aside_release_collects_the_destroyed_volume_it_kept(family,
+                                                                   monkeypatch) -> None:
+    """A Volume.destroy between keeps the volume, retired, for the temporary snapshot alone:
+    once the release takes that snapshot, nothing needs the volume, and it goes too."""
+    from zfsaga.sagas import volume_destroy
+    from zfsaga.steps import meta
+
+    zfs, fx, ident, state = family
+    solo = f"{fx['sr']}/solo"
+    zfs.create_zvol(solo, 4 * 1024 * 1024, props={meta.KEY: "solo", meta.CBT: "on"})
+    _set_aside_count(zfs, fx, ident, state, solo)
+    out = volume_destroy.start(_engine(zfs, state), ident.key, fx["sr"], ident.guid, solo)
+    assert out.status == "succeeded", out.error
+    _retry_set_aside(zfs, fx, ident, state, monkeypatch)
+    left = [n for n in zfs.list_tree(fx["sr"], ["type"]) if n.startswith(solo)]
+    assert left == [], left
