@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zfsaga.plugin.context import Sr, open_sr
-from zfsaga.plugin.errors import (InternalError, InvalidArgument, SmapiError,
-                                  Unimplemented)
-from zfsaga.plugin.run import run_saga
+from zfsaga.plugin.errors import InternalError, InvalidArgument, Unimplemented
+from zfsaga.plugin.run import read_through_saga
 from zfsaga.steps import meta
 
 TYPE_CHECKING = False  # typing only for annotations: see README, 'A lean start'
@@ -67,34 +66,19 @@ def _count_to_now(s: Sr, key: str, key2: str, offset: int, length: int, found: s
     from zfsaga.sagas import volume_list_changed_blocks
 
     checked: list[Points] = []
-    answer: list[bytes] = []
-    failed: list[BaseException] = []
 
     def volume() -> str:
         checked.append(check(s, key, key2, offset, length, found))
         return checked[-1].to
 
-    def read(facts: dict[str, dict[str, Any]]) -> None:
+    def read(facts: dict[str, dict[str, Any]]) -> bytes:
         points = checked[-1]
-        try:
-            answer.append(_bitmap(facts["point"]["name"], points.since, points.size, offset,
-                                  length, key, key2))
-        except BaseException as exc:
-            failed.append(exc)
-            raise
+        return _bitmap(facts["point"]["name"], points.since, points.size, offset, length,
+                       key, key2)
 
-    what = f"Volume.list_changed_blocks of {key2} since {key}"
-    try:
-        run_saga(what, volume_list_changed_blocks.start, s.engine(), s.key, s.name, s.guid,
-                 volume, read, sr=s.name)
-    except SmapiError:
-        if not failed:
-            raise
-    if failed:  # the read's own error; the saga took its temporary snapshot back
-        raise failed[0]
-    if not answer:  # the saga's effect is the read: it cannot have succeeded without one
-        raise InternalError(f"{what}: the saga ended without counting")
-    return answer[0]
+    return read_through_saga(f"Volume.list_changed_blocks of {key2} since {key}",
+                             volume_list_changed_blocks.start, s.engine(), s.key, s.name,
+                             s.guid, volume, read=read, sr=s.name)
 
 
 def check(s: Sr, key: str, key2: str, offset: int, length: int, hint: str) -> Points:
@@ -111,6 +95,11 @@ def check(s: Sr, key: str, key2: str, offset: int, length: int, hint: str) -> Po
         raise InvalidArgument(f"Volume.list_changed_blocks: {key2} is not later than "
                               f"{key}: the changed blocks are counted from the earlier "
                               f"point (key) to the later one (key2)")
+    if live and since.replace("#", "@", 1).partition("@")[0] != to:
+        # Every snapshot and bookmark of the volume's own dataset is in its history; one left
+        # on a head a revert set aside is not (the send would say so too, after the temporary
+        # snapshot: refused here, before any change).
+        raise _not_in_history(key, key2)
     window(size, offset, length)  # InvalidValue: Invalid_argument (plugin/errors.py)
     if not s.zfs.holds_data:
         raise Unimplemented("Volume.list_changed_blocks: changed blocks need real ZFS (the "
@@ -169,6 +158,14 @@ def _to(s: Sr, key2: str, hint: str) -> tuple[str, int, str, bool]:
             "@" not in dataset)
 
 
+def _not_in_history(key: str, key2: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"Volume.list_changed_blocks: {key} is not in the history of {key2}: the volume was "
+        f"reverted to a snapshot older than {key} before {key2} was taken, so the disk of "
+        f"{key2} does not descend from {key}'s. No changed blocks exist between them: copy "
+        f"{key2} whole, and count the changes from {key2} on")
+
+
 def _txg(s: Sr, snapshot: str) -> int:
     return int(s.zfs.get_props(snapshot, ["createtxg"])["createtxg"].value or 0)
 
@@ -182,11 +179,7 @@ def _bitmap(to: str, since: str, size: int, offset: int, length: int, key: str,
     try:
         return changed_bitmap(to, since, size, offset, length)
     except NotAncestor:
-        raise InvalidArgument(
-            f"Volume.list_changed_blocks: {key} is not in the history of {key2}: the volume "
-            f"was reverted to a snapshot older than {key} before {key2} was taken, so the disk "
-            f"of {key2} does not descend from {key}'s. No changed blocks exist between them: "
-            f"copy {key2} whole, and count the changes from {key2} on") from None
+        raise _not_in_history(key, key2) from None
     except NotFound as exc:
         raise InternalError(f"Volume.list_changed_blocks: {exc} went away during the "
                             f"send") from None

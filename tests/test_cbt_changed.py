@@ -115,6 +115,21 @@ def test_bad_input_is_refused_before_any_send_with_no_change_to_zfs(model: Host)
             assert "real ZFS" in err.value.params[1]
     assert model.zfs_state() == before
 
+    # After a revert to s0, the points newer than s0 (s1, the metadata-only md) stay on the
+    # head the revert set aside: not in the live volume's history, refused before any
+    # temporary snapshot; s0 is (the model then says it holds no data).
+    call("Volume.revert", sr=sr, snapshot=s0["key"], key=vol["key"])
+    reverted = model.zfs_state()
+    for key in (s1["key"], md["key"]):
+        with pytest.raises(ScriptError) as err:
+            _changed(model, sr, key, vol["key"])
+        assert err.value.name == "Invalid_argument", (key, err.value.params)
+        assert "is not in the history of" in err.value.params[1]
+    with pytest.raises(ScriptError) as err:
+        _changed(model, sr, s0["key"], vol["key"])
+    assert err.value.name == "Unimplemented", err.value.params
+    assert model.zfs_state() == reverted
+
 
 @pytest.mark.realzfs
 def test_changed_blocks_from_a_data_destroyed_snapshot_on_real_zfs(real: Host) -> None:

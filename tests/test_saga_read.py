@@ -172,3 +172,34 @@ def test_a_set_aside_release_collects_the_destroyed_volume_it_kept(family,
     _retry_set_aside(zfs, fx, ident, state, monkeypatch)
     left = [n for n in zfs.list_tree(fx["sr"], ["type"]) if n.startswith(solo)]
     assert left == [], left
+
+
+def test_the_verb_answers_the_reads_error_or_says_what_is_left(family) -> None:
+    """plugin/run.py read_through_saga: the read's own error when the saga took its snapshot
+    back; when it could not, both, and the saga an operator looks at."""
+    from zfsaga.plugin.errors import SmapiError
+    from zfsaga.plugin.run import read_through_saga
+
+    zfs, fx, ident, state = family
+
+    def broken(facts):
+        raise OSError("the send's pipe broke")
+
+    args = (ident.key, fx["sr"], ident.guid, fx["vdi"])
+    with pytest.raises(OSError, match="pipe broke"):
+        read_through_saga("the count", counting.start, _engine(zfs, state), *args,
+                          read=broken, sr=fx["sr"])
+    assert _temporary(zfs, fx["vdi"]) == []
+    assert read_through_saga("the count", counting.start, _engine(zfs, state), *args,
+                             read=lambda facts: b"\x80", sr=fx["sr"]) == b"\x80"
+
+    faults = Faults.parse("fail:destroy_snapshots:permanent", mode="raise")
+    zfs.hooks = FaultHooks(faults)
+    with pytest.raises(SmapiError) as err:
+        read_through_saga("the count", counting.start,
+                          _engine(zfs, state, boundary=faults.boundary), *args, read=broken,
+                          sr=fx["sr"])
+    message = str(err.value)
+    assert "the count failed (OSError: the send's pipe broke)" in message
+    assert "could not take back what it made for it (stuck" in message
+    assert f"zfsaga --sr {fx['sr']} show " in message
