@@ -16,6 +16,9 @@ One boot does, in order:
       and waits to be killed. With random:S it writes `armed` and runs; the host kills it S
       seconds later, wherever it is; within:F is random:S with S that fraction of the time
       the reference run of the saga took.
+  --cbt-start, then --cbt-check: changed block tracking across a cut (issue 21): a backup
+      tool's rounds 0 and 1, then the VM writing until the cut; after it, the tool's next
+      round (see cbt_start and cbt_check).
 """
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ SR's first call recovering, the invariants checked (tests/power_cut.py is the gu
 This covers what the flush replay does not: the reboot path, the state filesystem mounted
 again, a saga whose lock was held by a process that no longer exists.
 
+A backup tool's round of changed block tracking after a cut mid-write runs here too (issue 21):
+the bitmap comes from ZFS's own history, which the cut cannot lose.
+
 CI cuts three sagas at chosen moments (just after a ZFS call returned, just after a journal
 commit); `make powercut-soak N=50` cuts at random moments, as many times as asked."""
 from __future__ import annotations
