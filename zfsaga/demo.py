@@ -3,7 +3,9 @@ xapi-storage-script runs them: `make install` into a scratch DESTDIR, then one p
 verb, JSON on stdin, the result JSON on stdout. Each step prints the xe command it stands for,
 the verb and its result. A guest's writes go through the datapath's own device and are read
 back by checksum after snapshot, clone, revert to an older snapshot and copy, so the demo fails
-loudly if anything is not what the session expects.
+loudly if anything is not what the session expects. A round of changed block tracking (CBT)
+follows: the blocks changed between two snapshots checked against the ones the guest wrote,
+then the first snapshot kept as metadata only (vdi-data-destroy).
 
 Runs where /dev/zfs exists: inside the guest (`make demo`) or on a ZFS host, on the pool named
 by ZFSAGA_TEST_POOL.
@@ -129,6 +131,7 @@ def session(host: Host, dataset: str) -> None:
     call("xe vdi-resize uuid=$VDI disk-size=128MiB", "Volume.resize", sr=sr, key=vdi,
          new_size=128 * MiB)
     call("xe sr-scan uuid=$SR", "SR.ls", sr=sr)
+    cbt_round(host, sr)
     for key, xe in [(vdi, "xe vdi-destroy uuid=$VDI (its snapshots stay)"),
                     (s1, "xe vdi-destroy uuid=$SNAP1"), (clone, "xe vdi-destroy uuid=$CLONE"),
                     (s2, "xe vdi-destroy uuid=$SNAP2"), (copy, "xe vdi-destroy uuid=$COPY")]:
@@ -137,6 +140,67 @@ def session(host: Host, dataset: str) -> None:
     if left:
         raise SystemExit(f"demo: VDIs left after destroying them all: {left}")
     call("xe sr-destroy uuid=$SR", "SR.destroy", sr=sr)
+
+
+def write_at(path: str, offset: int, data: bytes) -> None:
+    """A guest's write of `data` at `offset` of a block device, on disk when it returns."""
+    fd = os.open(path, os.O_WRONLY | os.O_SYNC)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+
+
+def marked_blocks(answer: dict) -> list[int]:
+    """The blocks a changed-blocks bitmap marks, read as xapi's consumers read it."""
+    import base64
+
+    bitmap = base64.b64decode(answer["bitmap"])
+    return [i for i in range(len(bitmap) * 8) if bitmap[i // 8] & (0x80 >> i % 8)]
+
+
+def cbt_round(host: Host, sr: str) -> None:
+    """One round of an incremental backup with changed block tracking: the blocks changed
+    between two snapshots, the first then kept as metadata only (its data freed, a ZFS bookmark
+    of it kept), and the changes counted from it still."""
+    call, size, grain = host.call, 8 * MiB, 64 * 1024
+    vdi = call("xe vdi-create sr-uuid=$SR name-label=disk-cbt virtual-size=8MiB",
+               "Volume.create", sr=sr, name="disk-cbt", description="", size=size,
+               sharable=False)["key"]
+    write_at(host.device(sr, vdi), 0, b"full backup " * (size // 12) + bytes(size % 12))
+    print("    guest wrote the whole disk (the full backup copies it all)")
+    call("xe vdi-enable-cbt uuid=$VDI", "Volume.enable_cbt", sr=sr, key=vdi)
+    base = call("xe vdi-snapshot uuid=$VDI (the full backup's snapshot)", "Volume.snapshot",
+                sr=sr, key=vdi)["key"]
+    dev = host.device(sr, vdi)
+    write_at(dev, 0, b"a" * 4096)                     # block 0
+    write_at(dev, 17 * grain - 2048, b"b" * 4096)      # across blocks 16 and 17
+    write_at(dev, size - 4096, b"c" * 4096)            # the last block, 127
+    want = [0, 16, 17, size // grain - 1]
+    print(f"    guest wrote 4 KiB into blocks {want} of {size // grain} (64 KiB each)")
+    later = call("xe vdi-snapshot uuid=$VDI (the next backup's snapshot)", "Volume.snapshot",
+                 sr=sr, key=vdi)["key"]
+    changed = call("xe vdi-list-changed-blocks vdi-from-uuid=$SNAP_A vdi-to-uuid=$SNAP_B",
+                   "Volume.list_changed_blocks", sr=sr, key=base, key2=later, offset=0,
+                   length=-1)
+    got = marked_blocks(changed)
+    print(f"    marked blocks: {got}")
+    expect("the marked blocks are the blocks written", str(got), str(want))
+    call("xe vdi-data-destroy uuid=$SNAP_A (its data freed, a bookmark kept)",
+         "Volume.data_destroy", sr=sr, key=base)
+    call("(xapi, right after)", "Volume.set", sr=sr, key=base, k="vdi-type", v="cbt_metadata")
+    listed = {v["key"]: v for v in call("xe vdi-list sr-uuid=$SR", "SR.ls", sr=sr)}
+    expect("$SNAP_A is listed as metadata only", str(listed[base]["volume_type"]),
+           str(["CBT_Metadata", None]))
+    again = call("xe vdi-list-changed-blocks vdi-from-uuid=$SNAP_A (metadata only) "
+                 "vdi-to-uuid=$SNAP_B", "Volume.list_changed_blocks", sr=sr, key=base,
+                 key2=later, offset=0, length=-1)
+    expect("the changes from the metadata-only snapshot are the same",
+           str(marked_blocks(again)), str(want))
+    for key, xe in [(later, "xe vdi-destroy uuid=$SNAP_B"),
+                    (base, "xe vdi-destroy uuid=$SNAP_A (its bookmark goes)"),
+                    (vdi, "xe vdi-destroy uuid=$VDI")]:
+        call(xe, "Volume.destroy", sr=sr, key=key)
 
 
 def on_devices(host: Host, tmp: Path) -> None:
