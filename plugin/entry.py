@@ -25,7 +25,8 @@ SOCKET = "/run/zfsaga/server.sock"
 #: running the call here instead; at most a quarter of the call's deadline (see _run).
 START_WAIT = 10.0
 #: How long to wait for it once the server said it is still loading (it started on this very
-#: call, as socket activation does, and loads for seconds on a slow host).
+#: call, as socket activation does, and loads for seconds on a slow host); never past half
+#: the call's deadline (see _served).
 LOAD_WAIT = 120.0
 #: plugin/server.py UNRUN: the exit status of a child that ran nothing (no go byte in time).
 UNRUN = 75
@@ -139,7 +140,10 @@ def _served(library, verb, where, stdin, began, seconds):
         sent = sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         if sent < len(payload):
             sock.sendall(payload[sent:])
-        line = _line(sock, select, wait)
+        # A loading server (P) is waited for longer, but only until half the deadline: the
+        # other half is the call's, served or run here (a load that long is stuck, or the
+        # host too slow for any server to help this call).
+        line = _line(sock, select, wait, began + seconds / 2.0)
     except OSError as exc:
         # A refusal (R: not root; V: another install) is sent before the request is read,
         # and the connection closed: a large request then fails to send. The reply is
@@ -198,14 +202,15 @@ def _connect(_socket, path, wait):
 
 def _after_refusal(sock, select):
     try:
-        return _line(sock, select, 1.0)
+        return _line(sock, select, 1.0, 0.0)
     except OSError:
         return b""
 
 
-def _line(sock, select, wait):
+def _line(sock, select, wait, latest):
     """The server's first answer line within `wait` seconds; b"" if none came. A server that
-    is still loading says so (P): then the wait is LOAD_WAIT from that word."""
+    is still loading says so (P): then the wait is LOAD_WAIT from that word, but ends by
+    `latest` (time.monotonic) if that comes first, and never before `wait` would have."""
     import time
 
     until = time.monotonic() + wait
@@ -213,7 +218,7 @@ def _line(sock, select, wait):
     while True:
         while data.startswith(b"P\n"):
             data = data[2:]
-            until = time.monotonic() + LOAD_WAIT
+            until = max(until, min(time.monotonic() + LOAD_WAIT, latest))
         if b"\n" in data:
             return data
         left = until - time.monotonic()

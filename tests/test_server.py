@@ -7,6 +7,7 @@ the pool see: the answer, the exit status, the VDIs, the journal, the server's o
 (its memory, descriptors and children), never only that something ran."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -1387,3 +1388,45 @@ def test_waiting_for_a_server_counts_against_the_calls_deadline(installed, tmp_p
         assert took < 4 + 1.5, took  # the deadline, and an interpreter's exit
     finally:
         stuck.close()
+
+
+def test_a_loading_server_never_holds_a_call_past_its_deadline(installed, tmp_path) -> None:
+    """A server that says it is loading (P) and then loads for longer than the call's deadline
+    (a slow host, a stuck import): the call's answer still comes within ZFSAGA_CALL_DEADLINE.
+    Before, P bought LOAD_WAIT (120 s) whatever the deadline, and xapi waited past it."""
+    import threading
+
+    pool = Pool(installed, tmp_path, None)
+    path = Path(pool.env["ZFSAGA_SOCKET"])
+    path.parent.mkdir(parents=True)
+    loading = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    loading.bind(str(path))
+    loading.listen(16)
+    greeted: list[socket.socket] = []
+
+    def greet() -> None:  # what warm_up does for each caller, and then nothing more
+        with contextlib.suppress(OSError):
+            conn, _ = loading.accept()
+            conn.sendall(b"P\n")
+            greeted.append(conn)
+
+    greeter = threading.Thread(target=greet, daemon=True)
+    greeter.start()
+    try:
+        start = time.monotonic()
+        try:
+            out = subprocess.run([str(pool.xapi.script("Plugin.Query")), "--json"],
+                                 input='{"dbg": "t"}', capture_output=True, text=True,
+                                 env={**pool.xapi.env, "ZFSAGA_CALL_DEADLINE": "8"}, timeout=40)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the call was still waiting for the loading server 40 s in, "
+                        "past its 8 s deadline")
+        took = time.monotonic() - start
+        assert greeted, "the call never reached the server"
+        assert answer(out)["plugin"] == "zfsaga" and fallback_note(out), out.stderr
+        assert took < 8 + 1.5, took  # the deadline, and an interpreter's exit
+    finally:
+        loading.close()
+        for conn in greeted:
+            conn.close()
+
