@@ -169,12 +169,15 @@ class Server:
         meanwhile is told at once that the server is loading (P), so it waits for its child
         rather than run the call itself."""
         def greet() -> None:
+            # Each file as it was when loaded (first seen), not as it is once the load ends:
+            # one replaced meanwhile (an upgrade mid-load) is then a change run() sees.
+            for path, mark in dependency_marks().items():
+                self.marks.setdefault(path, mark)
             while (conn := self._take()) is not None:
                 _send_quietly(conn, b"P\n")
                 self.waiting.append(conn)
 
         preload(greet)
-        self.marks = dependency_marks()  # after preload(): what every child runs
         greet()
 
     def run(self) -> int:
@@ -193,6 +196,12 @@ class Server:
         say(f"serving on {where} "
             f"(stamp {self.stamp.decode(errors='replace') or 'none'}, pid {os.getpid()})")
         waiting, self.waiting = self.waiting, []
+        if self._stale():
+            # It changed while the server loaded: what it loaded may be half old, half new.
+            # The callers it greeted get no S (closed): each runs its call in-process.
+            for conn in waiting:
+                conn.close()
+            return 0
         for conn in waiting:
             self._fork(conn)
         while not self.stopping:
@@ -202,23 +211,29 @@ class Server:
                 ready = []
             self._reap()
             if self.listener in ready:
-                if read_stamp(self.library) != self.stamp:
-                    # Another install of zfsaga: its code is not this code. Exit without
-                    # accepting; the socket keeps the call queued for the next start.
-                    say("the install changed under this server (its stamp differs): exiting, "
-                        "the next call starts the new code")
-                    break
-                changed = changed_since(self.marks)
-                if changed:
-                    say(f"files it loaded were replaced (an upgrade: {', '.join(changed[:3])}): "
-                        f"exiting, the next call starts anew")
-                    break
+                if self._stale():
+                    break  # without accepting: the socket keeps the call for the next start
                 conn = self._take()
                 if conn is not None:
                     self._fork(conn)
         # Children in flight go on (zfsaga.service has KillMode=process): each tells its
         # client its exit status itself (X), and init reaps it.
         return 0
+
+    def _stale(self) -> bool:
+        """Whether the code on disk is not the code this server runs (it then says why):
+        another install of zfsaga (its stamp differs), or a file it loaded besides zfsaga
+        replaced (an upgrade). Either way it serves no more: the next start loads the new."""
+        if read_stamp(self.library) != self.stamp:
+            _say("the install changed under this server (its stamp differs): exiting, "
+                 "the next call starts the new code")
+            return True
+        changed = changed_since(self.marks)
+        if changed:
+            _say(f"files it loaded were replaced (an upgrade: {', '.join(changed[:3])}): "
+                 f"exiting, the next call starts anew")
+            return True
+        return False
 
     def _stop(self, *_: object) -> None:
         self.stopping = True

@@ -1430,3 +1430,66 @@ def test_a_loading_server_never_holds_a_call_past_its_deadline(installed, tmp_pa
         for conn in greeted:
             conn.close()
 
+
+@pytest.mark.parametrize("what", ["stamp", "dependency"])
+def test_what_changes_on_disk_while_the_server_loads_serves_no_call(tmp_path, monkeypatch,
+                                                                     what) -> None:
+    """An install (the stamp) or a package upgrade (a file the server loaded) lands while the
+    server is still loading: what it loaded is a mix of old and new. It serves no call: the
+    callers it greeted (P) meanwhile are closed before their S (they run in-process), and it
+    exits, as it does when the change comes once it serves. Before, the marks were taken
+    after the load and the stamp never read again before the greeted callers were forked."""
+    import types
+
+    from zfsaga.plugin import server as server_mod
+
+    (tmp_path / "STAMP").write_text("old\n")
+    dep = tmp_path / "dep.py"
+    dep.write_text("x = 1\n")
+    monkeypatch.setattr(server_mod, "WATCHED_MODULES",
+                        (*server_mod.WATCHED_MODULES, "zfsaga_test_dep"))
+
+    def preload(between) -> None:
+        between()
+        fake = types.ModuleType("zfsaga_test_dep")  # imported: its file is the old one
+        fake.__file__ = str(dep)
+        monkeypatch.setitem(sys.modules, "zfsaga_test_dep", fake)
+        between()
+        if what == "stamp":
+            (tmp_path / "STAMP").write_text("new\n")  # install.py writes it last
+        else:
+            fresh = tmp_path / "dep.new"
+            fresh.write_text("x = 2\n")
+            os.replace(fresh, dep)
+        between()
+
+    monkeypatch.setattr(server_mod, "preload", preload)
+    path = str(tmp_path / "s.sock")
+    listener = server_mod.bind(path)
+    listener.setblocking(False)
+    srv = server_mod.Server(listener, str(tmp_path))
+    forked: list[socket.socket] = []
+
+    def fork(conn: socket.socket) -> None:  # no fork in pytest's process: note it, stop
+        forked.append(conn)
+        srv.stopping = True
+
+    monkeypatch.setattr(srv, "_fork", fork)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(path)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)}
+    try:
+        srv.warm_up()
+        assert srv.run() == 0
+        assert forked == [], f"the server forked a child for a call after a {what} change"
+        client.settimeout(5)
+        assert client.recv(64) == b"P\n"
+        assert client.recv(64) == b""  # closed before any S: the call runs in-process
+    finally:
+        signal.set_wakeup_fd(-1)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        client.close()
+        for conn in forked:
+            conn.close()
+        listener.close()
