@@ -60,11 +60,18 @@ def _socket_path():
 
 
 def _stamp(library):
+    # Non-blocking: a FIFO at STAMP would hang open() (every call, and the server) for ever;
+    # so it reads as no stamp, as a directory or nothing there does. A file reads as ever.
     try:
-        with open(os.path.join(library, "STAMP"), "rb") as f:
-            return f.read(256).strip()
+        fd = os.open(os.path.join(library, "STAMP"), os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return b""
+    try:
+        return os.read(fd, 256).strip()
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def _deadline():

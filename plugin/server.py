@@ -465,7 +465,8 @@ def listener_from_systemd() -> socket.socket | None:
 
 def bind(path: str) -> socket.socket:
     """A socket of our own, for `zfsaga serve --socket PATH` without systemd."""
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    if os.path.dirname(path):  # a bare name is in the working directory, which exists
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     try:
         os.unlink(path)
     except FileNotFoundError:

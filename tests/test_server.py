@@ -1493,3 +1493,48 @@ def test_what_changes_on_disk_while_the_server_loads_serves_no_call(tmp_path, mo
         for conn in forked:
             conn.close()
         listener.close()
+
+
+@pytest.mark.parametrize("what", ["missing", "directory", "fifo", "huge", "not-utf8", "blank"])
+def test_any_stamp_file_is_read_at_once_by_client_and_server(tmp_path, what) -> None:
+    """The stamp is read by every call's entry point and by the server on every accept (one
+    function since both share entry.py's): whatever is at STAMP, the read answers at once,
+    empty for what is no stamp (no call is then served). A FIFO there blocked open() for
+    ever: every call, and the server's start, hung past any deadline."""
+    stamp = tmp_path / "STAMP"
+    want = b""
+    if what == "directory":
+        stamp.mkdir()
+    elif what == "fifo":
+        os.mkfifo(stamp)
+    elif what == "huge":
+        stamp.write_bytes(b"a" * (1 << 20))
+        want = b"a" * 256  # the first 256 bytes: both sides read the same
+    elif what == "not-utf8":
+        stamp.write_bytes(b"\xff\xfe stamp\n")
+        want = b"\xff\xfe stamp"
+    elif what == "blank":
+        stamp.write_bytes(b" \n\n")
+    code = ("import sys; from zfsaga.plugin import entry, server\n"
+            "sys.stdout.buffer.write(repr((entry._stamp(sys.argv[1]), "
+            "server.read_stamp(sys.argv[1]))).encode())\n")
+    try:
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                             timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"reading a stamp that is a {what} still blocked 30 s in")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == repr((want, want)).encode()
+
+
+def test_a_server_binds_a_socket_path_without_a_directory(tmp_path, monkeypatch) -> None:
+    """`zfsaga serve --socket server.sock` (or ZFSAGA_SOCKET=server.sock): the socket in the
+    working directory, not a crash on makedirs('')."""
+    from zfsaga.plugin import server as server_mod
+
+    monkeypatch.chdir(tmp_path)
+    listener = server_mod.bind("server.sock")
+    try:
+        assert (tmp_path / "server.sock").is_socket()
+    finally:
+        listener.close()
