@@ -27,6 +27,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(line)
 
 
+def summary_line(request: pytest.FixtureRequest, line: str) -> None:
+    """A figure the run's summary shows at its end (pytest keeps a passing test's prints to
+    itself): the crash harnesses' counts, the CBT timings, the backup rounds."""
+    request.config.stash.setdefault(CRASH_KEY, []).append(line)
+    print(line)
+
+
 def real_more(what: str) -> None:
     """Skip a real-ZFS test that CI's hour leaves to `make realzfs-more` (ZFSAGA_REAL_MORE=1):
     `what` says where CI proves the same thing instead."""

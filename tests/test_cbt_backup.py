@@ -54,8 +54,9 @@ def test_the_tool_copies_only_marked_blocks_and_a_missed_block_shows(tmp_path: P
 
 
 @pytest.mark.realzfs
-def test_ten_backup_rounds_keep_the_replica_equal_to_each_snapshot(destdir, tmp_path) -> None:
-    from tests.conftest import real_zfs
+def test_ten_backup_rounds_keep_the_replica_equal_to_each_snapshot(request, destdir,
+                                                                   tmp_path) -> None:
+    from tests.conftest import real_zfs, summary_line
     from tests.test_plugin_verbs import Host
 
     zfs = real_zfs()
@@ -105,11 +106,12 @@ def test_ten_backup_rounds_keep_the_replica_equal_to_each_snapshot(destdir, tmp_
             want = checksum(source, SIZE)
             assert want == hashlib.sha256(vm.mirror).hexdigest(), f"round {r}: the device"
             got = checksum(replica, SIZE)
-            print(f"round {r}{' (after export+import)' if r == REIMPORTED else ''}: "
-                  f"{len(touched)} blocks written, "
-                  f"{'all' if blocks is None else len(blocks)} marked, "
-                  f"{copied // G} copied, replica sha256 {got[:16]} "
-                  f"{'=' if got == want else '!='} snapshot's {want[:16]}", flush=True)
+            summary_line(request, f"CBT backup round {r}"
+                                  f"{' (after export+import)' if r == REIMPORTED else ''}: "
+                                  f"{len(touched)} blocks written, "
+                                  f"{'all' if blocks is None else len(blocks)} marked, "
+                                  f"{copied // G} copied, replica sha256 {got[:16]} "
+                                  f"{'=' if got == want else '!='} snapshot's {want[:16]}")
             assert got == want, f"round {r}: the replica differs from its snapshot"
             call("Volume.data_destroy", sr=sr, key=snap)
             call("Volume.set", sr=sr, key=snap, k="vdi-type", v="cbt_metadata")  # as xapi

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import POOL, destroy_tree, real_more, real_zfs
+from tests.conftest import POOL, destroy_tree, real_more, real_zfs, summary_line
 from tests.stream_fixtures import (bookmark, discard, make_volume, pattern, read, snapshot,
                                    write, zfs)
 from zfsaga.steps.zfs.changed import GRANULARITY as G, marked
@@ -44,7 +44,7 @@ def touch(dev: str, size: int) -> set[int]:
     return {0, 1, 16, 17, 32, 48, size // G - 1}
 
 
-def test_changed_blocks_are_exactly_the_blocks_touched(root) -> None:
+def test_changed_blocks_are_exactly_the_blocks_touched(request, root) -> None:
     size = 4 * MIB
     vol = f"{root}/vol"
     dev = make_volume(vol, size)
@@ -82,8 +82,9 @@ def test_changed_blocks_are_exactly_the_blocks_touched(root) -> None:
     with pytest.raises(NotAncestor):  # another volume's bookmark
         changed_bitmap(f"{thin}@b", f"{vol}#s0", size)
     assert touched <= got, f"missing blocks {sorted(touched - got)}"
-    print(f"\nthin {size // MIB} MiB volume never written whole: {len(touched)} blocks "
-          f"touched, {len(got - touched)} extra marked of {size // G} ({sorted(got - touched)})")
+    summary_line(request, f"thin {size // MIB} MiB volume never written whole: "
+                          f"{len(touched)} blocks touched, {len(got - touched)} extra marked "
+                          f"of {size // G} ({sorted(got - touched)})")
 
 
 def _timed(to: str, since: str, size: int, touched: list[int]) -> tuple[float, int]:
@@ -118,7 +119,7 @@ def _write_megabytes(dev: str, offset: int, count: int) -> list[int]:
     return list(range(offset // G, (offset + count * MIB) // G))
 
 
-def test_time_on_a_terabyte_thin_volume_follows_what_changed(root) -> None:
+def test_time_on_a_terabyte_thin_volume_follows_what_changed(request, root) -> None:
     """Printed, not asserted. The volume's first MiB and its last 64 KiB (where a GPT disk
     keeps its backup header) are written first, as on a VM's disk."""
     vol, dev, size = _terabyte_volume(root)
@@ -132,13 +133,13 @@ def test_time_on_a_terabyte_thin_volume_follows_what_changed(root) -> None:
     large, large_marked = _timed(f"{vol}@c", f"{vol}@b", size, touched)
     # Most of a thin volume is never-written holes, which ZFS 2.1 sends as FREE records under
     # every changed indirect block (send_holes_without_birth_time=1): marked, never missed.
-    print(f"\n1 TiB thin volume ({size // G} blocks): 1 MiB changed: {small:.2f} s "
-          f"({small_marked} blocks marked); 64 MiB changed: {large:.2f} s "
-          f"({large_marked} blocks marked)")
+    summary_line(request, f"1 TiB thin volume ({size // G} blocks): 1 MiB changed: "
+                          f"{small:.2f} s ({small_marked} blocks marked); 64 MiB changed: "
+                          f"{large:.2f} s ({large_marked} blocks marked)")
 
 
 @pytest.mark.timeout(2400)
-def test_time_for_a_gibibyte_changed_on_a_terabyte_thin_volume(root) -> None:
+def test_time_for_a_gibibyte_changed_on_a_terabyte_thin_volume(request, root) -> None:
     """Printed, not asserted: the same volume with 1 GiB changed (16,384 blocks, at 200 GiB),
     every one of them marked."""
     real_more("CI times 1 MiB and 64 MiB changed on the same volume (the test above); a GiB "
@@ -149,5 +150,6 @@ def test_time_for_a_gibibyte_changed_on_a_terabyte_thin_volume(root) -> None:
     wrote = time.monotonic() - started
     snapshot(f"{vol}@b")
     took, marked_count = _timed(f"{vol}@b", f"{vol}@a", size, touched)
-    print(f"\n1 TiB thin volume ({size // G} blocks): 1 GiB changed: {took:.2f} s "
-          f"({marked_count} blocks marked; {len(touched)} written, in {wrote:.0f} s)")
+    summary_line(request, f"1 TiB thin volume ({size // G} blocks): 1 GiB changed: "
+                          f"{took:.2f} s ({marked_count} blocks marked; {len(touched)} "
+                          f"written, in {wrote:.0f} s)")

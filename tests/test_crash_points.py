@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import CRASH_KEY, POOL, destroy_tree, real_more, real_zfs
+from tests.conftest import POOL, destroy_tree, real_more, real_zfs, summary_line
 from tests.crash_harness import (REVERT, Harness, cut_summary, describe_failures, enumerate_cuts,
                                  model_backend, summary)
 from zfsaga.compensations.catalog import UNDOS
@@ -20,9 +20,7 @@ from zfsaga.sagas.catalog import kinds as saga_kinds
 SHM = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
-def _record(request: pytest.FixtureRequest, line: str) -> None:
-    request.config.stash.setdefault(CRASH_KEY, []).append(line)
-    print(line)
+_record = summary_line
 
 
 def test_every_crash_point_on_the_model_recovers(request: pytest.FixtureRequest) -> None:

@@ -121,7 +121,7 @@ def journal_rows(sr: str) -> list:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("failmode", ["wait", "continue"])
 def test_a_disk_that_fails_mid_saga(request, destdir, tmp_path: Path, failmode: str) -> None:
-    from tests.conftest import CRASH_KEY
+    from tests.conftest import summary_line
     from zfsaga.steps.zfs.real import RealZfs
 
     disk = FailingDisk(tmp_path / "disk.img")
@@ -196,9 +196,9 @@ def test_a_disk_that_fails_mid_saga(request, destdir, tmp_path: Path, failmode: 
             assert [n for n in zfs.list_tree(sr, ["guid"]) if "@" in n] == []
         assert checksum(device, 8 * MiB) == data_sum
         assert all(r.terminal for r in journal_rows(sr))
-        request.config.stash.setdefault(CRASH_KEY, []).append(
-            f"disk fault [real ZFS, failmode={failmode}]: Volume.clone, writes failed after "
-            f"its first ZFS step: answered in {answered:.0f} s ({error['params'][0]}), pool "
-            f"{health}; after zpool clear the saga {clone_row.status}; violations: 0")
+        summary_line(request, f"disk fault [real ZFS, failmode={failmode}]: Volume.clone, "
+                              f"writes failed after its first ZFS step: answered in "
+                              f"{answered:.0f} s ({error['params'][0]}), pool {health}; after "
+                              f"zpool clear the saga {clone_row.status}; violations: 0")
     finally:
         disk.remove()

@@ -205,7 +205,7 @@ def test_a_pool_that_fills_up_mid_clone_is_no_space_and_leaves_nothing(request, 
     import os
     import subprocess
 
-    from tests.conftest import CRASH_KEY
+    from tests.conftest import summary_line
     from zfsaga.state.journal import Journal
 
     host = real_host
@@ -309,8 +309,8 @@ def test_a_pool_that_fills_up_mid_clone_is_no_space_and_leaves_nothing(request, 
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     got = host.zfs.get_props(f"{sr}/{vol['key']}", ["volsize", "refreservation"])
     assert got["refreservation"].value == got["volsize"].value
-    request.config.stash.setdefault(CRASH_KEY, []).append(
-        "full pool [real ZFS]: 4 cases (a thick clone that stops fitting mid-saga: "
+    summary_line(
+        request, "full pool [real ZFS]: 4 cases (a thick clone that stops fitting mid-saga: "
         "compensated, No_space; one that never fits: refused up front; a thick VDI reverted "
         "with half its size free: succeeded, thick; the pool filled between the revert's "
         "retire and reserve: succeeded, set aside, reserved on resume), violations: 0")

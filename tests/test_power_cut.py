@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import summary_line
 from zfsaga.guest import run as guest
 
 #: (scenario, where to cut): just after a ZFS call returned, just after a journal commit.
@@ -117,14 +118,10 @@ def report(runner: CutRun) -> str:
 @pytest.mark.guestboot
 @pytest.mark.timeout(2400)
 def test_killing_the_guest_mid_saga_loses_nothing(request, tmp_path: Path) -> None:
-    from tests.conftest import CRASH_KEY
-
     if shutil.which("qemu-system-x86_64") is None:
         pytest.fail("qemu-system-x86_64 is missing: run make setup")
     runner = run_cuts(tmp_path, CHOSEN)
-    line = report(runner)
-    request.config.stash.setdefault(CRASH_KEY, []).append(line)
-    print(line)
+    summary_line(request, report(runner))
     assert len(runner.results) == 3
     assert all(r["interrupted"] for r in runner.results), runner.results
     assert not [r for r in runner.results if r["problems"]], runner.results
@@ -132,7 +129,7 @@ def test_killing_the_guest_mid_saga_loses_nothing(request, tmp_path: Path) -> No
 
 @pytest.mark.guestboot
 @pytest.mark.timeout(1800)
-def test_a_cbt_backup_round_after_a_power_cut_mid_write(tmp_path: Path) -> None:
+def test_a_cbt_backup_round_after_a_power_cut_mid_write(request, tmp_path: Path) -> None:
     """Issue 21: boot 1 makes an SR on a pool of its own, backs a CBT volume up twice (a
     full copy, then its changed blocks) onto a replica on a spare disk, and is cut while the
     VM writes; boot 2 imports the pool through SR.attach, snapshots, and copies the blocks
@@ -155,11 +152,11 @@ def test_a_cbt_backup_round_after_a_power_cut_mid_write(tmp_path: Path) -> None:
                             keep=("result.json",), keep_to=boot2)
     assert (boot2 / "result.json").exists(), f"boot 2: no result (exit {rc})"
     result = json.loads((boot2 / "result.json").read_text())
-    print(f"CBT after a power cut: {result['writes_counted']} durable writes in "
-          f"{result['blocks_written']} blocks (the interrupted one "
-          f"{'landed' if result['interrupted_write_landed'] else 'did not land'}), "
-          f"{result['blocks_marked']} blocks marked, "
-          f"replica sha256 {result['replica'][:16]}, S2's {result['snapshot'][:16]}")
+    summary_line(request, f"CBT after a power cut: {result['writes_counted']} durable writes "
+                          f"in {result['blocks_written']} blocks (the interrupted one "
+                          f"{'landed' if result['interrupted_write_landed'] else 'did not land'}"
+                          f"), {result['blocks_marked']} blocks marked, replica sha256 "
+                          f"{result['replica'][:16]}, S2's {result['snapshot'][:16]}")
     assert result["problems"] == [], result
     assert rc == 0
 

@@ -98,7 +98,7 @@ def test_a_power_cut_in_any_saga_loses_nothing(request: pytest.FixtureRequest) -
     more by a zfsaga that, as before this harness, never takes an untagged dataset as its own;
     the in-process crash harness passes with that defect (a process crash cannot split ZFS's
     two transactions), the replay must not."""
-    from tests.conftest import CRASH_KEY, real_zfs
+    from tests.conftest import real_zfs, summary_line
     from tests.power_harness import PowerHarness, summary
     from tests.saga_scenarios import SCENARIOS
 
@@ -117,8 +117,7 @@ def test_a_power_cut_in_any_saga_loses_nothing(request: pytest.FixtureRequest) -
     line = summary(reports) + (f"; teeth: the defect 'untagged-births' recovered "
                                f"{len(shown)} cut(s) inside the revert's clone, "
                                f"{sum(bool(c.problems) for c in shown)} caught")
-    request.config.stash.setdefault(CRASH_KEY, []).append(line)
-    print(line)
+    summary_line(request, line)
     assert inside_births(revert), "no flush point fell inside the revert's clone"
     assert all(len(r.cases) == 1 for r in reports)
     failures = [(r.scenario, c.crash_at, c.problems) for r in reports for c in r.failures]
@@ -182,7 +181,7 @@ def test_a_power_cut_in_a_pool_saga_loses_nothing(request: pytest.FixtureRequest
     once more by a zfsaga whose destroy probe trusts the journal, not ZFS (the cuts inside
     the create catch a zfsaga without its half-born or unimported-pool rules in some
     recordings and not in others: which of ZFS's and ext4's writes a flush holds varies)."""
-    from tests.conftest import CRASH_KEY, real_zfs
+    from tests.conftest import real_zfs, summary_line
     from tests.pool_power import PoolPowerHarness
     from tests.power_harness import summary
     from tests.saga_scenarios import SCENARIOS
@@ -202,8 +201,7 @@ def test_a_power_cut_in_a_pool_saga_loses_nothing(request: pytest.FixtureRequest
     line = summary(reports) + (f" [pool sagas, host journal on ext4]; teeth: the defect "
                                f"'blind-destroy' recovered {len(shown)} cut(s) after zpool "
                                f"destroy, {sum(bool(c.problems) for c in shown)} caught")
-    request.config.stash.setdefault(CRASH_KEY, []).append(line)
-    print(line)
+    summary_line(request, line)
     assert [len(r.cases) for r in reports] == [1, 1]
     failures = [(r.scenario, c.crash_at, c.problems) for r in reports for c in r.failures]
     assert not failures, failures
