@@ -8,6 +8,8 @@ destroy meanwhile keeps the volume, retired, for that snapshot alone. So both ar
 their guids, never by the names they had when the saga began."""
 from __future__ import annotations
 
+from typing import Iterator
+
 from zfsaga.steps.base import Probe, Step, StepContext, locate
 from zfsaga.steps.collect import collectable
 
@@ -44,20 +46,17 @@ class CollectKept(Step):
 
     kind = "retriable"
 
-    def _pending(self, ctx: StepContext) -> list[tuple[str, str]]:
-        found = []
+    def _pending(self, ctx: StepContext) -> Iterator[str]:
+        """Each candidate retired and empty, where it is now, judged lazily: destroying one
+        may free its own origin's dataset, next in the list (nearest first)."""
         for name, guid in self.arg(ctx, "candidates"):
             where = locate(ctx.zfs, ctx.params["sr"], guid, name)
             if where is not None and collectable(ctx, where, guid):
-                found.append((where, guid))
-        return found
+                yield where
 
     def probe(self, ctx: StepContext) -> Probe:
-        return "absent" if self._pending(ctx) else "done"
+        return "absent" if next(self._pending(ctx), None) is not None else "done"
 
     def act(self, ctx: StepContext) -> None:
-        # Nearest first: destroying one may free its own origin's dataset, next in the list.
-        for name, guid in self.arg(ctx, "candidates"):
-            where = locate(ctx.zfs, ctx.params["sr"], guid, name)
-            if where is not None and collectable(ctx, where, guid):
-                ctx.zfs.destroy(where)
+        for where in self._pending(ctx):
+            ctx.zfs.destroy(where)
